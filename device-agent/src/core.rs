@@ -1,0 +1,371 @@
+//! The agent's protocol state machine. It performs no I/O and reads no clock.
+//!
+//! ```text
+//! Idle --HandshakeInit--> Handshaking --HandshakeFinish + valid certificate--> Established
+//! Established --KeyDelivery--> AwaitingPersist --persisted(Ok)--> Established (sends confirmation)
+//! Established --KeyStatusQuery--> Established (sends status reply)
+//! any --error, abort or deadline--> Idle
+//! ```
+//! A new `HandshakeInit` always starts a fresh session (the station may have restarted).
+
+use crate::identity::{DeviceCredential, DeviceIdentity};
+use crate::keystore::StoredKey;
+use keyfill_formats::cert::{self, StationCertificate};
+use keyfill_formats::message::{AbortReason, HandshakeMode, SessionMessage, WireMessage};
+use keyfill_formats::proof::{self, ProofPurpose};
+use keyfill_formats::DeviceId;
+use std::time::{Duration, Instant};
+use zeroize::Zeroize;
+
+/// How long a session may stay idle between two station messages.
+pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const NOISE_BUFFER: usize = 2048;
+
+/// Something the driver must do.
+#[derive(Debug)]
+pub enum AgentOutput {
+    /// Send this encoded [`WireMessage`] to the station.
+    Transmit(Vec<u8>),
+    /// Store this key durably, then call [`AgentCore::persisted`].
+    Persist(StoredKey),
+    /// Report progress.
+    Event(AgentEvent),
+}
+
+/// What happened, for logs and status displays. Never carries key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    SessionStarted { mode: HandshakeMode },
+    StationVerified { station_name: String, station_id: [u8; 16] },
+    StationRefused { reason: AbortReason },
+    KeyReceived { key_id: [u8; 16] },
+    KeyConfirmed { key_id: [u8; 16] },
+    StatusAnswered { key_id: [u8; 16], held: bool },
+    SessionFailed { reason: String },
+    SessionAborted { reason: AbortReason },
+}
+
+/// Proof that the station's certificate chains to the pinned factory root, is in its validity
+/// period and names the Noise static key the station used. Only [`verify_station`] makes one.
+#[derive(Debug)]
+struct StationVerified {
+    station_id: [u8; 16],
+}
+
+struct Handshaking {
+    noise: snow::HandshakeState,
+}
+
+struct Established {
+    transport: snow::TransportState,
+    handshake_hash: Vec<u8>,
+    station: StationVerified,
+}
+
+struct AwaitingPersist {
+    session: Established,
+    key_id: [u8; 16],
+}
+
+enum State {
+    Idle,
+    Handshaking(Box<Handshaking>),
+    Established(Box<Established>),
+    AwaitingPersist(Box<AwaitingPersist>),
+}
+
+/// The device agent's protocol core.
+pub struct AgentCore {
+    identity: DeviceIdentity,
+    stored: Option<StoredKey>,
+    state: State,
+    deadline: Option<Instant>,
+}
+
+impl std::fmt::Debug for AgentCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Idle => "idle",
+            State::Handshaking(_) => "handshaking",
+            State::Established(_) => "established",
+            State::AwaitingPersist(_) => "awaiting-persist",
+        };
+        f.debug_struct("AgentCore").field("device", &self.identity.device_id).field("state", &state).finish()
+    }
+}
+
+/// The Noise prologue binds protocol version, mode and device id into the handshake hash.
+pub fn prologue(mode: HandshakeMode, device_id: &DeviceId) -> Vec<u8> {
+    let mut prologue = b"keyfill/1\0".to_vec();
+    prologue.push(mode as u8);
+    prologue.extend_from_slice(&device_id.0);
+    prologue
+}
+
+fn verify_station(
+    payload: &[u8],
+    remote_static: Option<&[u8]>,
+    root: &[u8; 32],
+    unix_now: u64,
+) -> Result<(StationVerified, String), AbortReason> {
+    let certificate = StationCertificate::decode(payload).map_err(|_| AbortReason::BadCertificate)?;
+    if certificate.body.root_key_id != cert::root_key_id(root) || !proof::certificate_signature_valid(&certificate, root) {
+        return Err(AbortReason::BadCertificate);
+    }
+    if remote_static != Some(&certificate.body.noise_static[..]) {
+        return Err(AbortReason::BadCertificate);
+    }
+    if unix_now < certificate.body.not_before || unix_now > certificate.body.not_after {
+        return Err(AbortReason::CertificateExpired);
+    }
+    Ok((StationVerified { station_id: certificate.body.station_id }, certificate.body.station_name))
+}
+
+impl AgentCore {
+    pub fn new(identity: DeviceIdentity, stored: Option<StoredKey>) -> Self {
+        AgentCore { identity, stored, state: State::Idle, deadline: None }
+    }
+
+    pub fn device_id(&self) -> DeviceId {
+        self.identity.device_id
+    }
+
+    /// The key the core believes is stored (after the last successful persist).
+    pub fn stored_key_id(&self) -> Option<[u8; 16]> {
+        self.stored.as_ref().map(|k| k.key_id)
+    }
+
+    /// When [`AgentCore::handle_timeout`] must be called next, if at all.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<AgentOutput> {
+        match self.deadline {
+            Some(deadline) if now >= deadline && !matches!(self.state, State::Idle | State::AwaitingPersist(_)) => {
+                self.reset();
+                vec![AgentOutput::Event(AgentEvent::SessionFailed { reason: "station went silent".into() })]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.state = State::Idle;
+        self.deadline = None;
+    }
+
+    fn fail(&mut self, reason: AbortReason, detail: &str) -> Vec<AgentOutput> {
+        self.reset();
+        let mut out = Vec::new();
+        if let Ok(bytes) = (WireMessage::Abort { reason }).encode() {
+            out.push(AgentOutput::Transmit(bytes));
+        }
+        out.push(AgentOutput::Event(AgentEvent::SessionFailed { reason: detail.to_owned() }));
+        out
+    }
+
+    /// Feeds one received wire message (one frame's payload).
+    pub fn handle_message(&mut self, bytes: &[u8], now: Instant, unix_now: u64) -> Vec<AgentOutput> {
+        let message = match WireMessage::decode(bytes) {
+            Ok(m) => m,
+            Err(error) => return self.fail(AbortReason::ProtocolViolation, &format!("undecodable message: {error}")),
+        };
+        self.deadline = Some(now + SESSION_IDLE_TIMEOUT);
+        let state = std::mem::replace(&mut self.state, State::Idle);
+        match (state, message) {
+            (_, WireMessage::HandshakeInit { mode, noise }) => self.start_handshake(mode, &noise),
+            (State::Handshaking(hs), WireMessage::HandshakeFinish { noise }) => self.finish_handshake(*hs, &noise, unix_now),
+            (State::Established(session), WireMessage::Transport { ciphertext }) => self.on_transport(*session, &ciphertext),
+            (_, WireMessage::Abort { reason }) => {
+                self.reset();
+                vec![AgentOutput::Event(AgentEvent::SessionAborted { reason })]
+            }
+            (State::AwaitingPersist(pending), _) => {
+                // Still writing the key: keep the session, ignore the stray message.
+                self.state = State::AwaitingPersist(pending);
+                Vec::new()
+            }
+            (_, _) => self.fail(AbortReason::ProtocolViolation, "unexpected message for the session state"),
+        }
+    }
+
+    fn start_handshake(&mut self, mode: HandshakeMode, noise_message: &[u8]) -> Vec<AgentOutput> {
+        let noise = match self.build_responder(mode) {
+            Ok(noise) => noise,
+            Err(reason) => return self.fail(reason, "handshake mode not supported by this device"),
+        };
+        let mut hs = Handshaking { noise };
+        let mut payload = [0u8; NOISE_BUFFER];
+        if hs.noise.read_message(noise_message, &mut payload).is_err() {
+            return self.fail(AbortReason::HandshakeFailed, "handshake message 1 rejected");
+        }
+        let mut reply = vec![0u8; NOISE_BUFFER];
+        let len = match hs.noise.write_message(&[], &mut reply) {
+            Ok(len) => len,
+            Err(_) => return self.fail(AbortReason::HandshakeFailed, "cannot write handshake message 2"),
+        };
+        reply.truncate(len);
+        let Ok(bytes) = (WireMessage::HandshakeReply { noise: reply }).encode() else {
+            return self.fail(AbortReason::HandshakeFailed, "handshake reply too large");
+        };
+        self.state = State::Handshaking(Box::new(hs));
+        vec![AgentOutput::Event(AgentEvent::SessionStarted { mode }), AgentOutput::Transmit(bytes)]
+    }
+
+    fn build_responder(&self, mode: HandshakeMode) -> Result<snow::HandshakeState, AbortReason> {
+        let params = mode.noise_pattern().parse().map_err(|_| AbortReason::HandshakeFailed)?;
+        let prologue = prologue(mode, &self.identity.device_id);
+        let builder = snow::Builder::new(params).prologue(&prologue).map_err(|_| AbortReason::HandshakeFailed)?;
+        let built = match (&self.identity.credential, mode) {
+            (DeviceCredential::Identity { private_key, .. }, HandshakeMode::Identity) => {
+                builder.local_private_key(private_key.expose()).and_then(|b| b.build_responder())
+            }
+            (DeviceCredential::SetupSecret(secret), HandshakeMode::SetupSecret) => {
+                let mut psk = proof::setup_psk(&secret.0, &self.identity.device_id);
+                let built = builder.psk(3, &psk).and_then(|b| b.build_responder());
+                psk.zeroize();
+                built
+            }
+            _ => return Err(AbortReason::WrongDevice),
+        };
+        built.map_err(|_| AbortReason::HandshakeFailed)
+    }
+
+    fn finish_handshake(&mut self, mut hs: Handshaking, noise_message: &[u8], unix_now: u64) -> Vec<AgentOutput> {
+        let mut payload = vec![0u8; NOISE_BUFFER];
+        let len = match hs.noise.read_message(noise_message, &mut payload) {
+            Ok(len) => len,
+            Err(_) => return self.fail(AbortReason::HandshakeFailed, "handshake message 3 rejected"),
+        };
+        let (station, station_name) =
+            match verify_station(&payload[..len], hs.noise.get_remote_static(), &self.identity.factory_root, unix_now) {
+                Ok(verified) => verified,
+                Err(reason) => {
+                    let mut out = self.fail(reason, "station certificate refused");
+                    out.push(AgentOutput::Event(AgentEvent::StationRefused { reason }));
+                    return out;
+                }
+            };
+        let handshake_hash = hs.noise.get_handshake_hash().to_vec();
+        let Ok(transport) = hs.noise.into_transport_mode() else {
+            return self.fail(AbortReason::HandshakeFailed, "handshake incomplete");
+        };
+        let station_id = station.station_id;
+        let session = Established { transport, handshake_hash, station };
+        let mut out = vec![AgentOutput::Event(AgentEvent::StationVerified { station_name, station_id })];
+        out.extend(self.send_sealed(session, &SessionMessage::DeviceReady { device_id: self.identity.device_id }));
+        out
+    }
+
+    fn on_transport(&mut self, mut session: Established, ciphertext: &[u8]) -> Vec<AgentOutput> {
+        let mut plaintext = vec![0u8; NOISE_BUFFER];
+        let len = match session.transport.read_message(ciphertext, &mut plaintext) {
+            Ok(len) => len,
+            Err(_) => return self.fail(AbortReason::ProtocolViolation, "transport message failed authentication"),
+        };
+        let decoded = SessionMessage::decode(&plaintext[..len]);
+        plaintext.zeroize();
+        let message = match decoded {
+            Ok(message) => message,
+            Err(error) => return self.fail(AbortReason::ProtocolViolation, &format!("bad session message: {error}")),
+        };
+        match message {
+            SessionMessage::KeyDelivery(delivery) => {
+                if delivery.device_id != self.identity.device_id {
+                    return self.send_sealed_abort(session, AbortReason::WrongDevice);
+                }
+                let key_id = delivery.key_id;
+                let record = StoredKey {
+                    key_id,
+                    key: delivery.key.clone(),
+                    station_id: session.station.station_id,
+                    issued_at: delivery.issued_at,
+                };
+                self.state = State::AwaitingPersist(Box::new(AwaitingPersist { session, key_id }));
+                vec![AgentOutput::Event(AgentEvent::KeyReceived { key_id }), AgentOutput::Persist(record)]
+            }
+            SessionMessage::KeyStatusQuery { device_id, key_id } => {
+                if device_id != self.identity.device_id {
+                    return self.send_sealed_abort(session, AbortReason::WrongDevice);
+                }
+                let proof = self.stored.as_ref().filter(|k| k.key_id == key_id).map(|k| {
+                    proof::possession_proof(ProofPurpose::Status, &k.key, &session.handshake_hash, &device_id, &key_id)
+                });
+                let held = proof.is_some();
+                let reply = SessionMessage::KeyStatusReply { device_id, key_id, proof };
+                let mut out = self.send_sealed(session, &reply);
+                out.insert(0, AgentOutput::Event(AgentEvent::StatusAnswered { key_id, held }));
+                out
+            }
+            SessionMessage::Abort { reason } => {
+                self.reset();
+                vec![AgentOutput::Event(AgentEvent::SessionAborted { reason })]
+            }
+            SessionMessage::KeyConfirmation { .. }
+            | SessionMessage::KeyStatusReply { .. }
+            | SessionMessage::DeviceReady { .. } => {
+                self.send_sealed_abort(session, AbortReason::ProtocolViolation)
+            }
+        }
+    }
+
+    fn send_sealed(&mut self, mut session: Established, message: &SessionMessage) -> Vec<AgentOutput> {
+        let Ok(mut plaintext) = message.encode() else {
+            return self.fail(AbortReason::ProtocolViolation, "session message too large");
+        };
+        let mut ciphertext = vec![0u8; plaintext.len() + 16];
+        let written = session.transport.write_message(&plaintext, &mut ciphertext);
+        plaintext.zeroize();
+        let Ok(len) = written else {
+            return self.fail(AbortReason::ProtocolViolation, "cannot encrypt session message");
+        };
+        ciphertext.truncate(len);
+        match (WireMessage::Transport { ciphertext }).encode() {
+            Ok(bytes) => {
+                self.state = State::Established(Box::new(session));
+                vec![AgentOutput::Transmit(bytes)]
+            }
+            Err(_) => self.fail(AbortReason::ProtocolViolation, "transport message too large"),
+        }
+    }
+
+    fn send_sealed_abort(&mut self, session: Established, reason: AbortReason) -> Vec<AgentOutput> {
+        let mut out = self.send_sealed(session, &SessionMessage::Abort { reason });
+        self.reset();
+        out.push(AgentOutput::Event(AgentEvent::SessionFailed { reason: format!("aborted: {reason:?}") }));
+        out
+    }
+
+    /// The driver reports the outcome of the last [`AgentOutput::Persist`].
+    pub fn persisted(&mut self, result: Result<StoredKey, String>) -> Vec<AgentOutput> {
+        let state = std::mem::replace(&mut self.state, State::Idle);
+        let State::AwaitingPersist(pending) = state else {
+            self.state = state;
+            return Vec::new();
+        };
+        let AwaitingPersist { session, key_id } = *pending;
+        match result {
+            Ok(stored) if stored.key_id == key_id => {
+                let device_id = self.identity.device_id;
+                let proof = proof::possession_proof(
+                    ProofPurpose::Confirmation,
+                    &stored.key,
+                    &session.handshake_hash,
+                    &device_id,
+                    &key_id,
+                );
+                self.stored = Some(stored);
+                let mut out = self.send_sealed(session, &SessionMessage::KeyConfirmation { device_id, key_id, proof });
+                out.push(AgentOutput::Event(AgentEvent::KeyConfirmed { key_id }));
+                out
+            }
+            Ok(_) => self.send_sealed_abort(session, AbortReason::StorageFailed),
+            Err(error) => {
+                let mut out = self.send_sealed_abort(session, AbortReason::StorageFailed);
+                out.push(AgentOutput::Event(AgentEvent::SessionFailed { reason: format!("keystore: {error}") }));
+                out
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! `keyfill-agent`: the device side of Keyfill provisioning.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use keyfill_agent::AgentCore;
+use keyfill_agent::identity::DeviceIdentity;
+use keyfill_agent::keystore::{FileKeystore, Keystore, write_atomically};
+use keyfill_agent::serial::{FaultInjection, LinkError, serve_stream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tracing::{info, warn};
+
+#[derive(Parser)]
+#[command(name = "keyfill-agent", version, about = "Keyfill device agent: answers provisioning on a device link")]
+struct Cli {
+    /// Directory holding the device identity and keystore.
+    #[arg(long, env = "KEYFILL_AGENT_STATE", default_value = "/var/lib/keyfill-agent", global = true)]
+    state: PathBuf,
+    /// Log format: human-readable text or JSON lines.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Fault {
+    ExitAfterStore,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the device identity and print its QR onboarding payload.
+    Init {
+        /// Device name (its E4 client name), 1..=255 bytes.
+        #[arg(long)]
+        name: String,
+        /// File with the factory root public key (64 hex characters), as written by `keyfill init`.
+        #[arg(long)]
+        factory_root: PathBuf,
+        /// Serial number printed on the label.
+        #[arg(long, default_value = "SN-UNSET")]
+        serial_number: String,
+        /// Use a setup secret instead of a static identity key.
+        #[arg(long)]
+        secret_mode: bool,
+        /// Also write the label as a PNG QR code.
+        #[arg(long)]
+        label: Option<PathBuf>,
+        /// Replace an existing identity (and erase its key).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Answer provisioning sessions on a serial device.
+    Serve {
+        /// Serial device path, e.g. /dev/ttyUSB0.
+        #[arg(long)]
+        serial: PathBuf,
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+        /// Inject a fault (tests only).
+        #[arg(long, value_enum, hide = true)]
+        fault: Option<Fault>,
+    },
+    /// Show what the device holds (never the key itself).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the QR onboarding payload again.
+    Payload,
+}
+
+fn identity_path(state: &Path) -> PathBuf {
+    state.join("identity.json")
+}
+
+fn keystore(state: &Path) -> FileKeystore {
+    FileKeystore::new(state.join("key.json"))
+}
+
+fn load_identity(state: &Path) -> Result<DeviceIdentity> {
+    let path = identity_path(state);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no device identity at {}; run `keyfill-agent init` first", path.display()))?;
+    Ok(DeviceIdentity::from_json(&text, &path)?)
+}
+
+fn read_factory_root(path: &Path) -> Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read factory root {}", path.display()))?;
+    let hex_text = text.split_whitespace().last().unwrap_or_default();
+    let bytes = hex::decode(hex_text).context("factory root file must hold the key as 64 hex characters")?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("factory root key must be 32 bytes"))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYFILL_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Init { name, factory_root, serial_number, secret_mode, label, force } => {
+            let path = identity_path(&cli.state);
+            if path.exists() && !force {
+                bail!("{} already exists; pass --force to replace the identity", path.display());
+            }
+            std::fs::create_dir_all(&cli.state).with_context(|| format!("cannot create {}", cli.state.display()))?;
+            let root = read_factory_root(&factory_root)?;
+            let identity = DeviceIdentity::generate(&name, &serial_number, root, secret_mode)?;
+            write_atomically(&path, identity.to_json().as_bytes()).context("cannot write identity")?;
+            let key_path = keystore(&cli.state);
+            if key_path.path().exists() {
+                std::fs::remove_file(key_path.path()).context("cannot erase the previous key")?;
+            }
+            let payload = identity.onboarding_payload().encode()?;
+            if let Some(label) = label {
+                write_label(&payload, &label)?;
+            }
+            println!("{payload}");
+        }
+        Command::Serve { serial, baud, fault } => {
+            let identity = load_identity(&cli.state)?;
+            let mut store = keystore(&cli.state);
+            let stored = store.load()?;
+            let fault = match fault {
+                Some(Fault::ExitAfterStore) => FaultInjection::ExitAfterStore,
+                None => FaultInjection::None,
+            };
+            let mut core = AgentCore::new(identity, stored);
+            info!(device = %core.device_id(), port = %serial.display(), "serving provisioning");
+            loop {
+                let builder = tokio_serial::new(serial.to_string_lossy(), baud);
+                let mut port = tokio_serial::SerialStream::open(&builder)
+                    .with_context(|| format!("cannot open serial port {}", serial.display()))?;
+                match serve_stream(&mut port, &mut core, &mut store, fault).await {
+                    Err(LinkError::Closed) => info!("link closed; reopening"),
+                    Err(error) => warn!(%error, "link error; reopening"),
+                    Ok(()) => {}
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Command::Status { json } => {
+            let identity = load_identity(&cli.state)?;
+            let stored = keystore(&cli.state).load()?;
+            let mode = match identity.credential {
+                keyfill_agent::identity::DeviceCredential::Identity { .. } => "identity",
+                keyfill_agent::identity::DeviceCredential::SetupSecret(_) => "secret",
+            };
+            let status = serde_json::json!({
+                "name": identity.name,
+                "id": identity.device_id.to_hex(),
+                "serial_number": identity.serial_number,
+                "mode": mode,
+                "provisioned": stored.is_some(),
+                "key_id": stored.as_ref().map(|k| hex::encode(k.key_id)),
+                "station_id": stored.as_ref().map(|k| hex::encode(k.station_id)),
+                "issued_at": stored.as_ref().map(|k| k.issued_at),
+            });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!("device   {} ({})", identity.name, identity.device_id);
+                println!("mode     {mode}");
+                match stored {
+                    Some(key) => println!("key      {} from station {}", hex::encode(key.key_id), hex::encode(key.station_id)),
+                    None => println!("key      none (not provisioned)"),
+                }
+            }
+        }
+        Command::Payload => {
+            println!("{}", load_identity(&cli.state)?.onboarding_payload().encode()?);
+        }
+    }
+    Ok(())
+}
+
+fn write_label(payload: &str, path: &Path) -> Result<()> {
+    let code = qrcode::QrCode::new(payload.as_bytes()).context("payload does not fit a QR code")?;
+    let image = code.render::<image::Luma<u8>>().min_dimensions(300, 300).build();
+    image.save(path).with_context(|| format!("cannot write label {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! Keyfill wire formats: pure data and pure functions, no I/O.
+//!
+//! - [`qr`]: the onboarding payload printed on a device label (`KF1:` + base45 of CBOR).
+//! - [`message`]: provisioning protocol messages (deterministic CBOR, versioned, size-bounded).
+//! - [`frame`]: serial framing (COBS + CRC-32, bounded, resynchronising decoder).
+//! - [`cert`]: the station certificate signed by the factory root.
+//! - [`ids`]: device ids, which are E4 client ids (SHA3-256 of the name, first 16 bytes).
+//!
+//! Every decoder here is bounded and returns a typed error on bad input; none panics.
+#![forbid(unsafe_code)]
+
+pub mod base45;
+mod cbor;
+pub mod cert;
+pub mod frame;
+pub mod ids;
+pub mod message;
+pub mod proof;
+pub mod qr;
+pub mod secret;
+
+pub use ids::DeviceId;
+pub use secret::SecretKey;

@@ -1,0 +1,369 @@
+//! The `keyfill` command line: argument parsing, passphrase handling, progress and output.
+//! The work itself lives in the library.
+
+mod output;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use keyfill_formats::qr::OnboardingPayload;
+use keyfill_station::db::devices::{self, DeviceState};
+use keyfill_station::db::events::{self, Actor};
+use keyfill_station::db::{Inventory, redact_url};
+use keyfill_station::demo::SimulatedDevice;
+use keyfill_station::home::{StationHome, unix_now};
+use keyfill_station::link::open_serial;
+use keyfill_station::provision::{Progress, ReconcileVerdict, Station};
+use output::{DeviceJson, EventJson};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "keyfill", version, about = "Keyfill station: provision IoT devices with E4 keys over authenticated links")]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct GlobalArgs {
+    /// Station home directory (default: the user's data directory).
+    #[arg(long, env = "KEYFILL_HOME", global = true)]
+    home: Option<PathBuf>,
+    /// Database URL: sqlite://FILE (default: keyfill.db in the home) or postgres://...
+    #[arg(long, env = "KEYFILL_DB", global = true)]
+    db: Option<String>,
+    /// Read the master-key passphrase from this file (else KEYFILL_PASSPHRASE, else a prompt).
+    #[arg(long, global = true)]
+    passphrase_file: Option<PathBuf>,
+    /// Operator name recorded in the event log (default: $USER).
+    #[arg(long, env = "KEYFILL_OPERATOR", global = true)]
+    operator: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the station: master key, factory root, station identity and certificate, database.
+    Init {
+        /// Human-readable station name, recorded in its certificate.
+        #[arg(long, default_value = "keyfill-station")]
+        station_name: String,
+        /// Import an existing factory root (Ed25519 PKCS#8 DER file) instead of creating one.
+        #[arg(long)]
+        factory_root_key: Option<PathBuf>,
+    },
+    /// Provision a device over a serial link.
+    Provision {
+        /// Serial port the device is on.
+        #[arg(long)]
+        serial: PathBuf,
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+        /// The device's QR payload (KF1:...).
+        #[arg(long, conflicts_with = "qr_image", required_unless_present = "qr_image")]
+        qr: Option<String>,
+        /// A photo or scan of the device's label.
+        #[arg(long)]
+        qr_image: Option<PathBuf>,
+        /// Print the final record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and reconcile the device inventory.
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+    /// Provision a simulated device over a pseudo-terminal, end to end (no hardware needed).
+    Demo {
+        /// Name of the simulated device (default: a fresh random name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show the station identity and where its state lives.
+    Info,
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// List devices.
+    List {
+        #[arg(long)]
+        json: bool,
+        /// Only devices in this state.
+        #[arg(long, value_enum)]
+        state: Option<StateFilter>,
+    },
+    /// Show one device (by id or name) with its history.
+    Show {
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resolve a pending device by asking it whether it holds its key.
+    Reconcile {
+        /// Serial port the device is on.
+        #[arg(long)]
+        serial: PathBuf,
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+        /// Device id or name (default: the pending device last seen on that port).
+        device: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StateFilter {
+    Pending,
+    Provisioned,
+    Failed,
+}
+
+impl From<StateFilter> for DeviceState {
+    fn from(f: StateFilter) -> Self {
+        match f {
+            StateFilter::Pending => DeviceState::Pending,
+            StateFilter::Provisioned => DeviceState::Provisioned,
+            StateFilter::Failed => DeviceState::Failed,
+        }
+    }
+}
+
+impl Cli {
+    pub fn log_format(&self) -> LogFormat {
+        self.global.log_format
+    }
+}
+
+impl GlobalArgs {
+    fn home(&self) -> Result<StationHome> {
+        let path = match &self.home {
+            Some(path) => path.clone(),
+            None => directories::ProjectDirs::from("org", "keyfill", "keyfill")
+                .map(|dirs| dirs.data_dir().to_path_buf())
+                .ok_or_else(|| anyhow!("no home directory; pass --home or set KEYFILL_HOME"))?,
+        };
+        Ok(StationHome::new(path))
+    }
+
+    fn db_url(&self, home: &StationHome) -> String {
+        self.db.clone().unwrap_or_else(|| format!("sqlite://{}", home.path().join("keyfill.db").display()))
+    }
+
+    fn passphrase(&self, confirm: bool) -> Result<String> {
+        if let Some(path) = &self.passphrase_file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read passphrase file {}", path.display()))?;
+            return Ok(text.trim_end_matches(['\n', '\r']).to_owned());
+        }
+        if let Ok(passphrase) = std::env::var("KEYFILL_PASSPHRASE") {
+            return Ok(passphrase);
+        }
+        let passphrase = rpassword::prompt_password("Master-key passphrase: ")
+            .context("no passphrase: set KEYFILL_PASSPHRASE, pass --passphrase-file, or run in a terminal")?;
+        if confirm && rpassword::prompt_password("Repeat passphrase: ")? != passphrase {
+            bail!("the passphrases differ");
+        }
+        Ok(passphrase)
+    }
+
+    fn operator(&self) -> String {
+        self.operator.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into())
+    }
+
+    async fn inventory(&self, home: &StationHome) -> Result<Inventory> {
+        let url = self.db_url(home);
+        Inventory::open(&url).await.with_context(|| format!("cannot open the database {}", redact_url(&url)))
+    }
+
+    async fn station(&self, home: &StationHome) -> Result<Station> {
+        let unlocked = home.unlock(&self.passphrase(false)?).context("cannot unlock the station")?;
+        let inventory = self.inventory(home).await?;
+        let actor = Actor { station_id: hex::encode(unlocked.info.station_id), operator: self.operator() };
+        Ok(Station { inventory, unlocked, actor })
+    }
+}
+
+fn spinner(enabled: bool) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn describe(progress: &Progress) -> String {
+    match progress {
+        Progress::Reconciling => "a pending key exists: asking the device whether it holds it".into(),
+        Progress::KeyGenerated { key_id } => format!("key {key_id} generated and recorded sealed (pending)"),
+        Progress::Handshake => "authenticating the device (Noise handshake)".into(),
+        Progress::KeySent => "device authenticated and accepted the station; key sent".into(),
+        Progress::Confirmed => "device confirmed the key".into(),
+    }
+}
+
+fn read_payload(qr: Option<String>, qr_image: Option<PathBuf>) -> Result<OnboardingPayload> {
+    let text = match (qr, qr_image) {
+        (Some(text), _) => text,
+        (None, Some(path)) => keyfill_station::qr_image::decode_file(&path)?
+            .into_iter()
+            .find(|t| t.trim().starts_with(keyfill_formats::qr::PREFIX))
+            .ok_or_else(|| anyhow!("a QR code was found in {} but it is not a Keyfill label", path.display()))?,
+        (None, None) => bail!("give --qr PAYLOAD or --qr-image FILE"),
+    };
+    OnboardingPayload::parse(&text).context("the label's QR payload is not valid")
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let global = &cli.global;
+    let home = global.home()?;
+    let interactive = global.log_format == LogFormat::Text;
+    match cli.command {
+        Command::Init { station_name, factory_root_key } => {
+            let imported = match &factory_root_key {
+                Some(path) => Some(zeroize::Zeroizing::new(
+                    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+                )),
+                None => None,
+            };
+            let passphrase = global.passphrase(true)?;
+            let info = home.initialise(&passphrase, &station_name, imported.as_deref().map(Vec::as_slice))?;
+            let inventory = global.inventory(&home).await?;
+            inventory.close().await;
+            println!("station {} ({}) initialised in {}", info.station_name, hex::encode(info.station_id), home.path().display());
+            println!("factory root public key (pin it in device agents): {}", home.factory_root_public_path().display());
+        }
+        Command::Info => {
+            let info = home.info()?;
+            println!("home          {}", home.path().display());
+            println!("database      {}", redact_url(&global.db_url(&home)));
+            println!("station       {} ({})", info.station_name, hex::encode(info.station_id));
+            println!("factory root  {}", hex::encode(info.factory_root));
+            println!("certificate   valid {} .. {}", output::rfc3339(info.certificate.body.not_before as i64 * 1000), output::rfc3339(info.certificate.body.not_after as i64 * 1000));
+        }
+        Command::Provision { serial, baud, qr, qr_image, json } => {
+            let payload = read_payload(qr, qr_image)?;
+            let station = global.station(&home).await?;
+            let mut link = open_serial(&serial, baud)?;
+            let bar = spinner(interactive && !json);
+            bar.set_message(format!("provisioning {} ({}) on {}", payload.name, payload.device_id, serial.display()));
+            let result = station.provision(&mut link, &payload, |p| bar.set_message(describe(&p))).await;
+            bar.finish_and_clear();
+            let report = result?;
+            if json {
+                print_json(&DeviceJson::from(&report.device))?;
+            } else {
+                let how = if report.reconciled { "reconciled: the device already held its key" } else { "confirmed by the device" };
+                println!("{} ({}) provisioned, key {} {how}", report.device.name, report.device.id, report.device.key_id.as_deref().unwrap_or("-"));
+            }
+            station.inventory.close().await;
+        }
+        Command::Devices { command } => devices_command(global, &home, command).await?,
+        Command::Demo { name } => demo(global, &home, name).await?,
+    }
+    Ok(())
+}
+
+async fn devices_command(global: &GlobalArgs, home: &StationHome, command: DevicesCommand) -> Result<()> {
+    match command {
+        DevicesCommand::List { json, state } => {
+            let inventory = global.inventory(home).await?;
+            let list = devices::list(inventory.pool(), state.map(Into::into)).await?;
+            if json {
+                print_json(&list.iter().map(DeviceJson::from).collect::<Vec<_>>())?;
+            } else {
+                output::print_device_table(&list);
+            }
+            inventory.close().await;
+        }
+        DevicesCommand::Show { device, json } => {
+            let inventory = global.inventory(home).await?;
+            let found = devices::find(inventory.pool(), &device).await?.ok_or_else(|| anyhow!("no device {device}"))?;
+            let history = events::for_device(inventory.pool(), &found.id).await?;
+            if json {
+                let mut value = serde_json::to_value(DeviceJson::from(&found))?;
+                value["history"] = serde_json::to_value(history.iter().map(EventJson::from).collect::<Vec<_>>())?;
+                print_json(&value)?;
+            } else {
+                output::print_device_table(std::slice::from_ref(&found));
+                if let Some(failure) = &found.failure {
+                    println!("\nlast problem: {failure}");
+                }
+                println!("\nhistory:");
+                for event in &history {
+                    println!("  {}  {:<14} {}  (by {})", output::rfc3339(event.at), event.kind, event.detail, event.operator);
+                }
+            }
+            inventory.close().await;
+        }
+        DevicesCommand::Reconcile { serial, baud, device } => {
+            let station = global.station(home).await?;
+            let pool = station.inventory.pool();
+            let target = match device {
+                Some(device) => devices::find(pool, &device).await?.ok_or_else(|| anyhow!("no device {device}"))?,
+                None => {
+                    let port = serial.to_string_lossy();
+                    let pending = devices::list(pool, Some(DeviceState::Pending)).await?;
+                    let mut on_port = pending.into_iter().filter(|d| d.port.as_deref() == Some(&port));
+                    match (on_port.next(), on_port.next()) {
+                        (Some(only), None) => only,
+                        (None, _) => bail!("no pending device was last seen on {port}; name the device"),
+                        (Some(_), Some(_)) => bail!("several pending devices were last seen on {port}; name the device"),
+                    }
+                }
+            };
+            let mut link = open_serial(&serial, baud)?;
+            let verdict = station.reconcile(&mut link, &target).await?;
+            match verdict {
+                ReconcileVerdict::Provisioned => println!("{} ({}) holds its key: provisioned", target.name, target.id),
+                ReconcileVerdict::Failed => println!("{} ({}) does not hold its key: failed (provision it again)", target.name, target.id),
+            }
+            station.inventory.close().await;
+        }
+    }
+    Ok(())
+}
+
+async fn demo(global: &GlobalArgs, home: &StationHome, name: Option<String>) -> Result<()> {
+    let step = |text: &str| println!("==> {text}");
+    if !home.is_initialised() {
+        step(&format!("initialising a demo station in {}", home.path().display()));
+        let passphrase = global.passphrase(true)?;
+        home.initialise(&passphrase, "keyfill-demo-station", None)?;
+    }
+    let station = global.station(home).await?;
+    step(&format!("station {} unlocked; database {}", station.unlocked.info.station_name, redact_url(&global.db_url(home))));
+    let name = name.unwrap_or_else(|| format!("demo-device-{:08x}", unix_now() as u32 ^ std::process::id()));
+    let device_dir = home.path().join("demo-devices").join(&name);
+    let device = SimulatedDevice::start(&name, "SN-DEMO-0001", station.unlocked.info.factory_root, &device_dir)?;
+    step(&format!("simulated device {name} listening on pseudo-terminal {}", device.port().display()));
+    let label = device.identity.onboarding_payload().encode()?;
+    step(&format!("device label (QR payload): {label}"));
+    let payload = OnboardingPayload::parse(&label)?;
+    step(&format!("label parsed: id {} = SHA3-256(name)[..16], identity key mode", payload.device_id));
+    let mut link = open_serial(device.port(), 115_200)?;
+    let report = station.provision(&mut link, &payload, |p| step(&describe(&p))).await?;
+    drop(link);
+    drop(device);
+    step("final record:");
+    print_json(&DeviceJson::from(&report.device))?;
+    station.inventory.close().await;
+    Ok(())
+}

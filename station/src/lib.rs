@@ -1,0 +1,19 @@
+//! Keyfill station: provisions devices over authenticated sessions and keeps a sealed key
+//! inventory.
+//!
+//! - [`protocol`]: the station's side of the protocol, sans-IO.
+//! - [`link`]: the one transport trait and the serial adapter.
+//! - [`provision`]: runs sessions over links and records every state change.
+//! - [`db`]: the inventory (SQLite or PostgreSQL).
+//! - [`seal`], [`home`]: secrets at rest and the station's own identity.
+//! - [`demo`]: a simulated device on a pseudo-terminal.
+#![forbid(unsafe_code)]
+
+pub mod db;
+pub mod demo;
+pub mod home;
+pub mod link;
+pub mod protocol;
+pub mod provision;
+pub mod qr_image;
+pub mod seal;

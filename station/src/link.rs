@@ -1,0 +1,98 @@
+//! Links to devices. A [`Link`] moves whole wire messages; the protocol never knows which
+//! transport carries them.
+
+use keyfill_formats::frame::{self, FrameDecoder, FrameError};
+use std::collections::VecDeque;
+use std::path::Path;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::warn;
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    #[error("cannot open {port}: {source}")]
+    Open { port: String, source: tokio_serial::Error },
+    #[error("link closed")]
+    Closed,
+    #[error("link I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("framing: {0}")]
+    Frame(#[from] FrameError),
+}
+
+/// Which transport and which port or reader a session used; recorded with the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub transport: &'static str,
+    pub port: String,
+}
+
+/// A bidirectional message link to one device.
+#[allow(async_fn_in_trait)] // Used with concrete types only; no Send bound needed by callers.
+pub trait Link {
+    fn info(&self) -> LinkInfo;
+    /// Sends one wire message.
+    async fn send(&mut self, message: &[u8]) -> Result<(), LinkError>;
+    /// Receives the next wire message. Cancel-safe: a message is never lost if the future is
+    /// dropped.
+    async fn recv(&mut self) -> Result<Vec<u8>, LinkError>;
+}
+
+/// A byte stream with serial framing: a UART, a pseudo-terminal, or an in-memory pipe.
+#[derive(Debug)]
+pub struct FramedStream<S> {
+    stream: S,
+    decoder: FrameDecoder,
+    ready: VecDeque<Vec<u8>>,
+    info: LinkInfo,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> FramedStream<S> {
+    pub fn new(stream: S, info: LinkInfo) -> Self {
+        FramedStream { stream, decoder: FrameDecoder::new(), ready: VecDeque::new(), info }
+    }
+}
+
+/// A serial port opened like a real UART.
+pub type SerialLink = FramedStream<tokio_serial::SerialStream>;
+
+/// Opens a serial port (raw mode, 8N1) as a link.
+pub fn open_serial(path: &Path, baud: u32) -> Result<SerialLink, LinkError> {
+    let port = path.to_string_lossy().into_owned();
+    let builder = tokio_serial::new(&port, baud);
+    let stream = tokio_serial::SerialStream::open(&builder).map_err(|source| LinkError::Open { port: port.clone(), source })?;
+    Ok(FramedStream::new(stream, LinkInfo { transport: "serial", port }))
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Link for FramedStream<S> {
+    fn info(&self) -> LinkInfo {
+        self.info.clone()
+    }
+
+    async fn send(&mut self, message: &[u8]) -> Result<(), LinkError> {
+        let framed = frame::encode(message)?;
+        self.stream.write_all(&framed).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> Result<Vec<u8>, LinkError> {
+        let mut buffer = [0u8; 512];
+        loop {
+            if let Some(message) = self.ready.pop_front() {
+                return Ok(message);
+            }
+            let n = self.stream.read(&mut buffer).await?;
+            if n == 0 {
+                return Err(LinkError::Closed);
+            }
+            for frame in self.decoder.push(&buffer[..n]) {
+                match frame {
+                    Ok(message) => self.ready.push_back(message),
+                    Err(error) => warn!(%error, port = %self.info.port, "dropped a bad frame"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Provisioning and reconciliation: drives a [`StationSession`] over a [`Link`] and records each
+//! state change in the inventory before the next step, so that a crash anywhere leaves a state
+//! the station can reconcile.
+//!
+//! Record states: `pending` is written (with the sealed key) before the key is sent;
+//! `provisioned` only after the device proved it stored the key; `failed` only when the key
+//! provably never left the station or the device says it does not hold it. A session that
+//! breaks after the key was sent leaves `pending`, resolved by asking the device
+//! ([`Station::reconcile`]), never by guessing.
+
+use crate::db::devices::{self, Device, DeviceState, NewDevice};
+use crate::db::events::{self, Actor};
+use crate::db::{DbError, Inventory, keys};
+use crate::home::{UnlockedStation, unix_now};
+use crate::link::{Link, LinkError, LinkInfo};
+use crate::protocol::{Request, SessionError, SessionOutcome, StationSession};
+use crate::seal::{self, SealError};
+use keyfill_formats::DeviceId;
+use keyfill_formats::message::{KeyDelivery, KeyKind};
+use keyfill_formats::qr::{DeviceCredential, OnboardingPayload, SetupSecret, TransportHints};
+use std::time::Instant;
+use thiserror::Error;
+use tracing::{info, warn};
+
+const KEY_KIND: &str = "e4-symmetric-client-key";
+
+/// Progress of one provisioning, for a CLI spinner or a GUI panel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    Reconciling,
+    KeyGenerated { key_id: String },
+    Handshake,
+    KeySent,
+    Confirmed,
+}
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ProvisionError {
+    #[error("device {name} ({id}) is already provisioned")]
+    AlreadyProvisioned { name: String, id: String },
+    #[error("unknown device {0}")]
+    UnknownDevice(String),
+    #[error("device {id} is {state}, not pending: nothing to reconcile")]
+    NotPending { id: String, state: &'static str },
+    #[error("provisioning failed, no key left the station: {source}")]
+    Failed { source: SessionOrLinkError },
+    #[error("the key was sent but not confirmed ({source}); the record stays pending: run `keyfill devices reconcile`")]
+    Unconfirmed { source: SessionOrLinkError },
+    #[error("reconciliation could not reach a verdict ({source}); the record stays pending")]
+    ReconcileIncomplete { source: SessionOrLinkError },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error("cannot start the session: {0}")]
+    Setup(SessionError),
+}
+
+/// A session failure, from the protocol or from the link.
+#[derive(Debug, Error)]
+pub enum SessionOrLinkError {
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+}
+
+/// The result of a provisioning run.
+#[derive(Debug, Clone)]
+pub struct ProvisionReport {
+    pub device: Device,
+    /// True if the device already held its pending key and was only reconciled.
+    pub reconciled: bool,
+}
+
+/// How a reconciliation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileVerdict {
+    /// The device proved it holds the pending key: now `provisioned`.
+    Provisioned,
+    /// The device does not hold the pending key: now `failed`.
+    Failed,
+}
+
+/// The station: unlocked credentials plus the inventory.
+#[derive(Debug)]
+pub struct Station {
+    pub inventory: Inventory,
+    pub unlocked: UnlockedStation,
+    pub actor: Actor,
+}
+
+/// Runs one session to its end over `link`. Returns the outcome and whether the request left.
+pub async fn run_session<L: Link>(
+    link: &mut L,
+    mut session: StationSession,
+    first: Vec<u8>,
+    mut progress: impl FnMut(Progress),
+) -> (Result<SessionOutcome, SessionOrLinkError>, bool) {
+    let result = async {
+        link.send(&first).await?;
+        loop {
+            let Some(deadline) = session.poll_timeout() else {
+                return Err(SessionError::ProtocolViolation("session ended without an outcome".into()).into());
+            };
+            match tokio::time::timeout_at(deadline.into(), link.recv()).await {
+                Err(_elapsed) => session.handle_timeout(Instant::now())?,
+                Ok(received) => {
+                    let sent_before = session.request_sent();
+                    let (replies, outcome) = session.handle_message(&received?, Instant::now())?;
+                    for reply in replies {
+                        link.send(&reply).await?;
+                    }
+                    if !sent_before && session.request_sent() {
+                        progress(Progress::KeySent);
+                    }
+                    if let Some(outcome) = outcome {
+                        return Ok(outcome);
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    (result, session.request_sent())
+}
+
+fn new_device(payload: &OnboardingPayload, station: &UnlockedStation) -> Result<NewDevice, SealError> {
+    let (mode, public_key, sealed_secret) = match &payload.credential {
+        DeviceCredential::Identity { public_key } => ("identity", Some(public_key.to_vec()), None),
+        DeviceCredential::SetupSecret(secret) => {
+            let sealed = station.master_key.seal(&seal::setup_secret_context(&payload.device_id), &secret.0)?;
+            ("secret", None, Some(sealed))
+        }
+    };
+    Ok(NewDevice {
+        id: payload.device_id.to_hex(),
+        name: payload.name.clone(),
+        serial_number: payload.serial_number.clone(),
+        credential_mode: mode,
+        identity_public_key: public_key,
+        sealed_setup_secret: sealed_secret,
+        model: payload.model.clone(),
+    })
+}
+
+impl Station {
+    fn station_id(&self) -> String {
+        hex::encode(self.unlocked.info.station_id)
+    }
+
+    /// Provisions the device described by `payload` over `link`.
+    pub async fn provision<L: Link>(
+        &self,
+        link: &mut L,
+        payload: &OnboardingPayload,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<ProvisionReport, ProvisionError> {
+        let pool = self.inventory.pool();
+        let id = payload.device_id.to_hex();
+        let LinkInfo { transport, port } = link.info();
+        if let Some(existing) = devices::get(pool, &id).await? {
+            match existing.state {
+                DeviceState::Provisioned => {
+                    return Err(ProvisionError::AlreadyProvisioned { name: existing.name, id });
+                }
+                DeviceState::Pending => {
+                    progress(Progress::Reconciling);
+                    if self.reconcile(link, &existing).await? == ReconcileVerdict::Provisioned {
+                        let device = devices::get(pool, &id).await?.ok_or(ProvisionError::UnknownDevice(id))?;
+                        return Ok(ProvisionReport { device, reconciled: true });
+                    }
+                }
+                DeviceState::Failed => {}
+            }
+        }
+
+        let key = seal::random_key()?;
+        let key_id = seal::random_array::<16>()?;
+        let key_id_hex = hex::encode(key_id);
+        let sealed_key = self.unlocked.master_key.seal(&seal::device_key_context(&payload.device_id, &key_id), key.expose())?;
+        let record = new_device(payload, &self.unlocked)?;
+        let mut tx = pool.begin().await.map_err(DbError::from)?;
+        devices::begin_provisioning(&mut tx, &record, &key_id_hex, transport, &port).await?;
+        keys::insert_pending(&mut tx, &key_id_hex, &id, KEY_KIND, &sealed_key, &self.station_id()).await?;
+        events::record(&mut tx, &self.actor, Some(&id), "key_generated", &format!("key {key_id_hex} over {transport} {port}")).await?;
+        tx.commit().await.map_err(DbError::from)?;
+        progress(Progress::KeyGenerated { key_id: key_id_hex.clone() });
+        info!(device = %payload.name, id = %id, key_id = %key_id_hex, %transport, %port, "provisioning");
+
+        let delivery = KeyDelivery {
+            device_id: payload.device_id,
+            key_id,
+            key,
+            kind: KeyKind::E4SymmetricClientKey,
+            issued_at: unix_now(),
+            station_id: self.unlocked.info.station_id,
+        };
+        let (session, first) = StationSession::start(&self.unlocked.credentials, payload, Request::Deliver(delivery), Instant::now())
+            .map_err(ProvisionError::Setup)?;
+        progress(Progress::Handshake);
+        let (result, key_sent) = run_session(link, session, first, &mut progress).await;
+        match result {
+            Ok(SessionOutcome::Confirmed { .. }) => {
+                let mut tx = pool.begin().await.map_err(DbError::from)?;
+                keys::mark_active(&mut tx, &key_id_hex).await?;
+                devices::mark_provisioned(&mut tx, &id, &key_id_hex, transport, &port).await?;
+                events::record(&mut tx, &self.actor, Some(&id), "provisioned", &format!("key {key_id_hex} confirmed")).await?;
+                tx.commit().await.map_err(DbError::from)?;
+                progress(Progress::Confirmed);
+                info!(device = %payload.name, id = %id, key_id = %key_id_hex, "provisioned");
+                let device = devices::get(pool, &id).await?.ok_or(ProvisionError::UnknownDevice(id))?;
+                Ok(ProvisionReport { device, reconciled: false })
+            }
+            Ok(other) => {
+                let source = SessionError::ProtocolViolation(format!("unexpected outcome {other:?}")).into();
+                self.record_failure(&id, &key_id_hex, key_sent, source).await
+            }
+            Err(source) => self.record_failure(&id, &key_id_hex, key_sent, source).await,
+        }
+    }
+
+    async fn record_failure(
+        &self,
+        id: &str,
+        key_id: &str,
+        key_sent: bool,
+        source: SessionOrLinkError,
+    ) -> Result<ProvisionReport, ProvisionError> {
+        let pool = self.inventory.pool();
+        let reason = source.to_string();
+        if key_sent {
+            warn!(id, key_id, %reason, "key sent but not confirmed; record stays pending");
+            devices::note_pending(pool, id, &format!("unconfirmed: {reason}")).await?;
+            let mut tx = pool.begin().await.map_err(DbError::from)?;
+            events::record(&mut tx, &self.actor, Some(id), "unconfirmed", &reason).await?;
+            tx.commit().await.map_err(DbError::from)?;
+            return Err(ProvisionError::Unconfirmed { source });
+        }
+        warn!(id, key_id, %reason, "provisioning failed before the key was sent");
+        let mut tx = pool.begin().await.map_err(DbError::from)?;
+        keys::mark_failed(&mut tx, key_id).await?;
+        devices::mark_failed(&mut tx, id, &reason).await?;
+        events::record(&mut tx, &self.actor, Some(id), "failed", &reason).await?;
+        tx.commit().await.map_err(DbError::from)?;
+        Err(ProvisionError::Failed { source })
+    }
+
+    /// Rebuilds what the label said, from the inventory, to authenticate the device again.
+    fn payload_of(&self, device: &Device) -> Result<OnboardingPayload, ProvisionError> {
+        let device_id = DeviceId::from_hex(&device.id).ok_or_else(|| DbError::Inconsistent(format!("bad device id {}", device.id)))?;
+        let credential = match (device.identity_public_key.as_deref(), device.sealed_setup_secret.as_deref()) {
+            (Some(public_key), _) => DeviceCredential::Identity {
+                public_key: public_key.try_into().map_err(|_| DbError::Inconsistent("identity key length".into()))?,
+            },
+            (None, Some(sealed)) => {
+                let secret = self.unlocked.master_key.open(&seal::setup_secret_context(&device_id), sealed)?;
+                let bytes: [u8; 16] = secret.as_slice().try_into().map_err(|_| DbError::Inconsistent("setup secret length".into()))?;
+                DeviceCredential::SetupSecret(SetupSecret(bytes))
+            }
+            (None, None) => return Err(DbError::Inconsistent(format!("device {} has no credential", device.id)).into()),
+        };
+        Ok(OnboardingPayload {
+            name: device.name.clone(),
+            device_id,
+            serial_number: device.serial_number.clone(),
+            credential,
+            hints: TransportHints::default(),
+            model: device.model.clone(),
+        })
+    }
+
+    /// Resolves a `pending` device by asking it over `link` whether it holds the pending key.
+    pub async fn reconcile<L: Link>(&self, link: &mut L, device: &Device) -> Result<ReconcileVerdict, ProvisionError> {
+        if device.state != DeviceState::Pending {
+            return Err(ProvisionError::NotPending { id: device.id.clone(), state: device.state.as_str() });
+        }
+        let pool = self.inventory.pool();
+        let key_id_hex = device.key_id.clone().ok_or_else(|| DbError::Inconsistent("pending device without key".into()))?;
+        let row = keys::get(pool, &key_id_hex).await?.ok_or_else(|| DbError::Inconsistent(format!("missing key {key_id_hex}")))?;
+        let payload = self.payload_of(device)?;
+        let key_id: [u8; 16] = hex::decode(&key_id_hex)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| DbError::Inconsistent("bad key id".into()))?;
+        let key = self.unlocked.master_key.open_key(&seal::device_key_context(&payload.device_id, &key_id), &row.sealed_key)?;
+        let (session, first) = StationSession::start(&self.unlocked.credentials, &payload, Request::QueryKey { key_id, key }, Instant::now())
+            .map_err(ProvisionError::Setup)?;
+        let (result, _) = run_session(link, session, first, |_| {}).await;
+        let LinkInfo { transport, port } = link.info();
+        let mut tx = pool.begin().await.map_err(DbError::from)?;
+        let verdict = match result {
+            Ok(SessionOutcome::KeyHeld { .. }) => {
+                keys::mark_active(&mut tx, &key_id_hex).await?;
+                devices::mark_provisioned(&mut tx, &device.id, &key_id_hex, transport, &port).await?;
+                events::record(&mut tx, &self.actor, Some(&device.id), "reconciled", "device proved it holds the pending key").await?;
+                ReconcileVerdict::Provisioned
+            }
+            Ok(SessionOutcome::KeyNotHeld { .. }) => {
+                keys::mark_failed(&mut tx, &key_id_hex).await?;
+                devices::mark_failed(&mut tx, &device.id, "device does not hold the pending key").await?;
+                events::record(&mut tx, &self.actor, Some(&device.id), "reconciled", "device does not hold the pending key").await?;
+                ReconcileVerdict::Failed
+            }
+            Ok(SessionOutcome::Confirmed { .. }) => {
+                return Err(ProvisionError::ReconcileIncomplete {
+                    source: SessionError::ProtocolViolation("confirmation in a status session".into()).into(),
+                });
+            }
+            Err(source) => return Err(ProvisionError::ReconcileIncomplete { source }),
+        };
+        tx.commit().await.map_err(DbError::from)?;
+        info!(id = %device.id, ?verdict, "reconciled");
+        Ok(verdict)
+    }
+}
