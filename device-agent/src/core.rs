@@ -10,10 +10,10 @@
 
 use crate::identity::{DeviceCredential, DeviceIdentity};
 use crate::keystore::StoredKey;
+use keyfill_formats::DeviceId;
 use keyfill_formats::cert::{self, StationCertificate};
 use keyfill_formats::message::{AbortReason, HandshakeMode, SessionMessage, WireMessage};
 use keyfill_formats::proof::{self, ProofPurpose};
-use keyfill_formats::DeviceId;
 use std::time::{Duration, Instant};
 use zeroize::Zeroize;
 
@@ -35,14 +35,32 @@ pub enum AgentOutput {
 /// What happened, for logs and status displays. Never carries key material.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEvent {
-    SessionStarted { mode: HandshakeMode },
-    StationVerified { station_name: String, station_id: [u8; 16] },
-    StationRefused { reason: AbortReason },
-    KeyReceived { key_id: [u8; 16] },
-    KeyConfirmed { key_id: [u8; 16] },
-    StatusAnswered { key_id: [u8; 16], held: bool },
-    SessionFailed { reason: String },
-    SessionAborted { reason: AbortReason },
+    SessionStarted {
+        mode: HandshakeMode,
+    },
+    StationVerified {
+        station_name: String,
+        station_id: [u8; 16],
+    },
+    StationRefused {
+        reason: AbortReason,
+    },
+    KeyReceived {
+        key_id: [u8; 16],
+    },
+    KeyConfirmed {
+        key_id: [u8; 16],
+    },
+    StatusAnswered {
+        key_id: [u8; 16],
+        held: bool,
+    },
+    SessionFailed {
+        reason: String,
+    },
+    SessionAborted {
+        reason: AbortReason,
+    },
 }
 
 /// Proof that the station's certificate chains to the pinned factory root, is in its validity
@@ -90,7 +108,10 @@ impl std::fmt::Debug for AgentCore {
             State::Established(_) => "established",
             State::AwaitingPersist(_) => "awaiting-persist",
         };
-        f.debug_struct("AgentCore").field("device", &self.identity.device_id).field("state", &state).finish()
+        f.debug_struct("AgentCore")
+            .field("device", &self.identity.device_id)
+            .field("state", &state)
+            .finish()
     }
 }
 
@@ -108,8 +129,11 @@ fn verify_station(
     root: &[u8; 32],
     unix_now: u64,
 ) -> Result<(StationVerified, String), AbortReason> {
-    let certificate = StationCertificate::decode(payload).map_err(|_| AbortReason::BadCertificate)?;
-    if certificate.body.root_key_id != cert::root_key_id(root) || !proof::certificate_signature_valid(&certificate, root) {
+    let certificate =
+        StationCertificate::decode(payload).map_err(|_| AbortReason::BadCertificate)?;
+    if certificate.body.root_key_id != cert::root_key_id(root)
+        || !proof::certificate_signature_valid(&certificate, root)
+    {
         return Err(AbortReason::BadCertificate);
     }
     if remote_static != Some(&certificate.body.noise_static[..]) {
@@ -118,12 +142,22 @@ fn verify_station(
     if unix_now < certificate.body.not_before || unix_now > certificate.body.not_after {
         return Err(AbortReason::CertificateExpired);
     }
-    Ok((StationVerified { station_id: certificate.body.station_id }, certificate.body.station_name))
+    Ok((
+        StationVerified {
+            station_id: certificate.body.station_id,
+        },
+        certificate.body.station_name,
+    ))
 }
 
 impl AgentCore {
     pub fn new(identity: DeviceIdentity, stored: Option<StoredKey>) -> Self {
-        AgentCore { identity, stored, state: State::Idle, deadline: None }
+        AgentCore {
+            identity,
+            stored,
+            state: State::Idle,
+            deadline: None,
+        }
     }
 
     pub fn device_id(&self) -> DeviceId {
@@ -142,9 +176,14 @@ impl AgentCore {
 
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<AgentOutput> {
         match self.deadline {
-            Some(deadline) if now >= deadline && !matches!(self.state, State::Idle | State::AwaitingPersist(_)) => {
+            Some(deadline)
+                if now >= deadline
+                    && !matches!(self.state, State::Idle | State::AwaitingPersist(_)) =>
+            {
                 self.reset();
-                vec![AgentOutput::Event(AgentEvent::SessionFailed { reason: "station went silent".into() })]
+                vec![AgentOutput::Event(AgentEvent::SessionFailed {
+                    reason: "station went silent".into(),
+                })]
             }
             _ => Vec::new(),
         }
@@ -161,22 +200,38 @@ impl AgentCore {
         if let Ok(bytes) = (WireMessage::Abort { reason }).encode() {
             out.push(AgentOutput::Transmit(bytes));
         }
-        out.push(AgentOutput::Event(AgentEvent::SessionFailed { reason: detail.to_owned() }));
+        out.push(AgentOutput::Event(AgentEvent::SessionFailed {
+            reason: detail.to_owned(),
+        }));
         out
     }
 
     /// Feeds one received wire message (one frame's payload).
-    pub fn handle_message(&mut self, bytes: &[u8], now: Instant, unix_now: u64) -> Vec<AgentOutput> {
+    pub fn handle_message(
+        &mut self,
+        bytes: &[u8],
+        now: Instant,
+        unix_now: u64,
+    ) -> Vec<AgentOutput> {
         let message = match WireMessage::decode(bytes) {
             Ok(m) => m,
-            Err(error) => return self.fail(AbortReason::ProtocolViolation, &format!("undecodable message: {error}")),
+            Err(error) => {
+                return self.fail(
+                    AbortReason::ProtocolViolation,
+                    &format!("undecodable message: {error}"),
+                );
+            }
         };
         self.deadline = Some(now + SESSION_IDLE_TIMEOUT);
         let state = std::mem::replace(&mut self.state, State::Idle);
         match (state, message) {
             (_, WireMessage::HandshakeInit { mode, noise }) => self.start_handshake(mode, &noise),
-            (State::Handshaking(hs), WireMessage::HandshakeFinish { noise }) => self.finish_handshake(*hs, &noise, unix_now),
-            (State::Established(session), WireMessage::Transport { ciphertext }) => self.on_transport(*session, &ciphertext),
+            (State::Handshaking(hs), WireMessage::HandshakeFinish { noise }) => {
+                self.finish_handshake(*hs, &noise, unix_now)
+            }
+            (State::Established(session), WireMessage::Transport { ciphertext }) => {
+                self.on_transport(*session, &ciphertext)
+            }
             (_, WireMessage::Abort { reason }) => {
                 self.reset();
                 vec![AgentOutput::Event(AgentEvent::SessionAborted { reason })]
@@ -186,7 +241,10 @@ impl AgentCore {
                 self.state = State::AwaitingPersist(pending);
                 Vec::new()
             }
-            (_, _) => self.fail(AbortReason::ProtocolViolation, "unexpected message for the session state"),
+            (_, _) => self.fail(
+                AbortReason::ProtocolViolation,
+                "unexpected message for the session state",
+            ),
         }
     }
 
@@ -203,24 +261,37 @@ impl AgentCore {
         let mut reply = vec![0u8; NOISE_BUFFER];
         let len = match hs.noise.write_message(&[], &mut reply) {
             Ok(len) => len,
-            Err(_) => return self.fail(AbortReason::HandshakeFailed, "cannot write handshake message 2"),
+            Err(_) => {
+                return self.fail(
+                    AbortReason::HandshakeFailed,
+                    "cannot write handshake message 2",
+                );
+            }
         };
         reply.truncate(len);
         let Ok(bytes) = (WireMessage::HandshakeReply { noise: reply }).encode() else {
             return self.fail(AbortReason::HandshakeFailed, "handshake reply too large");
         };
         self.state = State::Handshaking(Box::new(hs));
-        vec![AgentOutput::Event(AgentEvent::SessionStarted { mode }), AgentOutput::Transmit(bytes)]
+        vec![
+            AgentOutput::Event(AgentEvent::SessionStarted { mode }),
+            AgentOutput::Transmit(bytes),
+        ]
     }
 
     fn build_responder(&self, mode: HandshakeMode) -> Result<snow::HandshakeState, AbortReason> {
-        let params = mode.noise_pattern().parse().map_err(|_| AbortReason::HandshakeFailed)?;
+        let params = mode
+            .noise_pattern()
+            .parse()
+            .map_err(|_| AbortReason::HandshakeFailed)?;
         let prologue = prologue(mode, &self.identity.device_id);
-        let builder = snow::Builder::new(params).prologue(&prologue).map_err(|_| AbortReason::HandshakeFailed)?;
+        let builder = snow::Builder::new(params)
+            .prologue(&prologue)
+            .map_err(|_| AbortReason::HandshakeFailed)?;
         let built = match (&self.identity.credential, mode) {
-            (DeviceCredential::Identity { private_key, .. }, HandshakeMode::Identity) => {
-                builder.local_private_key(private_key.expose()).and_then(|b| b.build_responder())
-            }
+            (DeviceCredential::Identity { private_key, .. }, HandshakeMode::Identity) => builder
+                .local_private_key(private_key.expose())
+                .and_then(|b| b.build_responder()),
             (DeviceCredential::SetupSecret(secret), HandshakeMode::SetupSecret) => {
                 let mut psk = proof::setup_psk(&secret.0, &self.identity.device_id);
                 let built = builder.psk(3, &psk).and_then(|b| b.build_responder());
@@ -232,29 +303,52 @@ impl AgentCore {
         built.map_err(|_| AbortReason::HandshakeFailed)
     }
 
-    fn finish_handshake(&mut self, mut hs: Handshaking, noise_message: &[u8], unix_now: u64) -> Vec<AgentOutput> {
+    fn finish_handshake(
+        &mut self,
+        mut hs: Handshaking,
+        noise_message: &[u8],
+        unix_now: u64,
+    ) -> Vec<AgentOutput> {
         let mut payload = vec![0u8; NOISE_BUFFER];
         let len = match hs.noise.read_message(noise_message, &mut payload) {
             Ok(len) => len,
-            Err(_) => return self.fail(AbortReason::HandshakeFailed, "handshake message 3 rejected"),
+            Err(_) => {
+                return self.fail(AbortReason::HandshakeFailed, "handshake message 3 rejected");
+            }
         };
-        let (station, station_name) =
-            match verify_station(&payload[..len], hs.noise.get_remote_static(), &self.identity.factory_root, unix_now) {
-                Ok(verified) => verified,
-                Err(reason) => {
-                    let mut out = self.fail(reason, "station certificate refused");
-                    out.push(AgentOutput::Event(AgentEvent::StationRefused { reason }));
-                    return out;
-                }
-            };
+        let (station, station_name) = match verify_station(
+            &payload[..len],
+            hs.noise.get_remote_static(),
+            &self.identity.factory_root,
+            unix_now,
+        ) {
+            Ok(verified) => verified,
+            Err(reason) => {
+                let mut out = self.fail(reason, "station certificate refused");
+                out.push(AgentOutput::Event(AgentEvent::StationRefused { reason }));
+                return out;
+            }
+        };
         let handshake_hash = hs.noise.get_handshake_hash().to_vec();
         let Ok(transport) = hs.noise.into_transport_mode() else {
             return self.fail(AbortReason::HandshakeFailed, "handshake incomplete");
         };
         let station_id = station.station_id;
-        let session = Established { transport, handshake_hash, station };
-        let mut out = vec![AgentOutput::Event(AgentEvent::StationVerified { station_name, station_id })];
-        out.extend(self.send_sealed(session, &SessionMessage::DeviceReady { device_id: self.identity.device_id }));
+        let session = Established {
+            transport,
+            handshake_hash,
+            station,
+        };
+        let mut out = vec![AgentOutput::Event(AgentEvent::StationVerified {
+            station_name,
+            station_id,
+        })];
+        out.extend(self.send_sealed(
+            session,
+            &SessionMessage::DeviceReady {
+                device_id: self.identity.device_id,
+            },
+        ));
         out
     }
 
@@ -262,13 +356,23 @@ impl AgentCore {
         let mut plaintext = vec![0u8; NOISE_BUFFER];
         let len = match session.transport.read_message(ciphertext, &mut plaintext) {
             Ok(len) => len,
-            Err(_) => return self.fail(AbortReason::ProtocolViolation, "transport message failed authentication"),
+            Err(_) => {
+                return self.fail(
+                    AbortReason::ProtocolViolation,
+                    "transport message failed authentication",
+                );
+            }
         };
         let decoded = SessionMessage::decode(&plaintext[..len]);
         plaintext.zeroize();
         let message = match decoded {
             Ok(message) => message,
-            Err(error) => return self.fail(AbortReason::ProtocolViolation, &format!("bad session message: {error}")),
+            Err(error) => {
+                return self.fail(
+                    AbortReason::ProtocolViolation,
+                    &format!("bad session message: {error}"),
+                );
+            }
         };
         match message {
             SessionMessage::KeyDelivery(delivery) => {
@@ -283,19 +387,39 @@ impl AgentCore {
                     issued_at: delivery.issued_at,
                 };
                 self.state = State::AwaitingPersist(Box::new(AwaitingPersist { session, key_id }));
-                vec![AgentOutput::Event(AgentEvent::KeyReceived { key_id }), AgentOutput::Persist(record)]
+                vec![
+                    AgentOutput::Event(AgentEvent::KeyReceived { key_id }),
+                    AgentOutput::Persist(record),
+                ]
             }
             SessionMessage::KeyStatusQuery { device_id, key_id } => {
                 if device_id != self.identity.device_id {
                     return self.send_sealed_abort(session, AbortReason::WrongDevice);
                 }
-                let proof = self.stored.as_ref().filter(|k| k.key_id == key_id).map(|k| {
-                    proof::possession_proof(ProofPurpose::Status, &k.key, &session.handshake_hash, &device_id, &key_id)
-                });
+                let proof = self
+                    .stored
+                    .as_ref()
+                    .filter(|k| k.key_id == key_id)
+                    .map(|k| {
+                        proof::possession_proof(
+                            ProofPurpose::Status,
+                            &k.key,
+                            &session.handshake_hash,
+                            &device_id,
+                            &key_id,
+                        )
+                    });
                 let held = proof.is_some();
-                let reply = SessionMessage::KeyStatusReply { device_id, key_id, proof };
+                let reply = SessionMessage::KeyStatusReply {
+                    device_id,
+                    key_id,
+                    proof,
+                };
                 let mut out = self.send_sealed(session, &reply);
-                out.insert(0, AgentOutput::Event(AgentEvent::StatusAnswered { key_id, held }));
+                out.insert(
+                    0,
+                    AgentOutput::Event(AgentEvent::StatusAnswered { key_id, held }),
+                );
                 out
             }
             SessionMessage::Abort { reason } => {
@@ -310,7 +434,11 @@ impl AgentCore {
         }
     }
 
-    fn send_sealed(&mut self, mut session: Established, message: &SessionMessage) -> Vec<AgentOutput> {
+    fn send_sealed(
+        &mut self,
+        mut session: Established,
+        message: &SessionMessage,
+    ) -> Vec<AgentOutput> {
         let Ok(mut plaintext) = message.encode() else {
             return self.fail(AbortReason::ProtocolViolation, "session message too large");
         };
@@ -318,7 +446,10 @@ impl AgentCore {
         let written = session.transport.write_message(&plaintext, &mut ciphertext);
         plaintext.zeroize();
         let Ok(len) = written else {
-            return self.fail(AbortReason::ProtocolViolation, "cannot encrypt session message");
+            return self.fail(
+                AbortReason::ProtocolViolation,
+                "cannot encrypt session message",
+            );
         };
         ciphertext.truncate(len);
         match (WireMessage::Transport { ciphertext }).encode() {
@@ -326,14 +457,19 @@ impl AgentCore {
                 self.state = State::Established(Box::new(session));
                 vec![AgentOutput::Transmit(bytes)]
             }
-            Err(_) => self.fail(AbortReason::ProtocolViolation, "transport message too large"),
+            Err(_) => self.fail(
+                AbortReason::ProtocolViolation,
+                "transport message too large",
+            ),
         }
     }
 
     fn send_sealed_abort(&mut self, session: Established, reason: AbortReason) -> Vec<AgentOutput> {
         let mut out = self.send_sealed(session, &SessionMessage::Abort { reason });
         self.reset();
-        out.push(AgentOutput::Event(AgentEvent::SessionFailed { reason: format!("aborted: {reason:?}") }));
+        out.push(AgentOutput::Event(AgentEvent::SessionFailed {
+            reason: format!("aborted: {reason:?}"),
+        }));
         out
     }
 
@@ -356,14 +492,23 @@ impl AgentCore {
                     &key_id,
                 );
                 self.stored = Some(stored);
-                let mut out = self.send_sealed(session, &SessionMessage::KeyConfirmation { device_id, key_id, proof });
+                let mut out = self.send_sealed(
+                    session,
+                    &SessionMessage::KeyConfirmation {
+                        device_id,
+                        key_id,
+                        proof,
+                    },
+                );
                 out.push(AgentOutput::Event(AgentEvent::KeyConfirmed { key_id }));
                 out
             }
             Ok(_) => self.send_sealed_abort(session, AbortReason::StorageFailed),
             Err(error) => {
                 let mut out = self.send_sealed_abort(session, AbortReason::StorageFailed);
-                out.push(AgentOutput::Event(AgentEvent::SessionFailed { reason: format!("keystore: {error}") }));
+                out.push(AgentOutput::Event(AgentEvent::SessionFailed {
+                    reason: format!("keystore: {error}"),
+                }));
                 out
             }
         }

@@ -30,7 +30,10 @@ pub enum LinkError {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Serves provisioning sessions on `stream` until it closes.
@@ -58,7 +61,11 @@ where
                 let mut outputs = Vec::new();
                 for frame in decoder.push(&buffer[..n]) {
                     match frame {
-                        Ok(payload) => outputs.extend(core.handle_message(&payload, Instant::now(), unix_now())),
+                        Ok(payload) => outputs.extend(core.handle_message(
+                            &payload,
+                            Instant::now(),
+                            unix_now(),
+                        )),
                         Err(error) => warn!(%error, "dropped a bad frame"),
                     }
                 }
@@ -100,7 +107,10 @@ where
                     Err(error) => warn!(%error, "message does not fit a frame"),
                 },
                 AgentOutput::Persist(record) => {
-                    let result = keystore.store(&record).map(|()| record).map_err(|e| e.to_string());
+                    let result = keystore
+                        .store(&record)
+                        .map(|()| record)
+                        .map_err(|e| e.to_string());
                     if result.is_ok() && fault == FaultInjection::ExitAfterStore {
                         warn!("fault injection: exiting after storing the key, before confirming");
                         std::process::exit(75);
@@ -118,13 +128,20 @@ where
 fn log_event(event: &AgentEvent) {
     match event {
         AgentEvent::SessionStarted { mode } => info!(?mode, "provisioning session started"),
-        AgentEvent::StationVerified { station_name, station_id } => {
+        AgentEvent::StationVerified {
+            station_name,
+            station_id,
+        } => {
             info!(station = %station_name, station_id = %hex::encode(station_id), "station certificate verified")
         }
         AgentEvent::StationRefused { reason } => warn!(?reason, "station refused"),
         AgentEvent::KeyReceived { key_id } => info!(key_id = %hex::encode(key_id), "key received"),
-        AgentEvent::KeyConfirmed { key_id } => info!(key_id = %hex::encode(key_id), "key stored and confirmed"),
-        AgentEvent::StatusAnswered { key_id, held } => info!(key_id = %hex::encode(key_id), held, "key status answered"),
+        AgentEvent::KeyConfirmed { key_id } => {
+            info!(key_id = %hex::encode(key_id), "key stored and confirmed")
+        }
+        AgentEvent::StatusAnswered { key_id, held } => {
+            info!(key_id = %hex::encode(key_id), held, "key status answered")
+        }
         AgentEvent::SessionFailed { reason } => warn!(%reason, "session failed"),
         AgentEvent::SessionAborted { reason } => debug!(?reason, "session aborted by station"),
     }

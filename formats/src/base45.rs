@@ -86,8 +86,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert!(matches!(decode("GGW"), Err(Base45Error::ValueOutOfRange { .. })));
-        assert!(matches!(decode("ab"), Err(Base45Error::InvalidCharacter { position: 0, .. })));
-        assert!(matches!(decode("ABCD"), Err(Base45Error::DanglingCharacter { len: 4 })));
+        assert!(matches!(
+            decode("GGW"),
+            Err(Base45Error::ValueOutOfRange { .. })
+        ));
+        assert!(matches!(
+            decode("ab"),
+            Err(Base45Error::InvalidCharacter { position: 0, .. })
+        ));
+        assert!(matches!(
+            decode("ABCD"),
+            Err(Base45Error::DanglingCharacter { len: 4 })
+        ));
     }
 }

@@ -5,8 +5,11 @@ mod cli;
 use clap::Parser;
 
 fn init_logging(format: cli::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYFILL_LOG").unwrap_or_else(|_| "warn,keyfill_station=info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYFILL_LOG")
+        .unwrap_or_else(|_| "warn,keyfill_station=info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         cli::LogFormat::Text => builder.init(),
         cli::LogFormat::Json => builder.json().init(),
@@ -17,5 +20,7 @@ fn init_logging(format: cli::LogFormat) {
 async fn main() -> miette::Result<()> {
     let cli = cli::Cli::parse();
     init_logging(cli.log_format());
-    cli::run(cli).await.map_err(|error| miette::miette!("{error:#}"))
+    cli::run(cli)
+        .await
+        .map_err(|error| miette::miette!("{error:#}"))
 }

@@ -77,12 +77,21 @@ pub struct EventJson<'a> {
 
 impl<'a> From<&'a Event> for EventJson<'a> {
     fn from(e: &'a Event) -> Self {
-        EventJson { at: rfc3339(e.at), kind: &e.kind, detail: &e.detail, operator: &e.operator, station_id: &e.station_id }
+        EventJson {
+            at: rfc3339(e.at),
+            kind: &e.kind,
+            detail: &e.detail,
+            operator: &e.operator,
+            station_id: &e.station_id,
+        }
     }
 }
 
 pub fn print_device_table(devices: &[Device]) {
-    println!("{:<32}  {:<24}  {:<11}  {:<8}  {:<24}", "ID", "NAME", "STATE", "LINK", "PROVISIONED");
+    println!(
+        "{:<32}  {:<24}  {:<11}  {:<8}  {:<24}",
+        "ID", "NAME", "STATE", "LINK", "PROVISIONED"
+    );
     for d in devices {
         println!(
             "{:<32}  {:<24}  {:<11}  {:<8}  {:<24}",

@@ -22,7 +22,13 @@ pub struct Actor {
     pub operator: String,
 }
 
-pub async fn record(tx: &mut Transaction<'_, Any>, actor: &Actor, device_id: Option<&str>, kind: &str, detail: &str) -> Result<(), DbError> {
+pub async fn record(
+    tx: &mut Transaction<'_, Any>,
+    actor: &Actor,
+    device_id: Option<&str>,
+    kind: &str,
+    detail: &str,
+) -> Result<(), DbError> {
     sqlx::query("INSERT INTO events (at, device_id, station_id, operator, kind, detail) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(now_millis())
         .bind(device_id.map(str::to_owned))

@@ -1,4 +1,6 @@
-use keyfill_formats::message::{AbortReason, HandshakeMode, KeyDelivery, MessageError, SessionMessage, WireMessage};
+use keyfill_formats::message::{
+    AbortReason, HandshakeMode, KeyDelivery, MessageError, SessionMessage, WireMessage,
+};
 use keyfill_formats::proof::{self, ProofPurpose};
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload};
 use keyfill_formats::{DeviceId, SecretKey};
@@ -20,7 +22,9 @@ pub struct StationCredentials {
 
 impl std::fmt::Debug for StationCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StationCredentials").field("certificate_len", &self.certificate.len()).finish_non_exhaustive()
+        f.debug_struct("StationCredentials")
+            .field("certificate_len", &self.certificate.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,7 +51,9 @@ pub enum SessionOutcome {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum SessionError {
-    #[error("the device could not prove it holds the key on its label (wrong device or cloned label)")]
+    #[error(
+        "the device could not prove it holds the key on its label (wrong device or cloned label)"
+    )]
     DeviceAuthenticationFailed,
     #[error("the device refused the session: {reason:?}")]
     RefusedByDevice { reason: AbortReason },
@@ -121,9 +127,10 @@ impl StationSession {
             .and_then(|b| b.local_private_key(credentials.static_private.expose()))
             .map_err(noise_error)?;
         let mut noise = match &device.credential {
-            DeviceCredential::Identity { public_key } => {
-                builder.remote_public_key(public_key).and_then(|b| b.build_initiator()).map_err(noise_error)?
-            }
+            DeviceCredential::Identity { public_key } => builder
+                .remote_public_key(public_key)
+                .and_then(|b| b.build_initiator())
+                .map_err(noise_error)?,
             DeviceCredential::SetupSecret(secret) => {
                 let mut psk = proof::setup_psk(&secret.0, &device.device_id);
                 let built = builder.psk(3, &psk).and_then(|b| b.build_initiator());
@@ -132,9 +139,15 @@ impl StationSession {
             }
         };
         let mut message = vec![0u8; NOISE_BUFFER];
-        let len = noise.write_message(&[], &mut message).map_err(noise_error)?;
+        let len = noise
+            .write_message(&[], &mut message)
+            .map_err(noise_error)?;
         message.truncate(len);
-        let wire = WireMessage::HandshakeInit { mode, noise: message }.encode()?;
+        let wire = WireMessage::HandshakeInit {
+            mode,
+            noise: message,
+        }
+        .encode()?;
         let session = StationSession {
             device_id: device.device_id,
             request,
@@ -166,16 +179,26 @@ impl StationSession {
         let (phase, timeout) = match self.state {
             State::Done => return Ok(()),
             State::AwaitingReply(_) => ("waiting for the handshake reply", HANDSHAKE_TIMEOUT),
-            State::AwaitingReady(_) => ("waiting for the device to accept the station", HANDSHAKE_TIMEOUT),
+            State::AwaitingReady(_) => (
+                "waiting for the device to accept the station",
+                HANDSHAKE_TIMEOUT,
+            ),
             State::AwaitingResult(_) => ("waiting for the key confirmation", CONFIRMATION_TIMEOUT),
         };
         self.state = State::Done;
-        Err(SessionError::Timeout { phase, seconds: timeout.as_secs() })
+        Err(SessionError::Timeout {
+            phase,
+            seconds: timeout.as_secs(),
+        })
     }
 
     /// Feeds one received wire message. Returns wire messages to send, and the outcome once the
     /// session is complete. Any error ends the session.
-    pub fn handle_message(&mut self, bytes: &[u8], now: Instant) -> Result<(Vec<Vec<u8>>, Option<SessionOutcome>), SessionError> {
+    pub fn handle_message(
+        &mut self,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<(Vec<Vec<u8>>, Option<SessionOutcome>), SessionError> {
         let result = self.dispatch(bytes, now);
         if result.is_err() {
             self.state = State::Done;
@@ -183,7 +206,11 @@ impl StationSession {
         result
     }
 
-    fn dispatch(&mut self, bytes: &[u8], now: Instant) -> Result<(Vec<Vec<u8>>, Option<SessionOutcome>), SessionError> {
+    fn dispatch(
+        &mut self,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<(Vec<Vec<u8>>, Option<SessionOutcome>), SessionError> {
         let message = WireMessage::decode(bytes)?;
         if let WireMessage::Abort { reason } = message {
             return Err(SessionError::RefusedByDevice { reason });
@@ -197,12 +224,21 @@ impl StationSession {
             (State::AwaitingReady(mut session), WireMessage::Transport { ciphertext }) => {
                 match open(&mut session, &ciphertext)? {
                     SessionMessage::DeviceReady { device_id } if device_id == self.device_id => {}
-                    SessionMessage::Abort { reason } => return Err(SessionError::RefusedByDevice { reason }),
-                    _ => return Err(SessionError::ProtocolViolation("expected the device to be ready".into())),
+                    SessionMessage::Abort { reason } => {
+                        return Err(SessionError::RefusedByDevice { reason });
+                    }
+                    _ => {
+                        return Err(SessionError::ProtocolViolation(
+                            "expected the device to be ready".into(),
+                        ));
+                    }
                 }
                 let request = match &self.request {
                     Request::Deliver(delivery) => SessionMessage::KeyDelivery(delivery.clone()),
-                    Request::QueryKey { key_id, .. } => SessionMessage::KeyStatusQuery { device_id: self.device_id, key_id: *key_id },
+                    Request::QueryKey { key_id, .. } => SessionMessage::KeyStatusQuery {
+                        device_id: self.device_id,
+                        key_id: *key_id,
+                    },
                 };
                 let wire = seal(&mut session, &request)?;
                 self.request_sent = true;
@@ -215,27 +251,51 @@ impl StationSession {
                 let outcome = self.check_result(&session, reply)?;
                 Ok((Vec::new(), Some(outcome)))
             }
-            (_, other) => Err(SessionError::ProtocolViolation(format!("unexpected {}", wire_name(&other)))),
+            (_, other) => Err(SessionError::ProtocolViolation(format!(
+                "unexpected {}",
+                wire_name(&other)
+            ))),
         }
     }
 
-    fn on_reply(&mut self, mut hs: AwaitingReply, noise_message: &[u8]) -> Result<Vec<u8>, SessionError> {
+    fn on_reply(
+        &mut self,
+        mut hs: AwaitingReply,
+        noise_message: &[u8],
+    ) -> Result<Vec<u8>, SessionError> {
         let mut payload = [0u8; NOISE_BUFFER];
         hs.noise
             .read_message(noise_message, &mut payload)
             .map_err(|_| SessionError::DeviceAuthenticationFailed)?;
         let mut finish = vec![0u8; NOISE_BUFFER];
-        let len = hs.noise.write_message(&self.credentials_certificate, &mut finish).map_err(noise_error)?;
+        let len = hs
+            .noise
+            .write_message(&self.credentials_certificate, &mut finish)
+            .map_err(noise_error)?;
         finish.truncate(len);
         let handshake_hash = hs.noise.get_handshake_hash().to_vec();
         let transport = hs.noise.into_transport_mode().map_err(noise_error)?;
-        self.state = State::AwaitingReady(Box::new(Established { transport, handshake_hash }));
+        self.state = State::AwaitingReady(Box::new(Established {
+            transport,
+            handshake_hash,
+        }));
         Ok(WireMessage::HandshakeFinish { noise: finish }.encode()?)
     }
 
-    fn check_result(&self, session: &Established, reply: SessionMessage) -> Result<SessionOutcome, SessionError> {
+    fn check_result(
+        &self,
+        session: &Established,
+        reply: SessionMessage,
+    ) -> Result<SessionOutcome, SessionError> {
         match (&self.request, reply) {
-            (Request::Deliver(delivery), SessionMessage::KeyConfirmation { device_id, key_id, proof }) => {
+            (
+                Request::Deliver(delivery),
+                SessionMessage::KeyConfirmation {
+                    device_id,
+                    key_id,
+                    proof,
+                },
+            ) => {
                 let valid = device_id == self.device_id
                     && key_id == delivery.key_id
                     && proof::verify_possession_proof(
@@ -246,11 +306,24 @@ impl StationSession {
                         &key_id,
                         &proof,
                     );
-                if valid { Ok(SessionOutcome::Confirmed { key_id }) } else { Err(SessionError::BadProof) }
+                if valid {
+                    Ok(SessionOutcome::Confirmed { key_id })
+                } else {
+                    Err(SessionError::BadProof)
+                }
             }
-            (Request::QueryKey { key_id: asked, key }, SessionMessage::KeyStatusReply { device_id, key_id, proof }) => {
+            (
+                Request::QueryKey { key_id: asked, key },
+                SessionMessage::KeyStatusReply {
+                    device_id,
+                    key_id,
+                    proof,
+                },
+            ) => {
                 if device_id != self.device_id || key_id != *asked {
-                    return Err(SessionError::ProtocolViolation("status reply for another key".into()));
+                    return Err(SessionError::ProtocolViolation(
+                        "status reply for another key".into(),
+                    ));
                 }
                 match proof {
                     Some(proof) => {
@@ -262,13 +335,19 @@ impl StationSession {
                             &key_id,
                             &proof,
                         );
-                        if valid { Ok(SessionOutcome::KeyHeld { key_id }) } else { Err(SessionError::BadProof) }
+                        if valid {
+                            Ok(SessionOutcome::KeyHeld { key_id })
+                        } else {
+                            Err(SessionError::BadProof)
+                        }
                     }
                     None => Ok(SessionOutcome::KeyNotHeld { key_id }),
                 }
             }
             (_, SessionMessage::Abort { reason }) => Err(SessionError::RefusedByDevice { reason }),
-            (_, _) => Err(SessionError::ProtocolViolation("unexpected reply to the request".into())),
+            (_, _) => Err(SessionError::ProtocolViolation(
+                "unexpected reply to the request".into(),
+            )),
         }
     }
 }
@@ -288,7 +367,9 @@ fn open(session: &mut Established, ciphertext: &[u8]) -> Result<SessionMessage, 
     let len = session
         .transport
         .read_message(ciphertext, &mut plaintext)
-        .map_err(|_| SessionError::ProtocolViolation("transport message failed authentication".into()))?;
+        .map_err(|_| {
+            SessionError::ProtocolViolation("transport message failed authentication".into())
+        })?;
     let message = SessionMessage::decode(&plaintext[..len]);
     plaintext.zeroize();
     Ok(message?)
