@@ -50,7 +50,7 @@ impl SimulatedDevice {
         let mut attributes = termios::tcgetattr(&slave)?;
         termios::cfmakeraw(&mut attributes);
         termios::tcsetattr(&slave, SetArg::TCSANOW, &attributes)?;
-        let port = PathBuf::from(nix::unistd::ttyname(&slave)?);
+        let port = nix::unistd::ttyname(&slave)?;
         let mut core = AgentCore::new(identity.clone(), stored);
         let mut stream = tokio::fs::File::from_std(std::fs::File::from(master));
         let task = tokio::spawn(async move {

@@ -3,6 +3,7 @@
 mod cli;
 
 use clap::Parser;
+use std::process::ExitCode;
 
 fn init_logging(format: cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYFILL_LOG")
@@ -17,10 +18,17 @@ fn init_logging(format: cli::LogFormat) {
 }
 
 #[tokio::main]
-async fn main() -> miette::Result<()> {
+async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging(cli.log_format());
-    cli::run(cli)
-        .await
-        .map_err(|error| miette::miette!("{error:#}"))
+    match cli::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
 }

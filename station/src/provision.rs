@@ -43,13 +43,13 @@ pub enum ProvisionError {
     UnknownDevice(String),
     #[error("device {id} is {state}, not pending: nothing to reconcile")]
     NotPending { id: String, state: &'static str },
-    #[error("provisioning failed, no key left the station: {source}")]
+    #[error("provisioning failed; no key left the station")]
     Failed { source: SessionOrLinkError },
     #[error(
         "the key was sent but not confirmed ({source}); the record stays pending: run `keyfill devices reconcile`"
     )]
     Unconfirmed { source: SessionOrLinkError },
-    #[error("reconciliation could not reach a verdict ({source}); the record stays pending")]
+    #[error("reconciliation could not reach a verdict; the record stays pending")]
     ReconcileIncomplete { source: SessionOrLinkError },
     #[error(transparent)]
     Db(#[from] DbError),

@@ -1,1 +1,434 @@
+//! Fixtures for end-to-end tests that drive the real `keyfill` and `keyfill-agent` binaries
+//! over pseudo-terminal pairs, against SQLite files and a real PostgreSQL server.
 
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const PASSPHRASE: &str = "e2e test passphrase";
+/// The PostgreSQL server the tests use (trust auth); each test gets a database of its own.
+pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The workspace's target directory.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        })
+}
+
+/// Path of a workspace binary, built once per test run with the same profile as the tests.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "keyfill-station",
+                "-p",
+                "keyfill-agent",
+                "--bins",
+            ])
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .status()
+            .map_err(|e| e.to_string())?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("cargo build failed: {status}"))
+        }
+    });
+    if let Err(error) = built {
+        panic!("cannot build the binaries: {error}");
+    }
+    target_dir().join("debug").join(name)
+}
+
+/// A linked pair of pseudo-terminals made by socat: what one side writes, the other reads,
+/// with the same termios behaviour as a UART.
+#[derive(Debug)]
+pub struct PtyPair {
+    pub station_side: PathBuf,
+    pub device_side: PathBuf,
+    child: Child,
+}
+
+impl PtyPair {
+    pub fn new(dir: &Path) -> Result<Self> {
+        let station_side = dir.join("tty-station");
+        let device_side = dir.join("tty-device");
+        let child = Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", station_side.display()))
+            .arg(format!("pty,raw,echo=0,link={}", device_side.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot run socat (apt-get install socat)")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(station_side.exists() && device_side.exists()) {
+            if Instant::now() > deadline {
+                bail!("socat did not create the pseudo-terminals");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(PtyPair {
+            station_side,
+            device_side,
+            child,
+        })
+    }
+}
+
+impl Drop for PtyPair {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which database a test runs against.
+#[derive(Debug)]
+pub enum Database {
+    Sqlite { url: String, path: PathBuf },
+    Postgres { url: String, name: String },
+}
+
+impl Database {
+    pub fn sqlite(dir: &Path) -> Self {
+        let path = dir.join("inventory.db");
+        Database::Sqlite {
+            url: format!("sqlite://{}", path.display()),
+            path,
+        }
+    }
+
+    /// A fresh database on the PostgreSQL server, dropped at the end of the test.
+    pub fn postgres() -> Result<Self> {
+        let name = format!("keyfill_e2e_{:016x}", rand_u64());
+        psql_admin(&format!("CREATE DATABASE {name}"))?;
+        Ok(Database::Postgres {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Database::Sqlite { url, .. } | Database::Postgres { url, .. } => url,
+        }
+    }
+
+    /// Every byte the database holds for Keyfill's tables, as the server returns them.
+    pub fn dump(&self) -> Result<Vec<u8>> {
+        match self {
+            Database::Sqlite { path, .. } => {
+                let mut all = Vec::new();
+                for suffix in ["", "-wal", "-shm"] {
+                    let file = PathBuf::from(format!("{}{suffix}", path.display()));
+                    if file.exists() {
+                        all.extend(std::fs::read(&file)?);
+                    }
+                }
+                Ok(all)
+            }
+            Database::Postgres { url, .. } => {
+                let mut all = Vec::new();
+                for table in ["devices", "device_keys", "events"] {
+                    let output = Command::new("psql")
+                        .args([
+                            url.as_str(),
+                            "-At",
+                            "-c",
+                            &format!("SELECT row_to_json(t)::text FROM {table} t"),
+                        ])
+                        .output()
+                        .context("psql")?;
+                    if !output.status.success() {
+                        bail!(
+                            "psql dump failed: {}",
+                            String::from_utf8_lossy(&output.stderr)
+                        );
+                    }
+                    all.extend(output.stdout);
+                }
+                Ok(all)
+            }
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Database::Postgres { name, .. } = self {
+            let _ = psql_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+fn psql_admin(sql: &str) -> Result<()> {
+    let output = Command::new("psql")
+        .args([POSTGRES_ADMIN_URL, "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .context("psql")?;
+    if !output.status.success() {
+        bail!("psql {sql:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(())
+}
+
+/// A random value for unique test resource names.
+pub fn rand_u64() -> u64 {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
+        let _ = urandom.read_exact(&mut bytes);
+    }
+    u64::from_le_bytes(bytes) ^ u64::from(std::process::id())
+}
+
+/// A station home with its database, driven through the `keyfill` binary. Every command's
+/// stdout and stderr is kept for leak scans.
+#[derive(Debug)]
+pub struct Station {
+    pub home: PathBuf,
+    pub db: Database,
+    pub transcript: std::cell::RefCell<Vec<u8>>,
+}
+
+impl Station {
+    /// `keyfill init` in a fresh home.
+    pub fn init(dir: &Path, db: Database) -> Result<Self> {
+        let station = Station {
+            home: dir.join("station-home"),
+            db,
+            transcript: Default::default(),
+        };
+        let output = station.run(&["init", "--station-name", "e2e-station"])?;
+        if !output.status.success() {
+            bail!(
+                "keyfill init failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(station)
+    }
+
+    pub fn factory_root_file(&self) -> PathBuf {
+        self.home.join("factory-root.pub")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary("keyfill"));
+        command
+            .arg("--home")
+            .arg(&self.home)
+            .arg("--db")
+            .arg(self.db.url())
+            .args(args)
+            .env("KEYFILL_PASSPHRASE", PASSPHRASE)
+            .env("KEYFILL_LOG", "trace")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `keyfill ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Result<Output> {
+        let output = self.command(args).output().context("cannot run keyfill")?;
+        let mut transcript = self.transcript.borrow_mut();
+        transcript.extend_from_slice(&output.stdout);
+        transcript.extend_from_slice(&output.stderr);
+        Ok(output)
+    }
+
+    /// `keyfill devices list --json`, parsed.
+    pub fn devices(&self) -> Result<Vec<serde_json::Value>> {
+        let output = self.run(&["devices", "list", "--json"])?;
+        if !output.status.success() {
+            bail!(
+                "devices list failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+
+    /// The state of the device named `name`, if the station knows it.
+    pub fn state_of(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .devices()?
+            .into_iter()
+            .find(|d| d["name"] == name)
+            .and_then(|d| d["state"].as_str().map(str::to_owned)))
+    }
+}
+
+/// A device: `keyfill-agent` with its own state directory.
+#[derive(Debug)]
+pub struct Agent {
+    pub state: PathBuf,
+    pub payload: String,
+    serving: Option<Child>,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// `keyfill-agent init`, pinned to `factory_root_file`.
+    pub fn init(dir: &Path, name: &str, factory_root_file: &Path, extra: &[&str]) -> Result<Self> {
+        let state = dir.join(format!("agent-{}", name.replace('/', "_")));
+        let output = Command::new(binary("keyfill-agent"))
+            .arg("--state")
+            .arg(&state)
+            .args(["init", "--name", name, "--serial-number", "SN-E2E"])
+            .arg("--factory-root")
+            .arg(factory_root_file)
+            .args(extra)
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "keyfill-agent init failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let payload = String::from_utf8(output.stdout)?.trim().to_owned();
+        let log = state.join("serve.log");
+        Ok(Agent {
+            state,
+            payload,
+            serving: None,
+            log,
+        })
+    }
+
+    /// Starts `keyfill-agent serve --serial PORT` in the background.
+    pub fn serve(&mut self, port: &Path, extra: &[&str]) -> Result<()> {
+        self.stop();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(binary("keyfill-agent"))
+            .arg("--state")
+            .arg(&self.state)
+            .arg("serve")
+            .arg("--serial")
+            .arg(port)
+            .args(extra)
+            .env("KEYFILL_LOG", "trace")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.serving = Some(child);
+        // Give the agent a moment to open its port; the station's handshake retries nothing.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(())
+    }
+
+    /// Waits for the serving agent to exit on its own (fault injection), returning its code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        let Some(child) = self.serving.as_mut() else {
+            bail!("agent is not serving")
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.serving = None;
+                return Ok(status.code());
+            }
+            if Instant::now() > deadline {
+                bail!("agent did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.serving.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `keyfill-agent status --json`.
+    pub fn status(&self) -> Result<serde_json::Value> {
+        let output = Command::new(binary("keyfill-agent"))
+            .arg("--state")
+            .arg(&self.state)
+            .args(["status", "--json"])
+            .output()?;
+        if !output.status.success() {
+            bail!("status failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+
+    /// The key the device holds, read straight from its keystore file (test only).
+    pub fn key_bytes(&self) -> Result<Option<Vec<u8>>> {
+        let path = self.state.join("key.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+        let hex_key = value["key"].as_str().context("key field")?;
+        Ok(Some(hex::decode(hex_key)?))
+    }
+
+    pub fn log(&self) -> Vec<u8> {
+        std::fs::read(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Every encoding of `key` a careless program might write: raw, hex (both cases), base64
+/// (standard and URL-safe, padded or not).
+pub fn key_encodings(key: &[u8]) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    vec![
+        key.to_vec(),
+        hex::encode(key).into_bytes(),
+        hex::encode_upper(key).into_bytes(),
+        STANDARD.encode(key).into_bytes(),
+        STANDARD_NO_PAD.encode(key).into_bytes(),
+        URL_SAFE.encode(key).into_bytes(),
+        URL_SAFE_NO_PAD.encode(key).into_bytes(),
+    ]
+}
+
+/// Whether `haystack` contains any encoding of `key`.
+pub fn contains_key(haystack: &[u8], key: &[u8]) -> bool {
+    key_encodings(key).iter().any(|needle| {
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_slice())
+    })
+}
+
+/// All bytes of all files under `dir`.
+pub fn read_tree(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                all.extend(read_tree(&path));
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                all.extend(bytes);
+            }
+        }
+    }
+    all
+}

@@ -58,10 +58,10 @@ pub fn spawn(db_url: String) -> anyhow::Result<Bridge> {
             runtime.block_on(async move {
                 let notify = |event: Event| {
                     let _ = event_tx.send(event);
-                    if let Ok(slot) = repaint_station.lock() {
-                        if let Some(context) = slot.as_ref() {
-                            context.request_repaint();
-                        }
+                    if let Ok(slot) = repaint_station.lock()
+                        && let Some(context) = slot.as_ref()
+                    {
+                        context.request_repaint();
                     }
                 };
                 let inventory = match Inventory::open(&db_url).await {

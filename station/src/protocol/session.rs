@@ -213,6 +213,12 @@ impl StationSession {
     ) -> Result<(Vec<Vec<u8>>, Option<SessionOutcome>), SessionError> {
         let message = WireMessage::decode(bytes)?;
         if let WireMessage::Abort { reason } = message {
+            // A device that cannot read the first XK message does not hold the label's key.
+            if matches!(self.state, State::AwaitingReply(_))
+                && reason == AbortReason::HandshakeFailed
+            {
+                return Err(SessionError::DeviceAuthenticationFailed);
+            }
             return Err(SessionError::RefusedByDevice { reason });
         }
         match (std::mem::replace(&mut self.state, State::Done), message) {
