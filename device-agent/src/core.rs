@@ -35,32 +35,14 @@ pub enum AgentOutput {
 /// What happened, for logs and status displays. Never carries key material.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEvent {
-    SessionStarted {
-        mode: HandshakeMode,
-    },
-    StationVerified {
-        station_name: String,
-        station_id: [u8; 16],
-    },
-    StationRefused {
-        reason: AbortReason,
-    },
-    KeyReceived {
-        key_id: [u8; 16],
-    },
-    KeyConfirmed {
-        key_id: [u8; 16],
-    },
-    StatusAnswered {
-        key_id: [u8; 16],
-        held: bool,
-    },
-    SessionFailed {
-        reason: String,
-    },
-    SessionAborted {
-        reason: AbortReason,
-    },
+    SessionStarted { mode: HandshakeMode },
+    StationVerified { station_name: String, station_id: [u8; 16] },
+    StationRefused { reason: AbortReason },
+    KeyReceived { key_id: [u8; 16] },
+    KeyConfirmed { key_id: [u8; 16] },
+    StatusAnswered { key_id: [u8; 16], held: bool },
+    SessionFailed { reason: String },
+    SessionAborted { reason: AbortReason },
 }
 
 /// Proof that the station's certificate chains to the pinned factory root, is in its validity
@@ -98,6 +80,8 @@ pub struct AgentCore {
     stored: Option<StoredKey>,
     state: State,
     deadline: Option<Instant>,
+    /// Only unit tests set this, to replay the independent known-answer transcripts.
+    test_ephemeral: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for AgentCore {
@@ -108,10 +92,7 @@ impl std::fmt::Debug for AgentCore {
             State::Established(_) => "established",
             State::AwaitingPersist(_) => "awaiting-persist",
         };
-        f.debug_struct("AgentCore")
-            .field("device", &self.identity.device_id)
-            .field("state", &state)
-            .finish()
+        f.debug_struct("AgentCore").field("device", &self.identity.device_id).field("state", &state).finish()
     }
 }
 
@@ -129,8 +110,7 @@ fn verify_station(
     root: &[u8; 32],
     unix_now: u64,
 ) -> Result<(StationVerified, String), AbortReason> {
-    let certificate =
-        StationCertificate::decode(payload).map_err(|_| AbortReason::BadCertificate)?;
+    let certificate = StationCertificate::decode(payload).map_err(|_| AbortReason::BadCertificate)?;
     if certificate.body.root_key_id != cert::root_key_id(root)
         || !proof::certificate_signature_valid(&certificate, root)
     {
@@ -142,22 +122,12 @@ fn verify_station(
     if unix_now < certificate.body.not_before || unix_now > certificate.body.not_after {
         return Err(AbortReason::CertificateExpired);
     }
-    Ok((
-        StationVerified {
-            station_id: certificate.body.station_id,
-        },
-        certificate.body.station_name,
-    ))
+    Ok((StationVerified { station_id: certificate.body.station_id }, certificate.body.station_name))
 }
 
 impl AgentCore {
     pub fn new(identity: DeviceIdentity, stored: Option<StoredKey>) -> Self {
-        AgentCore {
-            identity,
-            stored,
-            state: State::Idle,
-            deadline: None,
-        }
+        AgentCore { identity, stored, state: State::Idle, deadline: None, test_ephemeral: None }
     }
 
     pub fn device_id(&self) -> DeviceId {
@@ -176,14 +146,9 @@ impl AgentCore {
 
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<AgentOutput> {
         match self.deadline {
-            Some(deadline)
-                if now >= deadline
-                    && !matches!(self.state, State::Idle | State::AwaitingPersist(_)) =>
-            {
+            Some(deadline) if now >= deadline && !matches!(self.state, State::Idle | State::AwaitingPersist(_)) => {
                 self.reset();
-                vec![AgentOutput::Event(AgentEvent::SessionFailed {
-                    reason: "station went silent".into(),
-                })]
+                vec![AgentOutput::Event(AgentEvent::SessionFailed { reason: "station went silent".into() })]
             }
             _ => Vec::new(),
         }
@@ -200,26 +165,16 @@ impl AgentCore {
         if let Ok(bytes) = (WireMessage::Abort { reason }).encode() {
             out.push(AgentOutput::Transmit(bytes));
         }
-        out.push(AgentOutput::Event(AgentEvent::SessionFailed {
-            reason: detail.to_owned(),
-        }));
+        out.push(AgentOutput::Event(AgentEvent::SessionFailed { reason: detail.to_owned() }));
         out
     }
 
     /// Feeds one received wire message (one frame's payload).
-    pub fn handle_message(
-        &mut self,
-        bytes: &[u8],
-        now: Instant,
-        unix_now: u64,
-    ) -> Vec<AgentOutput> {
+    pub fn handle_message(&mut self, bytes: &[u8], now: Instant, unix_now: u64) -> Vec<AgentOutput> {
         let message = match WireMessage::decode(bytes) {
             Ok(m) => m,
             Err(error) => {
-                return self.fail(
-                    AbortReason::ProtocolViolation,
-                    &format!("undecodable message: {error}"),
-                );
+                return self.fail(AbortReason::ProtocolViolation, &format!("undecodable message: {error}"));
             }
         };
         self.deadline = Some(now + SESSION_IDLE_TIMEOUT);
@@ -241,10 +196,7 @@ impl AgentCore {
                 self.state = State::AwaitingPersist(pending);
                 Vec::new()
             }
-            (_, _) => self.fail(
-                AbortReason::ProtocolViolation,
-                "unexpected message for the session state",
-            ),
+            (_, _) => self.fail(AbortReason::ProtocolViolation, "unexpected message for the session state"),
         }
     }
 
@@ -262,10 +214,7 @@ impl AgentCore {
         let len = match hs.noise.write_message(&[], &mut reply) {
             Ok(len) => len,
             Err(_) => {
-                return self.fail(
-                    AbortReason::HandshakeFailed,
-                    "cannot write handshake message 2",
-                );
+                return self.fail(AbortReason::HandshakeFailed, "cannot write handshake message 2");
             }
         };
         reply.truncate(len);
@@ -273,25 +222,20 @@ impl AgentCore {
             return self.fail(AbortReason::HandshakeFailed, "handshake reply too large");
         };
         self.state = State::Handshaking(Box::new(hs));
-        vec![
-            AgentOutput::Event(AgentEvent::SessionStarted { mode }),
-            AgentOutput::Transmit(bytes),
-        ]
+        vec![AgentOutput::Event(AgentEvent::SessionStarted { mode }), AgentOutput::Transmit(bytes)]
     }
 
     fn build_responder(&self, mode: HandshakeMode) -> Result<snow::HandshakeState, AbortReason> {
-        let params = mode
-            .noise_pattern()
-            .parse()
-            .map_err(|_| AbortReason::HandshakeFailed)?;
+        let params = mode.noise_pattern().parse().map_err(|_| AbortReason::HandshakeFailed)?;
         let prologue = prologue(mode, &self.identity.device_id);
-        let builder = snow::Builder::new(params)
-            .prologue(&prologue)
-            .map_err(|_| AbortReason::HandshakeFailed)?;
+        let mut builder = snow::Builder::new(params).prologue(&prologue).map_err(|_| AbortReason::HandshakeFailed)?;
+        if let Some(ephemeral) = &self.test_ephemeral {
+            builder = builder.fixed_ephemeral_key_for_testing_only(ephemeral);
+        }
         let built = match (&self.identity.credential, mode) {
-            (DeviceCredential::Identity { private_key, .. }, HandshakeMode::Identity) => builder
-                .local_private_key(private_key.expose())
-                .and_then(|b| b.build_responder()),
+            (DeviceCredential::Identity { private_key, .. }, HandshakeMode::Identity) => {
+                builder.local_private_key(private_key.expose()).and_then(|b| b.build_responder())
+            }
             (DeviceCredential::SetupSecret(secret), HandshakeMode::SetupSecret) => {
                 let mut psk = proof::setup_psk(&secret.0, &self.identity.device_id);
                 let built = builder.psk(3, &psk).and_then(|b| b.build_responder());
@@ -303,12 +247,7 @@ impl AgentCore {
         built.map_err(|_| AbortReason::HandshakeFailed)
     }
 
-    fn finish_handshake(
-        &mut self,
-        mut hs: Handshaking,
-        noise_message: &[u8],
-        unix_now: u64,
-    ) -> Vec<AgentOutput> {
+    fn finish_handshake(&mut self, mut hs: Handshaking, noise_message: &[u8], unix_now: u64) -> Vec<AgentOutput> {
         let mut payload = vec![0u8; NOISE_BUFFER];
         let len = match hs.noise.read_message(noise_message, &mut payload) {
             Ok(len) => len,
@@ -334,21 +273,9 @@ impl AgentCore {
             return self.fail(AbortReason::HandshakeFailed, "handshake incomplete");
         };
         let station_id = station.station_id;
-        let session = Established {
-            transport,
-            handshake_hash,
-            station,
-        };
-        let mut out = vec![AgentOutput::Event(AgentEvent::StationVerified {
-            station_name,
-            station_id,
-        })];
-        out.extend(self.send_sealed(
-            session,
-            &SessionMessage::DeviceReady {
-                device_id: self.identity.device_id,
-            },
-        ));
+        let session = Established { transport, handshake_hash, station };
+        let mut out = vec![AgentOutput::Event(AgentEvent::StationVerified { station_name, station_id })];
+        out.extend(self.send_sealed(session, &SessionMessage::DeviceReady { device_id: self.identity.device_id }));
         out
     }
 
@@ -357,10 +284,7 @@ impl AgentCore {
         let len = match session.transport.read_message(ciphertext, &mut plaintext) {
             Ok(len) => len,
             Err(_) => {
-                return self.fail(
-                    AbortReason::ProtocolViolation,
-                    "transport message failed authentication",
-                );
+                return self.fail(AbortReason::ProtocolViolation, "transport message failed authentication");
             }
         };
         let decoded = SessionMessage::decode(&plaintext[..len]);
@@ -368,10 +292,7 @@ impl AgentCore {
         let message = match decoded {
             Ok(message) => message,
             Err(error) => {
-                return self.fail(
-                    AbortReason::ProtocolViolation,
-                    &format!("bad session message: {error}"),
-                );
+                return self.fail(AbortReason::ProtocolViolation, &format!("bad session message: {error}"));
             }
         };
         match message {
@@ -387,39 +308,19 @@ impl AgentCore {
                     issued_at: delivery.issued_at,
                 };
                 self.state = State::AwaitingPersist(Box::new(AwaitingPersist { session, key_id }));
-                vec![
-                    AgentOutput::Event(AgentEvent::KeyReceived { key_id }),
-                    AgentOutput::Persist(record),
-                ]
+                vec![AgentOutput::Event(AgentEvent::KeyReceived { key_id }), AgentOutput::Persist(record)]
             }
             SessionMessage::KeyStatusQuery { device_id, key_id } => {
                 if device_id != self.identity.device_id {
                     return self.send_sealed_abort(session, AbortReason::WrongDevice);
                 }
-                let proof = self
-                    .stored
-                    .as_ref()
-                    .filter(|k| k.key_id == key_id)
-                    .map(|k| {
-                        proof::possession_proof(
-                            ProofPurpose::Status,
-                            &k.key,
-                            &session.handshake_hash,
-                            &device_id,
-                            &key_id,
-                        )
-                    });
+                let proof = self.stored.as_ref().filter(|k| k.key_id == key_id).map(|k| {
+                    proof::possession_proof(ProofPurpose::Status, &k.key, &session.handshake_hash, &device_id, &key_id)
+                });
                 let held = proof.is_some();
-                let reply = SessionMessage::KeyStatusReply {
-                    device_id,
-                    key_id,
-                    proof,
-                };
+                let reply = SessionMessage::KeyStatusReply { device_id, key_id, proof };
                 let mut out = self.send_sealed(session, &reply);
-                out.insert(
-                    0,
-                    AgentOutput::Event(AgentEvent::StatusAnswered { key_id, held }),
-                );
+                out.insert(0, AgentOutput::Event(AgentEvent::StatusAnswered { key_id, held }));
                 out
             }
             SessionMessage::Abort { reason } => {
@@ -428,17 +329,11 @@ impl AgentCore {
             }
             SessionMessage::KeyConfirmation { .. }
             | SessionMessage::KeyStatusReply { .. }
-            | SessionMessage::DeviceReady { .. } => {
-                self.send_sealed_abort(session, AbortReason::ProtocolViolation)
-            }
+            | SessionMessage::DeviceReady { .. } => self.send_sealed_abort(session, AbortReason::ProtocolViolation),
         }
     }
 
-    fn send_sealed(
-        &mut self,
-        mut session: Established,
-        message: &SessionMessage,
-    ) -> Vec<AgentOutput> {
+    fn send_sealed(&mut self, mut session: Established, message: &SessionMessage) -> Vec<AgentOutput> {
         let Ok(mut plaintext) = message.encode() else {
             return self.fail(AbortReason::ProtocolViolation, "session message too large");
         };
@@ -446,10 +341,7 @@ impl AgentCore {
         let written = session.transport.write_message(&plaintext, &mut ciphertext);
         plaintext.zeroize();
         let Ok(len) = written else {
-            return self.fail(
-                AbortReason::ProtocolViolation,
-                "cannot encrypt session message",
-            );
+            return self.fail(AbortReason::ProtocolViolation, "cannot encrypt session message");
         };
         ciphertext.truncate(len);
         match (WireMessage::Transport { ciphertext }).encode() {
@@ -457,19 +349,14 @@ impl AgentCore {
                 self.state = State::Established(Box::new(session));
                 vec![AgentOutput::Transmit(bytes)]
             }
-            Err(_) => self.fail(
-                AbortReason::ProtocolViolation,
-                "transport message too large",
-            ),
+            Err(_) => self.fail(AbortReason::ProtocolViolation, "transport message too large"),
         }
     }
 
     fn send_sealed_abort(&mut self, session: Established, reason: AbortReason) -> Vec<AgentOutput> {
         let mut out = self.send_sealed(session, &SessionMessage::Abort { reason });
         self.reset();
-        out.push(AgentOutput::Event(AgentEvent::SessionFailed {
-            reason: format!("aborted: {reason:?}"),
-        }));
+        out.push(AgentOutput::Event(AgentEvent::SessionFailed { reason: format!("aborted: {reason:?}") }));
         out
     }
 
@@ -492,25 +379,19 @@ impl AgentCore {
                     &key_id,
                 );
                 self.stored = Some(stored);
-                let mut out = self.send_sealed(
-                    session,
-                    &SessionMessage::KeyConfirmation {
-                        device_id,
-                        key_id,
-                        proof,
-                    },
-                );
+                let mut out = self.send_sealed(session, &SessionMessage::KeyConfirmation { device_id, key_id, proof });
                 out.push(AgentOutput::Event(AgentEvent::KeyConfirmed { key_id }));
                 out
             }
             Ok(_) => self.send_sealed_abort(session, AbortReason::StorageFailed),
             Err(error) => {
                 let mut out = self.send_sealed_abort(session, AbortReason::StorageFailed);
-                out.push(AgentOutput::Event(AgentEvent::SessionFailed {
-                    reason: format!("keystore: {error}"),
-                }));
+                out.push(AgentOutput::Event(AgentEvent::SessionFailed { reason: format!("keystore: {error}") }));
                 out
             }
         }
     }
 }
+
+#[cfg(test)]
+mod vectors;

@@ -10,10 +10,7 @@ use thiserror::Error;
 #[derive(Clone, Debug)]
 pub enum DeviceCredential {
     /// Static X25519 key pair (Noise XK responder).
-    Identity {
-        private_key: SecretKey,
-        public_key: [u8; 32],
-    },
+    Identity { private_key: SecretKey, public_key: [u8; 32] },
     /// Setup secret printed on the label (Noise XNpsk3 responder).
     SetupSecret(SetupSecret),
 }
@@ -35,10 +32,7 @@ pub enum IdentityError {
     #[error("device name must be 1..=255 bytes of UTF-8")]
     InvalidName,
     #[error("cannot read identity file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("identity file {path} is malformed: {reason}")]
     Malformed { path: String, reason: String },
     #[error("cannot generate key: {0}")]
@@ -68,19 +62,12 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], IdentityError> {
     Ok(out)
 }
 
-fn hex_array<const N: usize>(
-    text: &str,
-    path: &str,
-    field: &str,
-) -> Result<[u8; N], IdentityError> {
-    let bytes = hex::decode(text).map_err(|_| IdentityError::Malformed {
-        path: path.into(),
-        reason: format!("{field} is not hex"),
-    })?;
-    bytes.try_into().map_err(|_| IdentityError::Malformed {
-        path: path.into(),
-        reason: format!("{field} must be {N} bytes"),
-    })
+fn hex_array<const N: usize>(text: &str, path: &str, field: &str) -> Result<[u8; N], IdentityError> {
+    let bytes = hex::decode(text)
+        .map_err(|_| IdentityError::Malformed { path: path.into(), reason: format!("{field} is not hex") })?;
+    bytes
+        .try_into()
+        .map_err(|_| IdentityError::Malformed { path: path.into(), reason: format!("{field} must be {N} bytes") })
 }
 
 impl DeviceIdentity {
@@ -111,10 +98,7 @@ impl DeviceIdentity {
                 .as_slice()
                 .try_into()
                 .map_err(|_| IdentityError::KeyGeneration("unexpected key length".into()))?;
-            DeviceCredential::Identity {
-                private_key,
-                public_key,
-            }
+            DeviceCredential::Identity { private_key, public_key }
         };
         Ok(DeviceIdentity {
             name: name.to_owned(),
@@ -122,22 +106,15 @@ impl DeviceIdentity {
             serial_number: serial_number.to_owned(),
             credential,
             factory_root,
-            hints: TransportHints {
-                serial: true,
-                ..TransportHints::default()
-            },
+            hints: TransportHints { serial: true, ..TransportHints::default() },
         })
     }
 
     /// The payload printed on this device's label.
     pub fn onboarding_payload(&self) -> OnboardingPayload {
         let credential = match &self.credential {
-            DeviceCredential::Identity { public_key, .. } => qr::DeviceCredential::Identity {
-                public_key: *public_key,
-            },
-            DeviceCredential::SetupSecret(secret) => {
-                qr::DeviceCredential::SetupSecret(secret.clone())
-            }
+            DeviceCredential::Identity { public_key, .. } => qr::DeviceCredential::Identity { public_key: *public_key },
+            DeviceCredential::SetupSecret(secret) => qr::DeviceCredential::SetupSecret(secret.clone()),
         };
         let mut payload = OnboardingPayload::new(&self.name, &self.serial_number, credential);
         payload.hints = self.hints.clone();
@@ -166,12 +143,8 @@ impl DeviceIdentity {
 
     pub fn from_json(text: &str, path: &Path) -> Result<Self, IdentityError> {
         let path_text = path.display().to_string();
-        let malformed = |reason: String| IdentityError::Malformed {
-            path: path_text.clone(),
-            reason,
-        };
-        let file: IdentityFile =
-            serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
+        let malformed = |reason: String| IdentityError::Malformed { path: path_text.clone(), reason };
+        let file: IdentityFile = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
         if file.version != 1 {
             return Err(malformed(format!("unsupported version {}", file.version)));
         }
@@ -180,21 +153,15 @@ impl DeviceIdentity {
         }
         let credential = match (file.mode.as_str(), &file.private_key, &file.setup_secret) {
             ("identity", Some(private_hex), None) => {
-                let private_key =
-                    SecretKey::from_bytes(hex_array::<32>(private_hex, &path_text, "private_key")?);
+                let private_key = SecretKey::from_bytes(hex_array::<32>(private_hex, &path_text, "private_key")?);
                 let public_key = x25519_public_key(&private_key);
-                DeviceCredential::Identity {
-                    private_key,
-                    public_key,
-                }
+                DeviceCredential::Identity { private_key, public_key }
             }
-            ("secret", None, Some(secret_hex)) => DeviceCredential::SetupSecret(SetupSecret(
-                hex_array::<16>(secret_hex, &path_text, "setup_secret")?,
-            )),
+            ("secret", None, Some(secret_hex)) => {
+                DeviceCredential::SetupSecret(SetupSecret(hex_array::<16>(secret_hex, &path_text, "setup_secret")?))
+            }
             _ => {
-                return Err(malformed(
-                    "mode must be identity (with private_key) or secret (with setup_secret)".into(),
-                ));
+                return Err(malformed("mode must be identity (with private_key) or secret (with setup_secret)".into()));
             }
         };
         Ok(DeviceIdentity {
@@ -203,10 +170,7 @@ impl DeviceIdentity {
             serial_number: file.serial_number,
             credential,
             factory_root: hex_array::<32>(&file.factory_root, &path_text, "factory_root")?,
-            hints: TransportHints {
-                serial: file.serial_hint,
-                ..TransportHints::default()
-            },
+            hints: TransportHints { serial: file.serial_hint, ..TransportHints::default() },
         })
     }
 }

@@ -26,10 +26,7 @@ pub struct StoredKey {
 #[non_exhaustive]
 pub enum KeystoreError {
     #[error("keystore I/O on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("keystore file {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }
@@ -65,17 +62,11 @@ impl FileKeystore {
     }
 
     fn io(&self, source: std::io::Error) -> KeystoreError {
-        KeystoreError::Io {
-            path: self.path.clone(),
-            source,
-        }
+        KeystoreError::Io { path: self.path.clone(), source }
     }
 
     fn corrupt(&self, reason: impl Into<String>) -> KeystoreError {
-        KeystoreError::Corrupt {
-            path: self.path.clone(),
-            reason: reason.into(),
-        }
+        KeystoreError::Corrupt { path: self.path.clone(), reason: reason.into() }
     }
 }
 
@@ -85,22 +76,11 @@ fn hex_field<const N: usize>(text: &str) -> Option<[u8; N]> {
 
 /// Writes `contents` to `path` atomically and durably, readable by the owner only.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let directory = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temporary = directory.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)?;
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);
@@ -124,14 +104,11 @@ impl Keystore for FileKeystore {
         if file.version != 1 {
             return Err(self.corrupt(format!("unsupported version {}", file.version)));
         }
-        let key =
-            hex_field::<32>(&file.key).ok_or_else(|| self.corrupt("key is not 32 hex bytes"))?;
+        let key = hex_field::<32>(&file.key).ok_or_else(|| self.corrupt("key is not 32 hex bytes"))?;
         Ok(Some(StoredKey {
-            key_id: hex_field(&file.key_id)
-                .ok_or_else(|| self.corrupt("key_id is not 16 hex bytes"))?,
+            key_id: hex_field(&file.key_id).ok_or_else(|| self.corrupt("key_id is not 16 hex bytes"))?,
             key: SecretKey::from_bytes(key),
-            station_id: hex_field(&file.station_id)
-                .ok_or_else(|| self.corrupt("station_id is not 16 hex bytes"))?,
+            station_id: hex_field(&file.station_id).ok_or_else(|| self.corrupt("station_id is not 16 hex bytes"))?,
             issued_at: file.issued_at,
         }))
     }
@@ -162,17 +139,10 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let mut store = FileKeystore::new(dir.path().join("key.json"));
         assert!(store.load()?.is_none());
-        let first = StoredKey {
-            key_id: [1; 16],
-            key: SecretKey::from_bytes([2; 32]),
-            station_id: [3; 16],
-            issued_at: 9,
-        };
+        let first =
+            StoredKey { key_id: [1; 16], key: SecretKey::from_bytes([2; 32]), station_id: [3; 16], issued_at: 9 };
         store.store(&first)?;
-        let second = StoredKey {
-            key_id: [4; 16],
-            ..first.clone()
-        };
+        let second = StoredKey { key_id: [4; 16], ..first.clone() };
         store.store(&second)?;
         assert_eq!(store.load()?, Some(second));
         let mode = fs::metadata(store.path())?.permissions().mode() & 0o777;
@@ -187,10 +157,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("key.json");
         fs::write(&path, b"{ half a reco")?;
-        assert!(matches!(
-            FileKeystore::new(path).load(),
-            Err(KeystoreError::Corrupt { .. })
-        ));
+        assert!(matches!(FileKeystore::new(path).load(), Err(KeystoreError::Corrupt { .. })));
         Ok(())
     }
 }

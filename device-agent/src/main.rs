@@ -11,19 +11,10 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 #[derive(Parser)]
-#[command(
-    name = "keyfill-agent",
-    version,
-    about = "Keyfill device agent: answers provisioning on a device link"
-)]
+#[command(name = "keyfill-agent", version, about = "Keyfill device agent: answers provisioning on a device link")]
 struct Cli {
     /// Directory holding the device identity and keystore.
-    #[arg(
-        long,
-        env = "KEYFILL_AGENT_STATE",
-        default_value = "/var/lib/keyfill-agent",
-        global = true
-    )]
+    #[arg(long, env = "KEYFILL_AGENT_STATE", default_value = "/var/lib/keyfill-agent", global = true)]
     state: PathBuf,
     /// Log format: human-readable text or JSON lines.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -96,32 +87,21 @@ fn keystore(state: &Path) -> FileKeystore {
 
 fn load_identity(state: &Path) -> Result<DeviceIdentity> {
     let path = identity_path(state);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "no device identity at {}; run `keyfill-agent init` first",
-            path.display()
-        )
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no device identity at {}; run `keyfill-agent init` first", path.display()))?;
     Ok(DeviceIdentity::from_json(&text, &path)?)
 }
 
 fn read_factory_root(path: &Path) -> Result<[u8; 32]> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read factory root {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read factory root {}", path.display()))?;
     let hex_text = text.split_whitespace().last().unwrap_or_default();
-    let bytes = hex::decode(hex_text)
-        .context("factory root file must hold the key as 64 hex characters")?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("factory root key must be 32 bytes"))
+    let bytes = hex::decode(hex_text).context("factory root file must hold the key as 64 hex characters")?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("factory root key must be 32 bytes"))
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYFILL_LOG")
-        .unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYFILL_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -133,27 +113,15 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Init {
-            name,
-            factory_root,
-            serial_number,
-            secret_mode,
-            label,
-            force,
-        } => {
+        Command::Init { name, factory_root, serial_number, secret_mode, label, force } => {
             let path = identity_path(&cli.state);
             if path.exists() && !force {
-                bail!(
-                    "{} already exists; pass --force to replace the identity",
-                    path.display()
-                );
+                bail!("{} already exists; pass --force to replace the identity", path.display());
             }
-            std::fs::create_dir_all(&cli.state)
-                .with_context(|| format!("cannot create {}", cli.state.display()))?;
+            std::fs::create_dir_all(&cli.state).with_context(|| format!("cannot create {}", cli.state.display()))?;
             let root = read_factory_root(&factory_root)?;
             let identity = DeviceIdentity::generate(&name, &serial_number, root, secret_mode)?;
-            write_atomically(&path, identity.to_json().as_bytes())
-                .context("cannot write identity")?;
+            write_atomically(&path, identity.to_json().as_bytes()).context("cannot write identity")?;
             let key_path = keystore(&cli.state);
             if key_path.path().exists() {
                 std::fs::remove_file(key_path.path()).context("cannot erase the previous key")?;
@@ -164,11 +132,7 @@ async fn main() -> Result<()> {
             }
             println!("{payload}");
         }
-        Command::Serve {
-            serial,
-            baud,
-            fault,
-        } => {
+        Command::Serve { serial, baud, fault } => {
             let identity = load_identity(&cli.state)?;
             let mut store = keystore(&cli.state);
             let stored = store.load()?;
@@ -213,20 +177,15 @@ async fn main() -> Result<()> {
                 println!("device   {} ({})", identity.name, identity.device_id);
                 println!("mode     {mode}");
                 match stored {
-                    Some(key) => println!(
-                        "key      {} from station {}",
-                        hex::encode(key.key_id),
-                        hex::encode(key.station_id)
-                    ),
+                    Some(key) => {
+                        println!("key      {} from station {}", hex::encode(key.key_id), hex::encode(key.station_id))
+                    }
                     None => println!("key      none (not provisioned)"),
                 }
             }
         }
         Command::Payload => {
-            println!(
-                "{}",
-                load_identity(&cli.state)?.onboarding_payload().encode()?
-            );
+            println!("{}", load_identity(&cli.state)?.onboarding_payload().encode()?);
         }
     }
     Ok(())
@@ -234,12 +193,7 @@ async fn main() -> Result<()> {
 
 fn write_label(payload: &str, path: &Path) -> Result<()> {
     let code = qrcode::QrCode::new(payload.as_bytes()).context("payload does not fit a QR code")?;
-    let image = code
-        .render::<image::Luma<u8>>()
-        .min_dimensions(300, 300)
-        .build();
-    image
-        .save(path)
-        .with_context(|| format!("cannot write label {}", path.display()))?;
+    let image = code.render::<image::Luma<u8>>().min_dimensions(300, 300).build();
+    image.save(path).with_context(|| format!("cannot write label {}", path.display()))?;
     Ok(())
 }

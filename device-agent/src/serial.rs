@@ -30,10 +30,7 @@ pub enum LinkError {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Serves provisioning sessions on `stream` until it closes.
@@ -61,11 +58,7 @@ where
                 let mut outputs = Vec::new();
                 for frame in decoder.push(&buffer[..n]) {
                     match frame {
-                        Ok(payload) => outputs.extend(core.handle_message(
-                            &payload,
-                            Instant::now(),
-                            unix_now(),
-                        )),
+                        Ok(payload) => outputs.extend(core.handle_message(&payload, Instant::now(), unix_now())),
                         Err(error) => warn!(%error, "dropped a bad frame"),
                     }
                 }
@@ -107,10 +100,7 @@ where
                     Err(error) => warn!(%error, "message does not fit a frame"),
                 },
                 AgentOutput::Persist(record) => {
-                    let result = keystore
-                        .store(&record)
-                        .map(|()| record)
-                        .map_err(|e| e.to_string());
+                    let result = keystore.store(&record).map(|()| record).map_err(|e| e.to_string());
                     if result.is_ok() && fault == FaultInjection::ExitAfterStore {
                         warn!("fault injection: exiting after storing the key, before confirming");
                         std::process::exit(75);
@@ -128,10 +118,7 @@ where
 fn log_event(event: &AgentEvent) {
     match event {
         AgentEvent::SessionStarted { mode } => info!(?mode, "provisioning session started"),
-        AgentEvent::StationVerified {
-            station_name,
-            station_id,
-        } => {
+        AgentEvent::StationVerified { station_name, station_id } => {
             info!(station = %station_name, station_id = %hex::encode(station_id), "station certificate verified")
         }
         AgentEvent::StationRefused { reason } => warn!(?reason, "station refused"),

@@ -36,10 +36,7 @@ fn digit(position: usize, character: u8) -> Result<u32, Base45Error> {
         .iter()
         .position(|c| *c == character)
         .map(|v| v as u32)
-        .ok_or(Base45Error::InvalidCharacter {
-            position,
-            character: character as char,
-        })
+        .ok_or(Base45Error::InvalidCharacter { position, character: character as char })
 }
 
 pub fn decode(text: &str) -> Result<Vec<u8>, Base45Error> {
@@ -86,17 +83,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert!(matches!(
-            decode("GGW"),
-            Err(Base45Error::ValueOutOfRange { .. })
-        ));
-        assert!(matches!(
-            decode("ab"),
-            Err(Base45Error::InvalidCharacter { position: 0, .. })
-        ));
-        assert!(matches!(
-            decode("ABCD"),
-            Err(Base45Error::DanglingCharacter { len: 4 })
-        ));
+        assert!(matches!(decode("GGW"), Err(Base45Error::ValueOutOfRange { .. })));
+        assert!(matches!(decode("ab"), Err(Base45Error::InvalidCharacter { position: 0, .. })));
+        assert!(matches!(decode("ABCD"), Err(Base45Error::DanglingCharacter { len: 4 })));
     }
 }

@@ -15,22 +15,11 @@ pub enum CborError {
     #[error("malformed CBOR at byte {position}: {reason}")]
     Malformed { position: usize, reason: String },
     #[error("{field}: expected {expected}")]
-    UnexpectedShape {
-        field: &'static str,
-        expected: &'static str,
-    },
+    UnexpectedShape { field: &'static str, expected: &'static str },
     #[error("{field} is {len} bytes, more than the limit of {max}")]
-    TooLong {
-        field: &'static str,
-        len: usize,
-        max: usize,
-    },
+    TooLong { field: &'static str, len: usize, max: usize },
     #[error("{field} is {len} bytes, expected {expected}")]
-    WrongLength {
-        field: &'static str,
-        len: usize,
-        expected: usize,
-    },
+    WrongLength { field: &'static str, len: usize, expected: usize },
     #[error("{len} trailing bytes after the CBOR item")]
     TrailingBytes { len: usize },
     #[error("encoding is not deterministic CBOR")]
@@ -115,26 +104,17 @@ pub(crate) struct Reader<'b> {
 
 impl<'b> Reader<'b> {
     pub(crate) fn new(input: &'b [u8]) -> Self {
-        Reader {
-            decoder: minicbor::Decoder::new(input),
-            len: input.len(),
-        }
+        Reader { decoder: minicbor::Decoder::new(input), len: input.len() }
     }
 
     fn malformed(&self, error: minicbor::decode::Error) -> CborError {
-        CborError::Malformed {
-            position: self.decoder.position(),
-            reason: error.to_string(),
-        }
+        CborError::Malformed { position: self.decoder.position(), reason: error.to_string() }
     }
 
     pub(crate) fn array(&mut self, field: &'static str) -> Result<u64, CborError> {
         match self.decoder.array() {
             Ok(Some(len)) => Ok(len),
-            Ok(None) => Err(CborError::UnexpectedShape {
-                field,
-                expected: "a definite-length array",
-            }),
+            Ok(None) => Err(CborError::UnexpectedShape { field, expected: "a definite-length array" }),
             Err(e) => Err(self.malformed(e)),
         }
     }
@@ -142,10 +122,7 @@ impl<'b> Reader<'b> {
     pub(crate) fn map(&mut self, field: &'static str) -> Result<u64, CborError> {
         match self.decoder.map() {
             Ok(Some(len)) => Ok(len),
-            Ok(None) => Err(CborError::UnexpectedShape {
-                field,
-                expected: "a definite-length map",
-            }),
+            Ok(None) => Err(CborError::UnexpectedShape { field, expected: "a definite-length map" }),
             Err(e) => Err(self.malformed(e)),
         }
     }
@@ -161,35 +138,20 @@ impl<'b> Reader<'b> {
     pub(crate) fn bytes(&mut self, field: &'static str, max: usize) -> Result<&'b [u8], CborError> {
         let value = self.decoder.bytes().map_err(|e| self.malformed(e))?;
         if value.len() > max {
-            return Err(CborError::TooLong {
-                field,
-                len: value.len(),
-                max,
-            });
+            return Err(CborError::TooLong { field, len: value.len(), max });
         }
         Ok(value)
     }
 
-    pub(crate) fn bytes_exact<const N: usize>(
-        &mut self,
-        field: &'static str,
-    ) -> Result<[u8; N], CborError> {
+    pub(crate) fn bytes_exact<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], CborError> {
         let value = self.decoder.bytes().map_err(|e| self.malformed(e))?;
-        value.try_into().map_err(|_| CborError::WrongLength {
-            field,
-            len: value.len(),
-            expected: N,
-        })
+        value.try_into().map_err(|_| CborError::WrongLength { field, len: value.len(), expected: N })
     }
 
     pub(crate) fn text(&mut self, field: &'static str, max: usize) -> Result<&'b str, CborError> {
         let value = self.decoder.str().map_err(|e| self.malformed(e))?;
         if value.len() > max {
-            return Err(CborError::TooLong {
-                field,
-                len: value.len(),
-                max,
-            });
+            return Err(CborError::TooLong { field, len: value.len(), max });
         }
         Ok(value)
     }
@@ -197,19 +159,11 @@ impl<'b> Reader<'b> {
     /// Fails unless the whole input was consumed.
     pub(crate) fn finish(&self) -> Result<(), CborError> {
         let rest = self.len - self.decoder.position();
-        if rest == 0 {
-            Ok(())
-        } else {
-            Err(CborError::TrailingBytes { len: rest })
-        }
+        if rest == 0 { Ok(()) } else { Err(CborError::TrailingBytes { len: rest }) }
     }
 }
 
 /// Rejects `input` unless it is byte-for-byte the deterministic encoding of what was decoded.
 pub(crate) fn require_deterministic(input: &[u8], reencoded: &[u8]) -> Result<(), CborError> {
-    if input == reencoded {
-        Ok(())
-    } else {
-        Err(CborError::NotDeterministic)
-    }
+    if input == reencoded { Ok(()) } else { Err(CborError::NotDeterministic) }
 }

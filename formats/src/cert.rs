@@ -60,14 +60,8 @@ pub fn root_key_id(root_public_key: &[u8]) -> [u8; 8] {
 impl CertificateBody {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.array(7)
-            .uint(VERSION)
-            .bytes(&self.station_id)
-            .text(&self.station_name);
-        w.bytes(&self.noise_static)
-            .uint(self.not_before)
-            .uint(self.not_after)
-            .bytes(&self.root_key_id);
+        w.array(7).uint(VERSION).bytes(&self.station_id).text(&self.station_name);
+        w.bytes(&self.noise_static).uint(self.not_before).uint(self.not_after).bytes(&self.root_key_id);
         w.finish()
     }
 
@@ -79,11 +73,7 @@ impl CertificateBody {
     fn decode(input: &[u8]) -> Result<Self, CertificateError> {
         let mut r = Reader::new(input);
         if r.array("certificate body")? != 7 {
-            return Err(CborError::UnexpectedShape {
-                field: "certificate body",
-                expected: "7 fields",
-            }
-            .into());
+            return Err(CborError::UnexpectedShape { field: "certificate body", expected: "7 fields" }.into());
         }
         let version = r.uint("version")?;
         if version != VERSION {
@@ -109,10 +99,7 @@ impl CertificateBody {
 impl StationCertificate {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.array(3)
-            .uint(VERSION)
-            .bytes(&self.tbs)
-            .bytes(&self.signature);
+        w.array(3).uint(VERSION).bytes(&self.tbs).bytes(&self.signature);
         w.finish()
     }
 
@@ -124,11 +111,7 @@ impl StationCertificate {
         }
         let mut r = Reader::new(input);
         if r.array("certificate")? != 3 {
-            return Err(CborError::UnexpectedShape {
-                field: "certificate",
-                expected: "3 fields",
-            }
-            .into());
+            return Err(CborError::UnexpectedShape { field: "certificate", expected: "3 fields" }.into());
         }
         let version = r.uint("version")?;
         if version != VERSION {
@@ -138,11 +121,7 @@ impl StationCertificate {
         let signature = r.bytes_exact::<64>("signature")?;
         r.finish()?;
         let body = CertificateBody::decode(&tbs)?;
-        let cert = StationCertificate {
-            body,
-            tbs,
-            signature,
-        };
+        let cert = StationCertificate { body, tbs, signature };
         cbor::require_deterministic(input, &cert.encode())?;
         Ok(cert)
     }

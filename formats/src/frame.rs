@@ -36,10 +36,7 @@ pub enum FrameError {
 /// Encodes one payload as a complete frame, including the trailing delimiter.
 pub fn encode(payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     if payload.len() > MAX_PAYLOAD {
-        return Err(FrameError::PayloadTooLarge {
-            len: payload.len(),
-            max: MAX_PAYLOAD,
-        });
+        return Err(FrameError::PayloadTooLarge { len: payload.len(), max: MAX_PAYLOAD });
     }
     let mut raw = Vec::with_capacity(payload.len() + CRC_LEN);
     raw.extend_from_slice(payload);
@@ -135,11 +132,7 @@ impl Default for FrameDecoder {
 impl FrameDecoder {
     pub fn new() -> Self {
         let limit = max_encoded_len(MAX_PAYLOAD);
-        FrameDecoder {
-            buffer: Vec::with_capacity(256),
-            limit,
-            discarding: false,
-        }
+        FrameDecoder { buffer: Vec::with_capacity(256), limit, discarding: false }
     }
 
     /// Bytes currently held for an incomplete frame (never more than the frame limit).
@@ -184,14 +177,8 @@ mod tests {
         // Wikipedia's COBS examples.
         assert_eq!(cobs_encode(&[0x00]), vec![0x01, 0x01]);
         assert_eq!(cobs_encode(&[0x00, 0x00]), vec![0x01, 0x01, 0x01]);
-        assert_eq!(
-            cobs_encode(&[0x11, 0x22, 0x00, 0x33]),
-            vec![0x03, 0x11, 0x22, 0x02, 0x33]
-        );
-        assert_eq!(
-            cobs_encode(&[0x11, 0x00, 0x00, 0x00]),
-            vec![0x02, 0x11, 0x01, 0x01, 0x01]
-        );
+        assert_eq!(cobs_encode(&[0x11, 0x22, 0x00, 0x33]), vec![0x03, 0x11, 0x22, 0x02, 0x33]);
+        assert_eq!(cobs_encode(&[0x11, 0x00, 0x00, 0x00]), vec![0x02, 0x11, 0x01, 0x01, 0x01]);
         let long: Vec<u8> = (1..=254).collect();
         let mut expected = vec![0xFF];
         expected.extend(1..=254u8);
@@ -217,12 +204,7 @@ mod tests {
         let mut decoder = FrameDecoder::new();
         let noise = vec![0x55u8; 100_000];
         let results = decoder.push(&noise);
-        assert_eq!(
-            results,
-            vec![Err(FrameError::Oversized {
-                max: max_encoded_len(MAX_PAYLOAD)
-            })]
-        );
+        assert_eq!(results, vec![Err(FrameError::Oversized { max: max_encoded_len(MAX_PAYLOAD) })]);
         assert_eq!(decoder.buffered(), 0);
         let mut tail = vec![DELIMITER];
         tail.extend(encode(b"ok").unwrap_or_default());
@@ -235,9 +217,6 @@ mod tests {
         let mut frame = encode(b"payload").unwrap_or_default();
         frame[3] ^= 0x01;
         let results = FrameDecoder::new().push(&frame);
-        assert!(matches!(
-            results.as_slice(),
-            [Err(FrameError::BadCrc | FrameError::BadCobs)]
-        ));
+        assert!(matches!(results.as_slice(), [Err(FrameError::BadCrc | FrameError::BadCobs)]));
     }
 }

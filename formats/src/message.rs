@@ -101,10 +101,7 @@ pub enum MessageError {
     #[error("message type {kind} has {len} fields, expected {expected}")]
     WrongFieldCount { kind: u64, len: u64, expected: u64 },
     #[error("invalid field {field}: {reason}")]
-    InvalidField {
-        field: &'static str,
-        reason: &'static str,
-    },
+    InvalidField { field: &'static str, reason: &'static str },
     #[error(transparent)]
     Cbor(#[from] CborError),
 }
@@ -131,21 +128,13 @@ const WIRE_TRANSPORT: u64 = 4;
 const WIRE_ABORT: u64 = 5;
 
 fn check_size(len: usize, max: usize) -> Result<(), MessageError> {
-    if len > max {
-        Err(MessageError::TooLarge { len, max })
-    } else {
-        Ok(())
-    }
+    if len > max { Err(MessageError::TooLarge { len, max }) } else { Ok(()) }
 }
 
 fn read_header(r: &mut Reader<'_>) -> Result<(u64, u64), MessageError> {
     let len = r.array("message")?;
     if len < 2 {
-        return Err(CborError::UnexpectedShape {
-            field: "message",
-            expected: "[version, type, ...]",
-        }
-        .into());
+        return Err(CborError::UnexpectedShape { field: "message", expected: "[version, type, ...]" }.into());
     }
     let version = r.uint("version")?;
     if version != PROTOCOL_VERSION {
@@ -156,23 +145,13 @@ fn read_header(r: &mut Reader<'_>) -> Result<(u64, u64), MessageError> {
 }
 
 fn expect_fields(kind: u64, len: u64, expected: u64) -> Result<(), MessageError> {
-    if len == expected {
-        Ok(())
-    } else {
-        Err(MessageError::WrongFieldCount {
-            kind,
-            len,
-            expected,
-        })
-    }
+    if len == expected { Ok(()) } else { Err(MessageError::WrongFieldCount { kind, len, expected }) }
 }
 
 fn read_reason(r: &mut Reader<'_>) -> Result<AbortReason, MessageError> {
     let code = r.uint("reason")?;
-    let code = u16::try_from(code).map_err(|_| MessageError::InvalidField {
-        field: "reason",
-        reason: "above 65535",
-    })?;
+    let code =
+        u16::try_from(code).map_err(|_| MessageError::InvalidField { field: "reason", reason: "above 65535" })?;
     Ok(AbortReason::from_code(code))
 }
 
@@ -182,38 +161,22 @@ impl WireMessage {
         match self {
             WireMessage::HandshakeInit { mode, noise } => {
                 check_size(noise.len(), MAX_NOISE_MESSAGE)?;
-                w.array(4)
-                    .uint(PROTOCOL_VERSION)
-                    .uint(WIRE_HANDSHAKE_INIT)
-                    .uint(*mode as u64)
-                    .bytes(noise);
+                w.array(4).uint(PROTOCOL_VERSION).uint(WIRE_HANDSHAKE_INIT).uint(*mode as u64).bytes(noise);
             }
             WireMessage::HandshakeReply { noise } => {
                 check_size(noise.len(), MAX_NOISE_MESSAGE)?;
-                w.array(3)
-                    .uint(PROTOCOL_VERSION)
-                    .uint(WIRE_HANDSHAKE_REPLY)
-                    .bytes(noise);
+                w.array(3).uint(PROTOCOL_VERSION).uint(WIRE_HANDSHAKE_REPLY).bytes(noise);
             }
             WireMessage::HandshakeFinish { noise } => {
                 check_size(noise.len(), MAX_NOISE_MESSAGE)?;
-                w.array(3)
-                    .uint(PROTOCOL_VERSION)
-                    .uint(WIRE_HANDSHAKE_FINISH)
-                    .bytes(noise);
+                w.array(3).uint(PROTOCOL_VERSION).uint(WIRE_HANDSHAKE_FINISH).bytes(noise);
             }
             WireMessage::Transport { ciphertext } => {
                 check_size(ciphertext.len(), MAX_NOISE_MESSAGE)?;
-                w.array(3)
-                    .uint(PROTOCOL_VERSION)
-                    .uint(WIRE_TRANSPORT)
-                    .bytes(ciphertext);
+                w.array(3).uint(PROTOCOL_VERSION).uint(WIRE_TRANSPORT).bytes(ciphertext);
             }
             WireMessage::Abort { reason } => {
-                w.array(3)
-                    .uint(PROTOCOL_VERSION)
-                    .uint(WIRE_ABORT)
-                    .uint(u64::from(reason.code()));
+                w.array(3).uint(PROTOCOL_VERSION).uint(WIRE_ABORT).uint(u64::from(reason.code()));
             }
         }
         let out = w.finish();
@@ -232,40 +195,26 @@ impl WireMessage {
                     1 => HandshakeMode::Identity,
                     2 => HandshakeMode::SetupSecret,
                     _ => {
-                        return Err(MessageError::InvalidField {
-                            field: "mode",
-                            reason: "unknown handshake mode",
-                        });
+                        return Err(MessageError::InvalidField { field: "mode", reason: "unknown handshake mode" });
                     }
                 };
-                WireMessage::HandshakeInit {
-                    mode,
-                    noise: r.bytes("noise", MAX_NOISE_MESSAGE)?.to_vec(),
-                }
+                WireMessage::HandshakeInit { mode, noise: r.bytes("noise", MAX_NOISE_MESSAGE)?.to_vec() }
             }
             WIRE_HANDSHAKE_REPLY => {
                 expect_fields(kind, fields, 1)?;
-                WireMessage::HandshakeReply {
-                    noise: r.bytes("noise", MAX_NOISE_MESSAGE)?.to_vec(),
-                }
+                WireMessage::HandshakeReply { noise: r.bytes("noise", MAX_NOISE_MESSAGE)?.to_vec() }
             }
             WIRE_HANDSHAKE_FINISH => {
                 expect_fields(kind, fields, 1)?;
-                WireMessage::HandshakeFinish {
-                    noise: r.bytes("noise", MAX_NOISE_MESSAGE)?.to_vec(),
-                }
+                WireMessage::HandshakeFinish { noise: r.bytes("noise", MAX_NOISE_MESSAGE)?.to_vec() }
             }
             WIRE_TRANSPORT => {
                 expect_fields(kind, fields, 1)?;
-                WireMessage::Transport {
-                    ciphertext: r.bytes("ciphertext", MAX_NOISE_MESSAGE)?.to_vec(),
-                }
+                WireMessage::Transport { ciphertext: r.bytes("ciphertext", MAX_NOISE_MESSAGE)?.to_vec() }
             }
             WIRE_ABORT => {
                 expect_fields(kind, fields, 1)?;
-                WireMessage::Abort {
-                    reason: read_reason(&mut r)?,
-                }
+                WireMessage::Abort { reason: read_reason(&mut r)? }
             }
             other => return Err(MessageError::UnknownType(other)),
         };
@@ -337,32 +286,18 @@ impl SessionMessage {
         match self {
             SessionMessage::KeyDelivery(d) => {
                 w.array(8).uint(PROTOCOL_VERSION).uint(SESSION_KEY_DELIVERY);
-                w.bytes(&d.device_id.0)
-                    .bytes(&d.key_id)
-                    .bytes(d.key.expose());
+                w.bytes(&d.device_id.0).bytes(&d.key_id).bytes(d.key.expose());
                 w.uint(d.kind as u64).uint(d.issued_at).bytes(&d.station_id);
             }
-            SessionMessage::KeyConfirmation {
-                device_id,
-                key_id,
-                proof,
-            } => {
-                w.array(5)
-                    .uint(PROTOCOL_VERSION)
-                    .uint(SESSION_KEY_CONFIRMATION);
+            SessionMessage::KeyConfirmation { device_id, key_id, proof } => {
+                w.array(5).uint(PROTOCOL_VERSION).uint(SESSION_KEY_CONFIRMATION);
                 w.bytes(&device_id.0).bytes(key_id).bytes(proof);
             }
             SessionMessage::KeyStatusQuery { device_id, key_id } => {
-                w.array(4)
-                    .uint(PROTOCOL_VERSION)
-                    .uint(SESSION_KEY_STATUS_QUERY);
+                w.array(4).uint(PROTOCOL_VERSION).uint(SESSION_KEY_STATUS_QUERY);
                 w.bytes(&device_id.0).bytes(key_id);
             }
-            SessionMessage::KeyStatusReply {
-                device_id,
-                key_id,
-                proof,
-            } => {
+            SessionMessage::KeyStatusReply { device_id, key_id, proof } => {
                 w.array(if proof.is_some() { 5 } else { 4 });
                 w.uint(PROTOCOL_VERSION).uint(SESSION_KEY_STATUS_REPLY);
                 w.bytes(&device_id.0).bytes(key_id);
@@ -371,16 +306,10 @@ impl SessionMessage {
                 }
             }
             SessionMessage::Abort { reason } => {
-                w.array(3)
-                    .uint(PROTOCOL_VERSION)
-                    .uint(SESSION_ABORT)
-                    .uint(u64::from(reason.code()));
+                w.array(3).uint(PROTOCOL_VERSION).uint(SESSION_ABORT).uint(u64::from(reason.code()));
             }
             SessionMessage::DeviceReady { device_id } => {
-                w.array(3)
-                    .uint(PROTOCOL_VERSION)
-                    .uint(SESSION_DEVICE_READY)
-                    .bytes(&device_id.0);
+                w.array(3).uint(PROTOCOL_VERSION).uint(SESSION_DEVICE_READY).bytes(&device_id.0);
             }
         }
         let out = w.finish();
@@ -401,28 +330,15 @@ impl SessionMessage {
                 let kind = match r.uint("key kind")? {
                     1 => KeyKind::E4SymmetricClientKey,
                     _ => {
-                        return Err(MessageError::InvalidField {
-                            field: "key kind",
-                            reason: "unknown key kind",
-                        });
+                        return Err(MessageError::InvalidField { field: "key kind", reason: "unknown key kind" });
                     }
                 };
                 let issued_at = r.uint("issued at")?;
                 let station_id = r.bytes_exact::<16>("station id")?;
                 if key.is_all_zero() {
-                    return Err(MessageError::InvalidField {
-                        field: "key",
-                        reason: "all-zero key",
-                    });
+                    return Err(MessageError::InvalidField { field: "key", reason: "all-zero key" });
                 }
-                SessionMessage::KeyDelivery(KeyDelivery {
-                    device_id,
-                    key_id,
-                    key,
-                    kind,
-                    issued_at,
-                    station_id,
-                })
+                SessionMessage::KeyDelivery(KeyDelivery { device_id, key_id, key, kind, issued_at, station_id })
             }
             SESSION_KEY_CONFIRMATION => {
                 expect_fields(kind, fields, 3)?;
@@ -441,36 +357,20 @@ impl SessionMessage {
             }
             SESSION_KEY_STATUS_REPLY => {
                 if fields != 2 && fields != 3 {
-                    return Err(MessageError::WrongFieldCount {
-                        kind,
-                        len: fields,
-                        expected: 3,
-                    });
+                    return Err(MessageError::WrongFieldCount { kind, len: fields, expected: 3 });
                 }
                 let device_id = DeviceId(r.bytes_exact::<16>("device id")?);
                 let key_id = r.bytes_exact::<16>("key id")?;
-                let proof = if fields == 3 {
-                    Some(r.bytes_exact::<32>("proof")?)
-                } else {
-                    None
-                };
-                SessionMessage::KeyStatusReply {
-                    device_id,
-                    key_id,
-                    proof,
-                }
+                let proof = if fields == 3 { Some(r.bytes_exact::<32>("proof")?) } else { None };
+                SessionMessage::KeyStatusReply { device_id, key_id, proof }
             }
             SESSION_ABORT => {
                 expect_fields(kind, fields, 1)?;
-                SessionMessage::Abort {
-                    reason: read_reason(&mut r)?,
-                }
+                SessionMessage::Abort { reason: read_reason(&mut r)? }
             }
             SESSION_DEVICE_READY => {
                 expect_fields(kind, fields, 1)?;
-                SessionMessage::DeviceReady {
-                    device_id: DeviceId(r.bytes_exact::<16>("device id")?),
-                }
+                SessionMessage::DeviceReady { device_id: DeviceId(r.bytes_exact::<16>("device id")?) }
             }
             other => return Err(MessageError::UnknownType(other)),
         };

@@ -22,12 +22,7 @@ pub enum ProofPurpose {
     Status,
 }
 
-fn proof_message(
-    purpose: ProofPurpose,
-    handshake_hash: &[u8],
-    device_id: &DeviceId,
-    key_id: &[u8; 16],
-) -> Vec<u8> {
+fn proof_message(purpose: ProofPurpose, handshake_hash: &[u8], device_id: &DeviceId, key_id: &[u8; 16]) -> Vec<u8> {
     let label = match purpose {
         ProofPurpose::Confirmation => CONFIRMATION_LABEL,
         ProofPurpose::Status => STATUS_LABEL,
@@ -50,10 +45,7 @@ pub fn possession_proof(
     key_id: &[u8; 16],
 ) -> [u8; 32] {
     let hmac_key = hmac::Key::new(hmac::HMAC_SHA256, key.expose());
-    let tag = hmac::sign(
-        &hmac_key,
-        &proof_message(purpose, handshake_hash, device_id, key_id),
-    );
+    let tag = hmac::sign(&hmac_key, &proof_message(purpose, handshake_hash, device_id, key_id));
     let mut out = [0u8; 32];
     out.copy_from_slice(tag.as_ref());
     out
@@ -69,12 +61,7 @@ pub fn verify_possession_proof(
     proof: &[u8; 32],
 ) -> bool {
     let hmac_key = hmac::Key::new(hmac::HMAC_SHA256, key.expose());
-    hmac::verify(
-        &hmac_key,
-        &proof_message(purpose, handshake_hash, device_id, key_id),
-        proof,
-    )
-    .is_ok()
+    hmac::verify(&hmac_key, &proof_message(purpose, handshake_hash, device_id, key_id), proof).is_ok()
 }
 
 /// The 32-byte Noise PSK of a device in setup-secret mode: HKDF-SHA256 of the label's 128-bit
@@ -98,16 +85,9 @@ pub fn setup_psk(setup_secret: &[u8; 16], device_id: &DeviceId) -> [u8; 32] {
 }
 
 /// Verifies the factory root's Ed25519 signature on a certificate.
-pub fn certificate_signature_valid(
-    certificate: &StationCertificate,
-    root_public_key: &[u8; 32],
-) -> bool {
+pub fn certificate_signature_valid(certificate: &StationCertificate, root_public_key: &[u8; 32]) -> bool {
     let key = signature::UnparsedPublicKey::new(&signature::ED25519, root_public_key);
-    key.verify(
-        &CertificateBody::signing_input(&certificate.tbs),
-        &certificate.signature,
-    )
-    .is_ok()
+    key.verify(&CertificateBody::signing_input(&certificate.tbs), &certificate.signature).is_ok()
 }
 
 #[cfg(test)]
@@ -120,45 +100,10 @@ mod tests {
         let other_key = SecretKey::from_bytes([8; 32]);
         let id = DeviceId::from_name("x");
         let proof = possession_proof(ProofPurpose::Confirmation, &key, b"hash", &id, &[1; 16]);
-        assert!(verify_possession_proof(
-            ProofPurpose::Confirmation,
-            &key,
-            b"hash",
-            &id,
-            &[1; 16],
-            &proof
-        ));
-        assert!(!verify_possession_proof(
-            ProofPurpose::Status,
-            &key,
-            b"hash",
-            &id,
-            &[1; 16],
-            &proof
-        ));
-        assert!(!verify_possession_proof(
-            ProofPurpose::Confirmation,
-            &other_key,
-            b"hash",
-            &id,
-            &[1; 16],
-            &proof
-        ));
-        assert!(!verify_possession_proof(
-            ProofPurpose::Confirmation,
-            &key,
-            b"hasH",
-            &id,
-            &[1; 16],
-            &proof
-        ));
-        assert!(!verify_possession_proof(
-            ProofPurpose::Confirmation,
-            &key,
-            b"hash",
-            &id,
-            &[2; 16],
-            &proof
-        ));
+        assert!(verify_possession_proof(ProofPurpose::Confirmation, &key, b"hash", &id, &[1; 16], &proof));
+        assert!(!verify_possession_proof(ProofPurpose::Status, &key, b"hash", &id, &[1; 16], &proof));
+        assert!(!verify_possession_proof(ProofPurpose::Confirmation, &other_key, b"hash", &id, &[1; 16], &proof));
+        assert!(!verify_possession_proof(ProofPurpose::Confirmation, &key, b"hasH", &id, &[1; 16], &proof));
+        assert!(!verify_possession_proof(ProofPurpose::Confirmation, &key, b"hash", &id, &[2; 16], &proof));
     }
 }

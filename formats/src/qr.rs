@@ -67,10 +67,7 @@ pub struct TransportHints {
 
 impl TransportHints {
     fn is_empty(&self) -> bool {
-        !self.serial
-            && self.ble_address.is_none()
-            && self.ble_name.is_none()
-            && self.pcsc_aid.is_none()
+        !self.serial && self.ble_address.is_none() && self.ble_name.is_none() && self.pcsc_aid.is_none()
     }
 }
 
@@ -101,16 +98,9 @@ pub enum QrError {
     #[error("missing field: {0}")]
     MissingField(&'static str),
     #[error("field {field} is {len} bytes, the limit is {max}")]
-    FieldTooLong {
-        field: &'static str,
-        len: usize,
-        max: usize,
-    },
+    FieldTooLong { field: &'static str, len: usize, max: usize },
     #[error("field {field} is invalid: {reason}")]
-    InvalidField {
-        field: &'static str,
-        reason: &'static str,
-    },
+    InvalidField { field: &'static str, reason: &'static str },
     #[error("checksum mismatch: the label is damaged or was altered")]
     BadChecksum,
     #[error("device id does not equal SHA3-256(name)[..16]; the label is not a valid E4 identity")]
@@ -135,11 +125,7 @@ impl OnboardingPayload {
             return Err(if self.name.is_empty() {
                 QrError::MissingField("name")
             } else {
-                QrError::FieldTooLong {
-                    field: "name",
-                    len: self.name.len(),
-                    max: ids::MAX_NAME_LEN,
-                }
+                QrError::FieldTooLong { field: "name", len: self.name.len(), max: ids::MAX_NAME_LEN }
             });
         }
         if DeviceId::from_name(&self.name) != self.device_id {
@@ -158,10 +144,7 @@ impl OnboardingPayload {
         if let Some(aid) = &self.hints.pcsc_aid {
             check_len("PC/SC AID", aid.len(), MAX_AID_LEN)?;
             if aid.len() < MIN_AID_LEN {
-                return Err(QrError::InvalidField {
-                    field: "PC/SC AID",
-                    reason: "shorter than 5 bytes",
-                });
+                return Err(QrError::InvalidField { field: "PC/SC AID", reason: "shorter than 5 bytes" });
             }
         }
         Ok(())
@@ -213,10 +196,7 @@ impl OnboardingPayload {
     pub fn parse(text: &str) -> Result<Self, QrError> {
         let text = text.trim();
         if text.len() > MAX_TEXT_LEN {
-            return Err(QrError::TooLong {
-                len: text.len(),
-                max: MAX_TEXT_LEN,
-            });
+            return Err(QrError::TooLong { len: text.len(), max: MAX_TEXT_LEN });
         }
         let body = text.strip_prefix(PREFIX).ok_or(QrError::WrongPrefix)?;
         let cbor = base45::decode(body)?;
@@ -232,11 +212,7 @@ impl OnboardingPayload {
 }
 
 fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), QrError> {
-    if len > max {
-        Err(QrError::FieldTooLong { field, len, max })
-    } else {
-        Ok(())
-    }
+    if len > max { Err(QrError::FieldTooLong { field, len, max }) } else { Ok(()) }
 }
 
 fn encode_hints(w: &mut Writer, hints: &TransportHints) {
@@ -260,11 +236,7 @@ fn encode_hints(w: &mut Writer, hints: &TransportHints) {
 }
 
 /// Map keys must ascend; returns the next key or an error.
-fn next_key(
-    r: &mut Reader<'_>,
-    previous: &mut Option<u64>,
-    context: &'static str,
-) -> Result<u64, QrError> {
+fn next_key(r: &mut Reader<'_>, previous: &mut Option<u64>, context: &'static str) -> Result<u64, QrError> {
     let key = r.uint("map key")?;
     if previous.is_some_and(|p| key <= p) {
         return Err(CborError::KeyOrder { context }.into());
@@ -283,10 +255,7 @@ fn field_text(r: &mut Reader<'_>, field: &'static str, max: usize) -> Result<Str
 fn decode_hints(r: &mut Reader<'_>) -> Result<TransportHints, QrError> {
     let entries = r.map("transport hints")?;
     if entries > 4 {
-        return Err(QrError::InvalidField {
-            field: "transport hints",
-            reason: "more than 4 entries",
-        });
+        return Err(QrError::InvalidField { field: "transport hints", reason: "more than 4 entries" });
     }
     let mut hints = TransportHints::default();
     let mut previous = None;
@@ -294,20 +263,14 @@ fn decode_hints(r: &mut Reader<'_>) -> Result<TransportHints, QrError> {
         match next_key(r, &mut previous, "transport hints")? {
             HINT_SERIAL => hints.serial = r.bool("serial hint")?,
             HINT_BLE_ADDRESS => hints.ble_address = Some(r.bytes_exact::<6>("BLE address")?),
-            HINT_BLE_NAME => {
-                hints.ble_name = Some(field_text(r, "BLE local name", MAX_BLE_NAME_LEN)?)
-            }
+            HINT_BLE_NAME => hints.ble_name = Some(field_text(r, "BLE local name", MAX_BLE_NAME_LEN)?),
             HINT_PCSC_AID => {
                 let aid = r.bytes("PC/SC AID", MAX_TEXT_LEN)?;
                 check_len("PC/SC AID", aid.len(), MAX_AID_LEN)?;
                 hints.pcsc_aid = Some(aid.to_vec());
             }
             key => {
-                return Err(CborError::UnknownKey {
-                    context: "transport hints",
-                    key,
-                }
-                .into());
+                return Err(CborError::UnknownKey { context: "transport hints", key }.into());
             }
         }
     }
@@ -318,10 +281,7 @@ fn decode_map(cbor: &[u8]) -> Result<(OnboardingPayload, u32), QrError> {
     let mut r = Reader::new(cbor);
     let entries = r.map("payload")?;
     if entries > 9 {
-        return Err(QrError::InvalidField {
-            field: "payload",
-            reason: "more than 9 entries",
-        });
+        return Err(QrError::InvalidField { field: "payload", reason: "more than 9 entries" });
     }
     let mut previous = None;
     let mut version = None;
@@ -345,9 +305,7 @@ fn decode_map(cbor: &[u8]) -> Result<(OnboardingPayload, u32), QrError> {
             KEY_ID => device_id = Some(DeviceId(r.bytes_exact::<16>("device id")?)),
             KEY_SERIAL => serial = Some(field_text(&mut r, "serial number", MAX_SERIAL_LEN)?),
             KEY_IDENTITY => {
-                credential = Some(DeviceCredential::Identity {
-                    public_key: r.bytes_exact::<32>("identity key")?,
-                })
+                credential = Some(DeviceCredential::Identity { public_key: r.bytes_exact::<32>("identity key")? })
             }
             KEY_SECRET => {
                 if credential.is_some() {
@@ -356,19 +314,13 @@ fn decode_map(cbor: &[u8]) -> Result<(OnboardingPayload, u32), QrError> {
                         reason: "both identity key and setup secret",
                     });
                 }
-                credential = Some(DeviceCredential::SetupSecret(SetupSecret(
-                    r.bytes_exact::<16>("setup secret")?,
-                )))
+                credential = Some(DeviceCredential::SetupSecret(SetupSecret(r.bytes_exact::<16>("setup secret")?)))
             }
             KEY_HINTS => hints = decode_hints(&mut r)?,
             KEY_MODEL => model = Some(field_text(&mut r, "model", MAX_MODEL_LEN)?),
             KEY_CHECKSUM => checksum = Some(u32::from_be_bytes(r.bytes_exact::<4>("checksum")?)),
             key => {
-                return Err(CborError::UnknownKey {
-                    context: "payload",
-                    key,
-                }
-                .into());
+                return Err(CborError::UnknownKey { context: "payload", key }.into());
             }
         }
     }

@@ -2,12 +2,8 @@
 
 use keyfill_formats::cert::{CertificateBody, StationCertificate};
 use keyfill_formats::frame::{self, FrameDecoder};
-use keyfill_formats::message::{
-    AbortReason, HandshakeMode, KeyDelivery, KeyKind, SessionMessage, WireMessage,
-};
-use keyfill_formats::qr::{
-    DeviceCredential, OnboardingPayload, QrError, SetupSecret, TransportHints,
-};
+use keyfill_formats::message::{AbortReason, HandshakeMode, KeyDelivery, KeyKind, SessionMessage, WireMessage};
+use keyfill_formats::qr::{DeviceCredential, OnboardingPayload, QrError, SetupSecret, TransportHints};
 use keyfill_formats::{DeviceId, SecretKey, base45};
 use proptest::prelude::*;
 
@@ -25,18 +21,7 @@ fn payload_strategy() -> impl Strategy<Value = OnboardingPayload> {
         prop::option::of(prop::collection::vec(any::<u8>(), 5..=16)),
     )
         .prop_map(
-            |(
-                name,
-                serial,
-                model,
-                identity,
-                public_key,
-                secret,
-                serial_hint,
-                ble_address,
-                ble_name,
-                pcsc_aid,
-            )| {
+            |(name, serial, model, identity, public_key, secret, serial_hint, ble_address, ble_name, pcsc_aid)| {
                 let credential = if identity {
                     DeviceCredential::Identity { public_key }
                 } else {
@@ -44,12 +29,7 @@ fn payload_strategy() -> impl Strategy<Value = OnboardingPayload> {
                 };
                 let mut payload = OnboardingPayload::new(&name, &serial, credential);
                 payload.model = model;
-                payload.hints = TransportHints {
-                    serial: serial_hint,
-                    ble_address,
-                    ble_name,
-                    pcsc_aid,
-                };
+                payload.hints = TransportHints { serial: serial_hint, ble_address, ble_name, pcsc_aid };
                 payload
             },
         )
@@ -75,30 +55,13 @@ fn session_message_strategy() -> impl Strategy<Value = SessionMessage> {
                     station_id,
                 })
             }),
-        (id.clone(), any::<[u8; 16]>(), any::<[u8; 32]>()).prop_map(
-            |(device_id, key_id, proof)| SessionMessage::KeyConfirmation {
-                device_id,
-                key_id,
-                proof
-            }
-        ),
+        (id.clone(), any::<[u8; 16]>(), any::<[u8; 32]>())
+            .prop_map(|(device_id, key_id, proof)| SessionMessage::KeyConfirmation { device_id, key_id, proof }),
         (id.clone(), any::<[u8; 16]>())
             .prop_map(|(device_id, key_id)| SessionMessage::KeyStatusQuery { device_id, key_id }),
-        (
-            id.clone(),
-            any::<[u8; 16]>(),
-            prop::option::of(any::<[u8; 32]>())
-        )
-            .prop_map(
-                |(device_id, key_id, proof)| SessionMessage::KeyStatusReply {
-                    device_id,
-                    key_id,
-                    proof
-                }
-            ),
-        any::<u16>().prop_map(|code| SessionMessage::Abort {
-            reason: AbortReason::from_code(code)
-        }),
+        (id.clone(), any::<[u8; 16]>(), prop::option::of(any::<[u8; 32]>()))
+            .prop_map(|(device_id, key_id, proof)| SessionMessage::KeyStatusReply { device_id, key_id, proof }),
+        any::<u16>().prop_map(|code| SessionMessage::Abort { reason: AbortReason::from_code(code) }),
         id.prop_map(|device_id| SessionMessage::DeviceReady { device_id }),
     ]
 }
@@ -107,23 +70,13 @@ fn wire_message_strategy() -> impl Strategy<Value = WireMessage> {
     let noise = prop::collection::vec(any::<u8>(), 0..1400);
     prop_oneof![
         (any::<bool>(), noise.clone()).prop_map(|(identity, noise)| WireMessage::HandshakeInit {
-            mode: if identity {
-                HandshakeMode::Identity
-            } else {
-                HandshakeMode::SetupSecret
-            },
+            mode: if identity { HandshakeMode::Identity } else { HandshakeMode::SetupSecret },
             noise
         }),
-        noise
-            .clone()
-            .prop_map(|noise| WireMessage::HandshakeReply { noise }),
-        noise
-            .clone()
-            .prop_map(|noise| WireMessage::HandshakeFinish { noise }),
+        noise.clone().prop_map(|noise| WireMessage::HandshakeReply { noise }),
+        noise.clone().prop_map(|noise| WireMessage::HandshakeFinish { noise }),
         noise.prop_map(|ciphertext| WireMessage::Transport { ciphertext }),
-        any::<u16>().prop_map(|code| WireMessage::Abort {
-            reason: AbortReason::from_code(code)
-        }),
+        any::<u16>().prop_map(|code| WireMessage::Abort { reason: AbortReason::from_code(code) }),
     ]
 }
 
@@ -241,26 +194,11 @@ proptest! {
 
 #[test]
 fn qr_errors_are_typed() {
-    let payload = OnboardingPayload::new(
-        "dev",
-        "SN",
-        DeviceCredential::Identity {
-            public_key: [1; 32],
-        },
-    );
+    let payload = OnboardingPayload::new("dev", "SN", DeviceCredential::Identity { public_key: [1; 32] });
     let text = payload.encode().expect("encodes");
-    assert_eq!(
-        OnboardingPayload::parse("KF2:ABC"),
-        Err(QrError::WrongPrefix)
-    );
-    assert!(matches!(
-        OnboardingPayload::parse("KF1:ab"),
-        Err(QrError::BadBase45(_))
-    ));
-    assert!(matches!(
-        OnboardingPayload::parse(&format!("KF1:{}", base45::encode(&[0xFF]))),
-        Err(QrError::BadCbor(_))
-    ));
+    assert_eq!(OnboardingPayload::parse("KF2:ABC"), Err(QrError::WrongPrefix));
+    assert!(matches!(OnboardingPayload::parse("KF1:ab"), Err(QrError::BadBase45(_))));
+    assert!(matches!(OnboardingPayload::parse(&format!("KF1:{}", base45::encode(&[0xFF]))), Err(QrError::BadCbor(_))));
     // Version 2: a hand-built map {0: 2}.
     assert_eq!(
         OnboardingPayload::parse(&format!("KF1:{}", base45::encode(&[0xA1, 0x00, 0x02]))),
@@ -272,26 +210,17 @@ fn qr_errors_are_typed() {
         Err(QrError::MissingField("name"))
     );
     let too_long = "x".repeat(3000);
-    assert!(matches!(
-        OnboardingPayload::parse(&too_long),
-        Err(QrError::TooLong { .. })
-    ));
+    assert!(matches!(OnboardingPayload::parse(&too_long), Err(QrError::TooLong { .. })));
     // Flip the checksum's last byte (the last base45 group encodes the CBOR's final bytes).
     let mut cbor = base45::decode(&text[4..]).expect("base45");
     let last = cbor.len() - 1;
     cbor[last] ^= 1;
-    assert_eq!(
-        OnboardingPayload::parse(&format!("KF1:{}", base45::encode(&cbor))),
-        Err(QrError::BadChecksum)
-    );
+    assert_eq!(OnboardingPayload::parse(&format!("KF1:{}", base45::encode(&cbor))), Err(QrError::BadChecksum));
     // A name of 256 bytes is over-long.
     let mut long_name = payload.clone();
     long_name.name = "n".repeat(256);
     long_name.device_id = DeviceId::from_name(&long_name.name);
-    assert!(matches!(
-        long_name.encode(),
-        Err(QrError::FieldTooLong { field: "name", .. })
-    ));
+    assert!(matches!(long_name.encode(), Err(QrError::FieldTooLong { field: "name", .. })));
     // An id that is not SHA3-256(name)[..16] is refused.
     let mut forged = payload;
     forged.device_id = DeviceId([0; 16]);
@@ -302,10 +231,7 @@ fn qr_errors_are_typed() {
 fn device_ids_match_e4_vectors() {
     let vectors = include_str!("vectors/e4-ids.tsv");
     let mut checked = 0;
-    for line in vectors
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-    {
+    for line in vectors.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split('\t').collect();
         let id = DeviceId::from_name(fields[0]);
         assert_eq!(id.to_hex(), fields[1], "id of {:?}", fields[0]);

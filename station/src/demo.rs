@@ -33,19 +33,12 @@ pub struct SimulatedDevice {
 impl SimulatedDevice {
     /// Creates a device identity pinned to `factory_root` with its keystore under `state_dir`,
     /// and starts serving on a fresh pseudo-terminal.
-    pub fn start(
-        name: &str,
-        serial_number: &str,
-        factory_root: [u8; 32],
-        state_dir: &Path,
-    ) -> Result<Self, DemoError> {
+    pub fn start(name: &str, serial_number: &str, factory_root: [u8; 32], state_dir: &Path) -> Result<Self, DemoError> {
         let identity = DeviceIdentity::generate(name, serial_number, factory_root, false)
             .map_err(|e| DemoError::Device(e.to_string()))?;
         std::fs::create_dir_all(state_dir).map_err(|e| DemoError::Device(e.to_string()))?;
         let mut keystore = FileKeystore::new(state_dir.join("key.json"));
-        let stored = keystore
-            .load()
-            .map_err(|e| DemoError::Device(e.to_string()))?;
+        let stored = keystore.load().map_err(|e| DemoError::Device(e.to_string()))?;
         let OpenptyResult { master, slave } = openpty(None, None)?;
         let mut attributes = termios::tcgetattr(&slave)?;
         termios::cfmakeraw(&mut attributes);
@@ -54,18 +47,11 @@ impl SimulatedDevice {
         let mut core = AgentCore::new(identity.clone(), stored);
         let mut stream = tokio::fs::File::from_std(std::fs::File::from(master));
         let task = tokio::spawn(async move {
-            if let Err(error) =
-                serve_stream(&mut stream, &mut core, &mut keystore, FaultInjection::None).await
-            {
+            if let Err(error) = serve_stream(&mut stream, &mut core, &mut keystore, FaultInjection::None).await {
                 tracing::debug!(%error, "simulated device link ended");
             }
         });
-        Ok(SimulatedDevice {
-            identity,
-            port,
-            _slave: slave,
-            task,
-        })
+        Ok(SimulatedDevice { identity, port, _slave: slave, task })
     }
 
     /// The pseudo-terminal path the station opens as its serial port.

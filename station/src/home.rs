@@ -31,24 +31,15 @@ pub enum HomeError {
     #[error("station home {0} is already initialised")]
     AlreadyInitialised(PathBuf),
     #[error("I/O on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path} is malformed: {reason}")]
     Malformed { path: PathBuf, reason: String },
     #[error(transparent)]
     Seal(#[from] SealError),
     #[error("the factory root key is not a valid Ed25519 PKCS#8 document")]
     BadRootKey,
-    #[error(
-        "the station certificate is not valid now (valid {not_before}..={not_after}, now {now})"
-    )]
-    CertificateNotValid {
-        not_before: u64,
-        not_after: u64,
-        now: u64,
-    },
+    #[error("the station certificate is not valid now (valid {not_before}..={not_after}, now {now})")]
+    CertificateNotValid { not_before: u64, not_after: u64, now: u64 },
     #[error("the station certificate is not signed by this home's factory root")]
     CertificateUntrusted,
 }
@@ -94,8 +85,7 @@ pub struct StationHome {
 
 /// The default station home: the user's data directory for Keyfill.
 pub fn default_home() -> Option<PathBuf> {
-    directories::ProjectDirs::from("org", "keyfill", "keyfill")
-        .map(|dirs| dirs.data_dir().to_path_buf())
+    directories::ProjectDirs::from("org", "keyfill", "keyfill").map(|dirs| dirs.data_dir().to_path_buf())
 }
 
 /// The default database: a SQLite file in the home.
@@ -104,17 +94,11 @@ pub fn default_db_url(home: &Path) -> String {
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
-    move |source| HomeError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| HomeError::Io { path: path.to_path_buf(), source }
 }
 
 impl StationHome {
@@ -147,10 +131,7 @@ impl StationHome {
             }
             other => other.map_err(io_error(&path))?,
         };
-        serde_json::from_str(&text).map_err(|e| HomeError::Malformed {
-            path,
-            reason: e.to_string(),
-        })
+        serde_json::from_str(&text).map_err(|e| HomeError::Malformed { path, reason: e.to_string() })
     }
 
     /// Creates the home: master key sealed under `passphrase`, factory root (new, or imported
@@ -164,29 +145,20 @@ impl StationHome {
         if self.is_initialised() {
             return Err(HomeError::AlreadyInitialised(self.root.clone()));
         }
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.root)
-            .map_err(io_error(&self.root))?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root).map_err(io_error(&self.root))?;
         let master = MasterKey::generate()?;
         let sealed_master = master.seal_under_passphrase(passphrase)?;
 
         let pkcs8 = match import_root_pkcs8 {
             Some(document) => zeroize::Zeroizing::new(document.to_vec()),
             None => {
-                let document = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
-                    .map_err(|_| SealError::Random)?;
+                let document =
+                    Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).map_err(|_| SealError::Random)?;
                 zeroize::Zeroizing::new(document.as_ref().to_vec())
             }
         };
-        let root = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
-            .map_err(|_| HomeError::BadRootKey)?;
-        let root_public: [u8; 32] = root
-            .public_key()
-            .as_ref()
-            .try_into()
-            .map_err(|_| HomeError::BadRootKey)?;
+        let root = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8).map_err(|_| HomeError::BadRootKey)?;
+        let root_public: [u8; 32] = root.public_key().as_ref().try_into().map_err(|_| HomeError::BadRootKey)?;
 
         let static_private = seal::random_key()?;
         let noise_public = x25519_public(&static_private);
@@ -201,16 +173,9 @@ impl StationHome {
             root_key_id: cert::root_key_id(&root_public),
         };
         let tbs = body.encode();
-        let signature: [u8; 64] = root
-            .sign(&CertificateBody::signing_input(&tbs))
-            .as_ref()
-            .try_into()
-            .map_err(|_| HomeError::BadRootKey)?;
-        let certificate = StationCertificate {
-            body,
-            tbs,
-            signature,
-        };
+        let signature: [u8; 64] =
+            root.sign(&CertificateBody::signing_input(&tbs)).as_ref().try_into().map_err(|_| HomeError::BadRootKey)?;
+        let certificate = StationCertificate { body, tbs, signature };
 
         let root_file = FactoryRootFile {
             version: 1,
@@ -222,17 +187,12 @@ impl StationHome {
             station_id: hex::encode(station_id),
             station_name: certificate.body.station_name.clone(),
             noise_public: hex::encode(noise_public),
-            sealed_noise_private: hex::encode(
-                master.seal(STATION_STATIC_CONTEXT, static_private.expose())?,
-            ),
+            sealed_noise_private: hex::encode(master.seal(STATION_STATIC_CONTEXT, static_private.expose())?),
             certificate: hex::encode(certificate.encode()),
         };
         self.write(MASTER_KEY_FILE, to_json(&sealed_master).as_bytes())?;
         self.write(FACTORY_ROOT_FILE, to_json(&root_file).as_bytes())?;
-        self.write(
-            FACTORY_ROOT_PUBLIC_FILE,
-            format!("{}\n", hex::encode(root_public)).as_bytes(),
-        )?;
+        self.write(FACTORY_ROOT_PUBLIC_FILE, format!("{}\n", hex::encode(root_public)).as_bytes())?;
         // Written last: its presence marks the home as initialised.
         self.write(STATION_FILE, to_json(&station_file).as_bytes())?;
         self.info()
@@ -243,14 +203,9 @@ impl StationHome {
         let station: StationFile = self.read_json(STATION_FILE)?;
         let root: FactoryRootFile = self.read_json(FACTORY_ROOT_FILE)?;
         let path = self.root.join(STATION_FILE);
-        let malformed = |reason: &str| HomeError::Malformed {
-            path: path.clone(),
-            reason: reason.into(),
-        };
-        let certificate_bytes =
-            hex::decode(&station.certificate).map_err(|_| malformed("certificate is not hex"))?;
-        let certificate = StationCertificate::decode(&certificate_bytes)
-            .map_err(|e| malformed(&e.to_string()))?;
+        let malformed = |reason: &str| HomeError::Malformed { path: path.clone(), reason: reason.into() };
+        let certificate_bytes = hex::decode(&station.certificate).map_err(|_| malformed("certificate is not hex"))?;
+        let certificate = StationCertificate::decode(&certificate_bytes).map_err(|e| malformed(&e.to_string()))?;
         let factory_root: [u8; 32] = hex::decode(&root.public_key)
             .ok()
             .and_then(|b| b.try_into().ok())
@@ -269,37 +224,23 @@ impl StationHome {
         let master_key = MasterKey::unseal(&sealed, passphrase)?;
         let info = self.info()?;
         let station: StationFile = self.read_json(STATION_FILE)?;
-        let sealed_private =
-            hex::decode(&station.sealed_noise_private).map_err(|_| HomeError::Malformed {
-                path: self.root.join(STATION_FILE),
-                reason: "sealed key is not hex".into(),
-            })?;
+        let sealed_private = hex::decode(&station.sealed_noise_private).map_err(|_| HomeError::Malformed {
+            path: self.root.join(STATION_FILE),
+            reason: "sealed key is not hex".into(),
+        })?;
         let static_private = master_key.open_key(STATION_STATIC_CONTEXT, &sealed_private)?;
-        if !keyfill_formats::proof::certificate_signature_valid(
-            &info.certificate,
-            &info.factory_root,
-        ) || x25519_public(&static_private) != info.certificate.body.noise_static
+        if !keyfill_formats::proof::certificate_signature_valid(&info.certificate, &info.factory_root)
+            || x25519_public(&static_private) != info.certificate.body.noise_static
         {
             return Err(HomeError::CertificateUntrusted);
         }
         let now = unix_now();
         let body = &info.certificate.body;
         if now < body.not_before || now > body.not_after {
-            return Err(HomeError::CertificateNotValid {
-                not_before: body.not_before,
-                not_after: body.not_after,
-                now,
-            });
+            return Err(HomeError::CertificateNotValid { not_before: body.not_before, not_after: body.not_after, now });
         }
-        let credentials = StationCredentials {
-            static_private,
-            certificate: info.certificate.encode(),
-        };
-        Ok(UnlockedStation {
-            info,
-            master_key,
-            credentials,
-        })
+        let credentials = StationCredentials { static_private, certificate: info.certificate.encode() };
+        Ok(UnlockedStation { info, master_key, credentials })
     }
 }
 

@@ -12,10 +12,7 @@ use tracing::warn;
 #[non_exhaustive]
 pub enum LinkError {
     #[error("cannot open {port}: {source}")]
-    Open {
-        port: String,
-        source: tokio_serial::Error,
-    },
+    Open { port: String, source: tokio_serial::Error },
     #[error("link closed")]
     Closed,
     #[error("link I/O: {0}")]
@@ -53,12 +50,7 @@ pub struct FramedStream<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FramedStream<S> {
     pub fn new(stream: S, info: LinkInfo) -> Self {
-        FramedStream {
-            stream,
-            decoder: FrameDecoder::new(),
-            ready: VecDeque::new(),
-            info,
-        }
+        FramedStream { stream, decoder: FrameDecoder::new(), ready: VecDeque::new(), info }
     }
 }
 
@@ -69,17 +61,9 @@ pub type SerialLink = FramedStream<tokio_serial::SerialStream>;
 pub fn open_serial(path: &Path, baud: u32) -> Result<SerialLink, LinkError> {
     let port = path.to_string_lossy().into_owned();
     let builder = tokio_serial::new(&port, baud);
-    let stream = tokio_serial::SerialStream::open(&builder).map_err(|source| LinkError::Open {
-        port: port.clone(),
-        source,
-    })?;
-    Ok(FramedStream::new(
-        stream,
-        LinkInfo {
-            transport: "serial",
-            port,
-        },
-    ))
+    let stream =
+        tokio_serial::SerialStream::open(&builder).map_err(|source| LinkError::Open { port: port.clone(), source })?;
+    Ok(FramedStream::new(stream, LinkInfo { transport: "serial", port }))
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link for FramedStream<S> {

@@ -45,9 +45,7 @@ pub enum ProvisionError {
     NotPending { id: String, state: &'static str },
     #[error("provisioning failed; no key left the station")]
     Failed { source: SessionOrLinkError },
-    #[error(
-        "the key was sent but not confirmed ({source}); the record stays pending: run `keyfill devices reconcile`"
-    )]
+    #[error("the key was sent but not confirmed ({source}); the record stays pending: run `keyfill devices reconcile`")]
     Unconfirmed { source: SessionOrLinkError },
     #[error("reconciliation could not reach a verdict; the record stays pending")]
     ReconcileIncomplete { source: SessionOrLinkError },
@@ -104,10 +102,7 @@ pub async fn run_session<L: Link>(
         link.send(&first).await?;
         loop {
             let Some(deadline) = session.poll_timeout() else {
-                return Err(SessionError::ProtocolViolation(
-                    "session ended without an outcome".into(),
-                )
-                .into());
+                return Err(SessionError::ProtocolViolation("session ended without an outcome".into()).into());
             };
             match tokio::time::timeout_at(deadline.into(), link.recv()).await {
                 Err(_elapsed) => session.handle_timeout(Instant::now())?,
@@ -131,16 +126,11 @@ pub async fn run_session<L: Link>(
     (result, session.request_sent())
 }
 
-fn new_device(
-    payload: &OnboardingPayload,
-    station: &UnlockedStation,
-) -> Result<NewDevice, SealError> {
+fn new_device(payload: &OnboardingPayload, station: &UnlockedStation) -> Result<NewDevice, SealError> {
     let (mode, public_key, sealed_secret) = match &payload.credential {
         DeviceCredential::Identity { public_key } => ("identity", Some(public_key.to_vec()), None),
         DeviceCredential::SetupSecret(secret) => {
-            let sealed = station
-                .master_key
-                .seal(&seal::setup_secret_context(&payload.device_id), &secret.0)?;
+            let sealed = station.master_key.seal(&seal::setup_secret_context(&payload.device_id), &secret.0)?;
             ("secret", None, Some(sealed))
         }
     };
@@ -173,21 +163,13 @@ impl Station {
         if let Some(existing) = devices::get(pool, &id).await? {
             match existing.state {
                 DeviceState::Provisioned => {
-                    return Err(ProvisionError::AlreadyProvisioned {
-                        name: existing.name,
-                        id,
-                    });
+                    return Err(ProvisionError::AlreadyProvisioned { name: existing.name, id });
                 }
                 DeviceState::Pending => {
                     progress(Progress::Reconciling);
                     if self.reconcile(link, &existing).await? == ReconcileVerdict::Provisioned {
-                        let device = devices::get(pool, &id)
-                            .await?
-                            .ok_or(ProvisionError::UnknownDevice(id))?;
-                        return Ok(ProvisionReport {
-                            device,
-                            reconciled: true,
-                        });
+                        let device = devices::get(pool, &id).await?.ok_or(ProvisionError::UnknownDevice(id))?;
+                        return Ok(ProvisionReport { device, reconciled: true });
                     }
                 }
                 DeviceState::Failed => {}
@@ -197,22 +179,12 @@ impl Station {
         let key = seal::random_key()?;
         let key_id = seal::random_array::<16>()?;
         let key_id_hex = hex::encode(key_id);
-        let sealed_key = self.unlocked.master_key.seal(
-            &seal::device_key_context(&payload.device_id, &key_id),
-            key.expose(),
-        )?;
+        let sealed_key =
+            self.unlocked.master_key.seal(&seal::device_key_context(&payload.device_id, &key_id), key.expose())?;
         let record = new_device(payload, &self.unlocked)?;
         let mut tx = pool.begin().await.map_err(DbError::from)?;
         devices::begin_provisioning(&mut tx, &record, &key_id_hex, transport, &port).await?;
-        keys::insert_pending(
-            &mut tx,
-            &key_id_hex,
-            &id,
-            KEY_KIND,
-            &sealed_key,
-            &self.station_id(),
-        )
-        .await?;
+        keys::insert_pending(&mut tx, &key_id_hex, &id, KEY_KIND, &sealed_key, &self.station_id()).await?;
         events::record(
             &mut tx,
             &self.actor,
@@ -222,9 +194,7 @@ impl Station {
         )
         .await?;
         tx.commit().await.map_err(DbError::from)?;
-        progress(Progress::KeyGenerated {
-            key_id: key_id_hex.clone(),
-        });
+        progress(Progress::KeyGenerated { key_id: key_id_hex.clone() });
         info!(device = %payload.name, id = %id, key_id = %key_id_hex, %transport, %port, "provisioning");
 
         let delivery = KeyDelivery {
@@ -235,13 +205,9 @@ impl Station {
             issued_at: unix_now(),
             station_id: self.unlocked.info.station_id,
         };
-        let (session, first) = StationSession::start(
-            &self.unlocked.credentials,
-            payload,
-            Request::Deliver(delivery),
-            Instant::now(),
-        )
-        .map_err(ProvisionError::Setup)?;
+        let (session, first) =
+            StationSession::start(&self.unlocked.credentials, payload, Request::Deliver(delivery), Instant::now())
+                .map_err(ProvisionError::Setup)?;
         progress(Progress::Handshake);
         let (result, key_sent) = run_session(link, session, first, &mut progress).await;
         match result {
@@ -249,35 +215,19 @@ impl Station {
                 let mut tx = pool.begin().await.map_err(DbError::from)?;
                 keys::mark_active(&mut tx, &key_id_hex).await?;
                 devices::mark_provisioned(&mut tx, &id, &key_id_hex, transport, &port).await?;
-                events::record(
-                    &mut tx,
-                    &self.actor,
-                    Some(&id),
-                    "provisioned",
-                    &format!("key {key_id_hex} confirmed"),
-                )
-                .await?;
+                events::record(&mut tx, &self.actor, Some(&id), "provisioned", &format!("key {key_id_hex} confirmed"))
+                    .await?;
                 tx.commit().await.map_err(DbError::from)?;
                 progress(Progress::Confirmed);
                 info!(device = %payload.name, id = %id, key_id = %key_id_hex, "provisioned");
-                let device = devices::get(pool, &id)
-                    .await?
-                    .ok_or(ProvisionError::UnknownDevice(id))?;
-                Ok(ProvisionReport {
-                    device,
-                    reconciled: false,
-                })
+                let device = devices::get(pool, &id).await?.ok_or(ProvisionError::UnknownDevice(id))?;
+                Ok(ProvisionReport { device, reconciled: false })
             }
             Ok(other) => {
-                let source =
-                    SessionError::ProtocolViolation(format!("unexpected outcome {other:?}")).into();
-                self.record_failure(&id, &key_id_hex, key_sent, source)
-                    .await
+                let source = SessionError::ProtocolViolation(format!("unexpected outcome {other:?}")).into();
+                self.record_failure(&id, &key_id_hex, key_sent, source).await
             }
-            Err(source) => {
-                self.record_failure(&id, &key_id_hex, key_sent, source)
-                    .await
-            }
+            Err(source) => self.record_failure(&id, &key_id_hex, key_sent, source).await,
         }
     }
 
@@ -311,32 +261,18 @@ impl Station {
     fn payload_of(&self, device: &Device) -> Result<OnboardingPayload, ProvisionError> {
         let device_id = DeviceId::from_hex(&device.id)
             .ok_or_else(|| DbError::Inconsistent(format!("bad device id {}", device.id)))?;
-        let credential = match (
-            device.identity_public_key.as_deref(),
-            device.sealed_setup_secret.as_deref(),
-        ) {
+        let credential = match (device.identity_public_key.as_deref(), device.sealed_setup_secret.as_deref()) {
             (Some(public_key), _) => DeviceCredential::Identity {
-                public_key: public_key
-                    .try_into()
-                    .map_err(|_| DbError::Inconsistent("identity key length".into()))?,
+                public_key: public_key.try_into().map_err(|_| DbError::Inconsistent("identity key length".into()))?,
             },
             (None, Some(sealed)) => {
-                let secret = self
-                    .unlocked
-                    .master_key
-                    .open(&seal::setup_secret_context(&device_id), sealed)?;
-                let bytes: [u8; 16] = secret
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| DbError::Inconsistent("setup secret length".into()))?;
+                let secret = self.unlocked.master_key.open(&seal::setup_secret_context(&device_id), sealed)?;
+                let bytes: [u8; 16] =
+                    secret.as_slice().try_into().map_err(|_| DbError::Inconsistent("setup secret length".into()))?;
                 DeviceCredential::SetupSecret(SetupSecret(bytes))
             }
             (None, None) => {
-                return Err(DbError::Inconsistent(format!(
-                    "device {} has no credential",
-                    device.id
-                ))
-                .into());
+                return Err(DbError::Inconsistent(format!("device {} has no credential", device.id)).into());
             }
         };
         Ok(OnboardingPayload {
@@ -350,22 +286,13 @@ impl Station {
     }
 
     /// Resolves a `pending` device by asking it over `link` whether it holds the pending key.
-    pub async fn reconcile<L: Link>(
-        &self,
-        link: &mut L,
-        device: &Device,
-    ) -> Result<ReconcileVerdict, ProvisionError> {
+    pub async fn reconcile<L: Link>(&self, link: &mut L, device: &Device) -> Result<ReconcileVerdict, ProvisionError> {
         if device.state != DeviceState::Pending {
-            return Err(ProvisionError::NotPending {
-                id: device.id.clone(),
-                state: device.state.as_str(),
-            });
+            return Err(ProvisionError::NotPending { id: device.id.clone(), state: device.state.as_str() });
         }
         let pool = self.inventory.pool();
-        let key_id_hex = device
-            .key_id
-            .clone()
-            .ok_or_else(|| DbError::Inconsistent("pending device without key".into()))?;
+        let key_id_hex =
+            device.key_id.clone().ok_or_else(|| DbError::Inconsistent("pending device without key".into()))?;
         let row = keys::get(pool, &key_id_hex)
             .await?
             .ok_or_else(|| DbError::Inconsistent(format!("missing key {key_id_hex}")))?;
@@ -374,10 +301,10 @@ impl Station {
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| DbError::Inconsistent("bad key id".into()))?;
-        let key = self.unlocked.master_key.open_key(
-            &seal::device_key_context(&payload.device_id, &key_id),
-            &row.sealed_key,
-        )?;
+        let key = self
+            .unlocked
+            .master_key
+            .open_key(&seal::device_key_context(&payload.device_id, &key_id), &row.sealed_key)?;
         let (session, first) = StationSession::start(
             &self.unlocked.credentials,
             &payload,
@@ -391,8 +318,7 @@ impl Station {
         let verdict = match result {
             Ok(SessionOutcome::KeyHeld { .. }) => {
                 keys::mark_active(&mut tx, &key_id_hex).await?;
-                devices::mark_provisioned(&mut tx, &device.id, &key_id_hex, transport, &port)
-                    .await?;
+                devices::mark_provisioned(&mut tx, &device.id, &key_id_hex, transport, &port).await?;
                 events::record(
                     &mut tx,
                     &self.actor,
@@ -405,8 +331,7 @@ impl Station {
             }
             Ok(SessionOutcome::KeyNotHeld { .. }) => {
                 keys::mark_failed(&mut tx, &key_id_hex).await?;
-                devices::mark_failed(&mut tx, &device.id, "device does not hold the pending key")
-                    .await?;
+                devices::mark_failed(&mut tx, &device.id, "device does not hold the pending key").await?;
                 events::record(
                     &mut tx,
                     &self.actor,
@@ -419,10 +344,7 @@ impl Station {
             }
             Ok(SessionOutcome::Confirmed { .. }) => {
                 return Err(ProvisionError::ReconcileIncomplete {
-                    source: SessionError::ProtocolViolation(
-                        "confirmation in a status session".into(),
-                    )
-                    .into(),
+                    source: SessionError::ProtocolViolation("confirmation in a status session".into()).into(),
                 });
             }
             Err(source) => return Err(ProvisionError::ReconcileIncomplete { source }),

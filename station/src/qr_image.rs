@@ -14,10 +14,7 @@ pub enum QrImageError {
 /// Decodes every QR code in the image at `path`; returns their texts.
 pub fn decode_file(path: &std::path::Path) -> Result<Vec<String>, QrImageError> {
     let shown = path.display().to_string();
-    let image = image::open(path).map_err(|e| QrImageError::Read {
-        path: shown.clone(),
-        reason: e.to_string(),
-    })?;
+    let image = image::open(path).map_err(|e| QrImageError::Read { path: shown.clone(), reason: e.to_string() })?;
     let gray = image.to_luma8();
     // rqrr can panic on some inputs inside grid detection; contain it so bad input is an error.
     let texts = std::panic::catch_unwind(move || {
@@ -29,9 +26,5 @@ pub fn decode_file(path: &std::path::Path) -> Result<Vec<String>, QrImageError> 
             .collect::<Vec<_>>()
     })
     .unwrap_or_default();
-    if texts.is_empty() {
-        Err(QrImageError::NotFound(shown))
-    } else {
-        Ok(texts)
-    }
+    if texts.is_empty() { Err(QrImageError::NotFound(shown)) } else { Ok(texts) }
 }

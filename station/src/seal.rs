@@ -32,9 +32,7 @@ pub enum SealError {
 /// Fills an array from ring's system random source.
 pub fn random_array<const N: usize>() -> Result<[u8; N], SealError> {
     let mut out = [0u8; N];
-    SystemRandom::new()
-        .fill(&mut out)
-        .map_err(|_| SealError::Random)?;
+    SystemRandom::new().fill(&mut out).map_err(|_| SealError::Random)?;
     Ok(out)
 }
 
@@ -45,9 +43,7 @@ pub fn random_key() -> Result<SecretKey, SealError> {
 }
 
 fn aead_key(key: &SecretKey) -> Result<LessSafeKey, SealError> {
-    UnboundKey::new(&AES_256_GCM, key.expose())
-        .map(LessSafeKey::new)
-        .map_err(|_| SealError::Malformed)
+    UnboundKey::new(&AES_256_GCM, key.expose()).map(LessSafeKey::new).map_err(|_| SealError::Malformed)
 }
 
 /// `nonce ‖ ciphertext ‖ tag`, with a random 96-bit nonce.
@@ -55,11 +51,7 @@ fn seal_with(key: &SecretKey, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, S
     let nonce_bytes = random_array::<NONCE_LEN>()?;
     let mut buffer = plaintext.to_vec();
     aead_key(key)?
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce_bytes),
-            Aad::from(aad),
-            &mut buffer,
-        )
+        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(aad), &mut buffer)
         .map_err(|_| SealError::Malformed)?;
     let mut out = nonce_bytes.to_vec();
     out.extend_from_slice(&buffer);
@@ -73,10 +65,8 @@ fn open_with(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec
     let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Malformed)?;
     let mut buffer = Zeroizing::new(ciphertext.to_vec());
-    let plaintext_len = aead_key(key)?
-        .open_in_place(nonce, Aad::from(aad), &mut buffer)
-        .map_err(|_| SealError::Unauthentic)?
-        .len();
+    let plaintext_len =
+        aead_key(key)?.open_in_place(nonce, Aad::from(aad), &mut buffer).map_err(|_| SealError::Unauthentic)?.len();
     buffer.truncate(plaintext_len);
     Ok(buffer)
 }
@@ -103,13 +93,7 @@ pub struct SealedMasterKey {
 fn passphrase_key(passphrase: &str, salt: &[u8], iterations: u32) -> Result<SecretKey, SealError> {
     let iterations = NonZeroU32::new(iterations).ok_or(SealError::Malformed)?;
     let mut derived = Zeroizing::new([0u8; 32]);
-    pbkdf2::derive(
-        pbkdf2::PBKDF2_HMAC_SHA256,
-        iterations,
-        salt,
-        passphrase.as_bytes(),
-        derived.as_mut(),
-    );
+    pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, iterations, salt, passphrase.as_bytes(), derived.as_mut());
     Ok(SecretKey::from_bytes(*derived))
 }
 
@@ -137,8 +121,7 @@ impl MasterKey {
 
     /// Unseals the master key with `passphrase`.
     pub fn unseal(sealed: &SealedMasterKey, passphrase: &str) -> Result<Self, SealError> {
-        if sealed.version != 1 || sealed.kdf != "pbkdf2-hmac-sha256" || sealed.iterations < 100_000
-        {
+        if sealed.version != 1 || sealed.kdf != "pbkdf2-hmac-sha256" || sealed.iterations < 100_000 {
             return Err(SealError::Malformed);
         }
         let salt = hex::decode(&sealed.salt).map_err(|_| SealError::Malformed)?;
@@ -148,9 +131,7 @@ impl MasterKey {
             SealError::Unauthentic => SealError::WrongPassphrase,
             other => other,
         })?;
-        SecretKey::from_slice(&plaintext)
-            .map(MasterKey)
-            .ok_or(SealError::Malformed)
+        SecretKey::from_slice(&plaintext).map(MasterKey).ok_or(SealError::Malformed)
     }
 
     /// Seals `secret` with `context` (e.g. device id ‖ key id) as associated data.
@@ -188,14 +169,8 @@ mod tests {
         let again = MasterKey::unseal(&sealed, "correct horse")?;
         let blob = master.seal(b"ctx", b"secret bytes")?;
         assert_eq!(again.open(b"ctx", &blob)?.as_slice(), b"secret bytes");
-        assert!(matches!(
-            again.open(b"other ctx", &blob),
-            Err(SealError::Unauthentic)
-        ));
-        assert!(matches!(
-            MasterKey::unseal(&sealed, "wrong"),
-            Err(SealError::WrongPassphrase)
-        ));
+        assert!(matches!(again.open(b"other ctx", &blob), Err(SealError::Unauthentic)));
+        assert!(matches!(MasterKey::unseal(&sealed, "wrong"), Err(SealError::WrongPassphrase)));
         Ok(())
     }
 }

@@ -8,9 +8,7 @@ use keyfill_formats::SecretKey;
 use keyfill_formats::cert::{self, CertificateBody, StationCertificate};
 use keyfill_formats::message::{AbortReason, KeyDelivery, KeyKind, WireMessage};
 use keyfill_formats::qr::OnboardingPayload;
-use keyfill_station::protocol::{
-    Request, SessionError, SessionOutcome, StationCredentials, StationSession,
-};
+use keyfill_station::protocol::{Request, SessionError, SessionOutcome, StationCredentials, StationSession};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use std::time::{Duration, Instant};
 
@@ -39,21 +37,8 @@ fn station(root: &FactoryRoot, not_before: u64, not_after: u64) -> StationCreden
         root_key_id: cert::root_key_id(&root.public),
     };
     let tbs = body.encode();
-    let signature = root
-        .pair
-        .sign(&CertificateBody::signing_input(&tbs))
-        .as_ref()
-        .try_into()
-        .expect("64 bytes");
-    StationCredentials {
-        static_private,
-        certificate: StationCertificate {
-            body,
-            tbs,
-            signature,
-        }
-        .encode(),
-    }
+    let signature = root.pair.sign(&CertificateBody::signing_input(&tbs)).as_ref().try_into().expect("64 bytes");
+    StationCredentials { static_private, certificate: StationCertificate { body, tbs, signature }.encode() }
 }
 
 fn valid_station(root: &FactoryRoot) -> StationCredentials {
@@ -146,12 +131,7 @@ fn run_pair(
             }
         }
     }
-    (
-        Err(SessionError::ProtocolViolation(
-            "pair did not settle".into(),
-        )),
-        transcript,
-    )
+    (Err(SessionError::ProtocolViolation("pair did not settle".into())), transcript)
 }
 
 fn untouched(_: bool, _: usize, m: Vec<u8>) -> Option<Vec<u8>> {
@@ -164,17 +144,9 @@ fn identity_mode_delivers_and_confirms() {
     let identity = device("line-1/dev-1", &root, false);
     let payload = identity.onboarding_payload();
     let mut agent = AgentCore::new(identity.clone(), None);
-    let (result, transcript) = run_pair(
-        &valid_station(&root),
-        &payload,
-        &mut agent,
-        Request::Deliver(delivery(&identity, 7)),
-        untouched,
-    );
-    assert_eq!(
-        result.expect("provisioned"),
-        SessionOutcome::Confirmed { key_id: [7; 16] }
-    );
+    let (result, transcript) =
+        run_pair(&valid_station(&root), &payload, &mut agent, Request::Deliver(delivery(&identity, 7)), untouched);
+    assert_eq!(result.expect("provisioned"), SessionOutcome::Confirmed { key_id: [7; 16] });
     let stored = transcript.stored.expect("device stored the key");
     assert_eq!(stored.key, SecretKey::from_bytes([7; 32]));
     assert_eq!(stored.station_id, [9; 16]);
@@ -188,17 +160,9 @@ fn setup_secret_mode_delivers_and_confirms() {
     let identity = device("secret-dev", &root, true);
     let payload = identity.onboarding_payload();
     let mut agent = AgentCore::new(identity.clone(), None);
-    let (result, transcript) = run_pair(
-        &valid_station(&root),
-        &payload,
-        &mut agent,
-        Request::Deliver(delivery(&identity, 3)),
-        untouched,
-    );
-    assert_eq!(
-        result.expect("provisioned"),
-        SessionOutcome::Confirmed { key_id: [3; 16] }
-    );
+    let (result, transcript) =
+        run_pair(&valid_station(&root), &payload, &mut agent, Request::Deliver(delivery(&identity, 3)), untouched);
+    assert_eq!(result.expect("provisioned"), SessionOutcome::Confirmed { key_id: [3; 16] });
     assert!(transcript.stored.is_some());
 }
 
@@ -216,18 +180,11 @@ fn label_with_another_devices_key_fails_before_the_key_leaves() {
         untouched,
     );
     assert!(
-        matches!(
-            result,
-            Err(SessionError::DeviceAuthenticationFailed | SessionError::RefusedByDevice { .. })
-        ),
+        matches!(result, Err(SessionError::DeviceAuthenticationFailed | SessionError::RefusedByDevice { .. })),
         "{result:?}"
     );
     assert!(transcript.stored.is_none());
-    assert_eq!(
-        transcript.to_device.len(),
-        1,
-        "nothing but the first handshake message left the station"
-    );
+    assert_eq!(transcript.to_device.len(), 1, "nothing but the first handshake message left the station");
 }
 
 #[test]
@@ -236,19 +193,11 @@ fn wrong_setup_secret_never_receives_the_key() {
     let genuine = device("dev-s", &root, true);
     let cloned_label = device("dev-s", &root, true).onboarding_payload(); // other secret
     let mut agent = AgentCore::new(genuine.clone(), None);
-    let (result, transcript) = run_pair(
-        &valid_station(&root),
-        &cloned_label,
-        &mut agent,
-        Request::Deliver(delivery(&genuine, 5)),
-        untouched,
-    );
+    let (result, transcript) =
+        run_pair(&valid_station(&root), &cloned_label, &mut agent, Request::Deliver(delivery(&genuine, 5)), untouched);
     assert!(result.is_err());
     assert!(transcript.stored.is_none());
-    assert!(
-        transcript.to_device.len() <= 2,
-        "the key delivery was never sent"
-    );
+    assert!(transcript.to_device.len() <= 2, "the key delivery was never sent");
 }
 
 #[test]
@@ -264,23 +213,9 @@ fn station_signed_by_another_root_is_refused() {
         Request::Deliver(delivery(&identity, 5)),
         untouched,
     );
-    assert!(
-        matches!(
-            result,
-            Err(SessionError::RefusedByDevice {
-                reason: AbortReason::BadCertificate
-            })
-        ),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(SessionError::RefusedByDevice { reason: AbortReason::BadCertificate })), "{result:?}");
     assert!(transcript.stored.is_none());
-    assert!(
-        transcript
-            .agent_events
-            .contains(&AgentEvent::StationRefused {
-                reason: AbortReason::BadCertificate
-            })
-    );
+    assert!(transcript.agent_events.contains(&AgentEvent::StationRefused { reason: AbortReason::BadCertificate }));
 }
 
 #[test]
@@ -297,12 +232,7 @@ fn expired_station_certificate_is_refused() {
         untouched,
     );
     assert!(
-        matches!(
-            result,
-            Err(SessionError::RefusedByDevice {
-                reason: AbortReason::CertificateExpired
-            })
-        ),
+        matches!(result, Err(SessionError::RefusedByDevice { reason: AbortReason::CertificateExpired })),
         "{result:?}"
     );
     assert!(transcript.stored.is_none());
@@ -332,10 +262,7 @@ fn replayed_station_messages_are_rejected_and_store_nothing() {
                 AgentOutput::Persist(_) => stored = true,
                 AgentOutput::Transmit(bytes) if index > 0 => {
                     let answer = WireMessage::decode(&bytes).expect("well-formed");
-                    assert!(
-                        matches!(answer, WireMessage::Abort { .. }),
-                        "only aborts answer a replay, got {answer:?}"
-                    );
+                    assert!(matches!(answer, WireMessage::Abort { .. }), "only aborts answer a replay, got {answer:?}");
                 }
                 _ => {}
             }
@@ -367,10 +294,7 @@ fn replayed_device_messages_do_not_confirm_a_new_session() {
     )
     .expect("start");
     let result = session.handle_message(&recording.to_station[0], Instant::now());
-    assert!(
-        matches!(result, Err(SessionError::DeviceAuthenticationFailed)),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(SessionError::DeviceAuthenticationFailed)), "{result:?}");
     assert!(!session.request_sent());
 }
 
@@ -395,10 +319,7 @@ fn any_flipped_bit_ends_the_session_without_provisioning() {
                         Some(message)
                     },
                 );
-                assert!(
-                    result.is_err(),
-                    "tampering {direction}/{index}/{byte} must fail, got {result:?}"
-                );
+                assert!(result.is_err(), "tampering {direction}/{index}/{byte} must fail, got {result:?}");
                 let _ = transcript;
             }
         }
@@ -417,14 +338,8 @@ fn lost_confirmation_times_out_after_the_key_was_sent() {
         Request::Deliver(delivery(&identity, 8)),
         |to_device, i, m| if !to_device && i == 2 { None } else { Some(m) },
     );
-    assert!(
-        matches!(result, Err(SessionError::Timeout { .. })),
-        "{result:?}"
-    );
-    assert!(
-        transcript.stored.is_some(),
-        "the device stored the key; the station must reconcile, not guess"
-    );
+    assert!(matches!(result, Err(SessionError::Timeout { .. })), "{result:?}");
+    assert!(transcript.stored.is_some(), "the device stored the key; the station must reconcile, not guess");
 }
 
 #[test]
@@ -441,47 +356,14 @@ fn status_query_proves_possession_of_the_pending_key() {
         untouched,
     );
     assert!(transcript.stored.is_some());
-    let held = Request::QueryKey {
-        key_id: [6; 16],
-        key: SecretKey::from_bytes([6; 32]),
-    };
-    let (result, _) = run_pair(
-        &credentials,
-        &identity.onboarding_payload(),
-        &mut agent,
-        held,
-        untouched,
-    );
-    assert_eq!(
-        result.expect("answered"),
-        SessionOutcome::KeyHeld { key_id: [6; 16] }
-    );
-    let other = Request::QueryKey {
-        key_id: [1; 16],
-        key: SecretKey::from_bytes([1; 32]),
-    };
-    let (result, _) = run_pair(
-        &credentials,
-        &identity.onboarding_payload(),
-        &mut agent,
-        other,
-        untouched,
-    );
-    assert_eq!(
-        result.expect("answered"),
-        SessionOutcome::KeyNotHeld { key_id: [1; 16] }
-    );
+    let held = Request::QueryKey { key_id: [6; 16], key: SecretKey::from_bytes([6; 32]) };
+    let (result, _) = run_pair(&credentials, &identity.onboarding_payload(), &mut agent, held, untouched);
+    assert_eq!(result.expect("answered"), SessionOutcome::KeyHeld { key_id: [6; 16] });
+    let other = Request::QueryKey { key_id: [1; 16], key: SecretKey::from_bytes([1; 32]) };
+    let (result, _) = run_pair(&credentials, &identity.onboarding_payload(), &mut agent, other, untouched);
+    assert_eq!(result.expect("answered"), SessionOutcome::KeyNotHeld { key_id: [1; 16] });
     // A station that expects another key value under the same id rejects the proof.
-    let wrong_value = Request::QueryKey {
-        key_id: [6; 16],
-        key: SecretKey::from_bytes([9; 32]),
-    };
-    let (result, _) = run_pair(
-        &credentials,
-        &identity.onboarding_payload(),
-        &mut agent,
-        wrong_value,
-        untouched,
-    );
+    let wrong_value = Request::QueryKey { key_id: [6; 16], key: SecretKey::from_bytes([9; 32]) };
+    let (result, _) = run_pair(&credentials, &identity.onboarding_payload(), &mut agent, wrong_value, untouched);
     assert!(matches!(result, Err(SessionError::BadProof)), "{result:?}");
 }

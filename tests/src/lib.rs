@@ -15,11 +15,7 @@ pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target")
-        })
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"))
 }
 
 /// Path of a workspace binary, built once per test run with the same profile as the tests.
@@ -28,23 +24,11 @@ pub fn binary(name: &str) -> PathBuf {
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "keyfill-station",
-                "-p",
-                "keyfill-agent",
-                "--bins",
-            ])
+            .args(["build", "--quiet", "-p", "keyfill-station", "-p", "keyfill-agent", "--bins"])
             .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
             .status()
             .map_err(|e| e.to_string())?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("cargo build failed: {status}"))
-        }
+        if status.success() { Ok(()) } else { Err(format!("cargo build failed: {status}")) }
     });
     if let Err(error) = built {
         panic!("cannot build the binaries: {error}");
@@ -79,11 +63,7 @@ impl PtyPair {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(PtyPair {
-            station_side,
-            device_side,
-            child,
-        })
+        Ok(PtyPair { station_side, device_side, child })
     }
 }
 
@@ -104,20 +84,14 @@ pub enum Database {
 impl Database {
     pub fn sqlite(dir: &Path) -> Self {
         let path = dir.join("inventory.db");
-        Database::Sqlite {
-            url: format!("sqlite://{}", path.display()),
-            path,
-        }
+        Database::Sqlite { url: format!("sqlite://{}", path.display()), path }
     }
 
     /// A fresh database on the PostgreSQL server, dropped at the end of the test.
     pub fn postgres() -> Result<Self> {
         let name = format!("keyfill_e2e_{:016x}", rand_u64());
         psql_admin(&format!("CREATE DATABASE {name}"))?;
-        Ok(Database::Postgres {
-            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-            name,
-        })
+        Ok(Database::Postgres { url: format!("postgres://postgres@127.0.0.1:5432/{name}"), name })
     }
 
     pub fn url(&self) -> &str {
@@ -143,19 +117,11 @@ impl Database {
                 let mut all = Vec::new();
                 for table in ["devices", "device_keys", "events"] {
                     let output = Command::new("psql")
-                        .args([
-                            url.as_str(),
-                            "-At",
-                            "-c",
-                            &format!("SELECT row_to_json(t)::text FROM {table} t"),
-                        ])
+                        .args([url.as_str(), "-At", "-c", &format!("SELECT row_to_json(t)::text FROM {table} t")])
                         .output()
                         .context("psql")?;
                     if !output.status.success() {
-                        bail!(
-                            "psql dump failed: {}",
-                            String::from_utf8_lossy(&output.stderr)
-                        );
+                        bail!("psql dump failed: {}", String::from_utf8_lossy(&output.stderr));
                     }
                     all.extend(output.stdout);
                 }
@@ -174,10 +140,8 @@ impl Drop for Database {
 }
 
 fn psql_admin(sql: &str) -> Result<()> {
-    let output = Command::new("psql")
-        .args([POSTGRES_ADMIN_URL, "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .context("psql")?;
+    let output =
+        Command::new("psql").args([POSTGRES_ADMIN_URL, "-v", "ON_ERROR_STOP=1", "-c", sql]).output().context("psql")?;
     if !output.status.success() {
         bail!("psql {sql:?}: {}", String::from_utf8_lossy(&output.stderr));
     }
@@ -206,17 +170,10 @@ pub struct Station {
 impl Station {
     /// `keyfill init` in a fresh home.
     pub fn init(dir: &Path, db: Database) -> Result<Self> {
-        let station = Station {
-            home: dir.join("station-home"),
-            db,
-            transcript: Default::default(),
-        };
+        let station = Station { home: dir.join("station-home"), db, transcript: Default::default() };
         let output = station.run(&["init", "--station-name", "e2e-station"])?;
         if !output.status.success() {
-            bail!(
-                "keyfill init failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            bail!("keyfill init failed: {}", String::from_utf8_lossy(&output.stderr));
         }
         Ok(station)
     }
@@ -252,21 +209,14 @@ impl Station {
     pub fn devices(&self) -> Result<Vec<serde_json::Value>> {
         let output = self.run(&["devices", "list", "--json"])?;
         if !output.status.success() {
-            bail!(
-                "devices list failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            bail!("devices list failed: {}", String::from_utf8_lossy(&output.stderr));
         }
         Ok(serde_json::from_slice(&output.stdout)?)
     }
 
     /// The state of the device named `name`, if the station knows it.
     pub fn state_of(&self, name: &str) -> Result<Option<String>> {
-        Ok(self
-            .devices()?
-            .into_iter()
-            .find(|d| d["name"] == name)
-            .and_then(|d| d["state"].as_str().map(str::to_owned)))
+        Ok(self.devices()?.into_iter().find(|d| d["name"] == name).and_then(|d| d["state"].as_str().map(str::to_owned)))
     }
 }
 
@@ -292,28 +242,17 @@ impl Agent {
             .args(extra)
             .output()?;
         if !output.status.success() {
-            bail!(
-                "keyfill-agent init failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            bail!("keyfill-agent init failed: {}", String::from_utf8_lossy(&output.stderr));
         }
         let payload = String::from_utf8(output.stdout)?.trim().to_owned();
         let log = state.join("serve.log");
-        Ok(Agent {
-            state,
-            payload,
-            serving: None,
-            log,
-        })
+        Ok(Agent { state, payload, serving: None, log })
     }
 
     /// Starts `keyfill-agent serve --serial PORT` in the background.
     pub fn serve(&mut self, port: &Path, extra: &[&str]) -> Result<()> {
         self.stop();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(binary("keyfill-agent"))
             .arg("--state")
             .arg(&self.state)
@@ -334,9 +273,7 @@ impl Agent {
 
     /// Waits for the serving agent to exit on its own (fault injection), returning its code.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
-        let Some(child) = self.serving.as_mut() else {
-            bail!("agent is not serving")
-        };
+        let Some(child) = self.serving.as_mut() else { bail!("agent is not serving") };
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait()? {
@@ -410,11 +347,7 @@ pub fn key_encodings(key: &[u8]) -> Vec<Vec<u8>> {
 
 /// Whether `haystack` contains any encoding of `key`.
 pub fn contains_key(haystack: &[u8], key: &[u8]) -> bool {
-    key_encodings(key).iter().any(|needle| {
-        haystack
-            .windows(needle.len())
-            .any(|w| w == needle.as_slice())
-    })
+    key_encodings(key).iter().any(|needle| haystack.windows(needle.len()).any(|w| w == needle.as_slice()))
 }
 
 /// All bytes of all files under `dir`.

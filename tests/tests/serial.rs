@@ -37,37 +37,19 @@ fn serial_provision_end_to_end_sqlite_and_postgres() -> Result<()> {
             &agent.payload,
             "--json",
         ])?;
-        assert!(
-            output.status.success(),
-            "provision failed: {}",
-            stderr(&output)
-        );
+        assert!(output.status.success(), "provision failed: {}", stderr(&output));
         let record: serde_json::Value = serde_json::from_slice(&output.stdout)?;
         assert_eq!(record["state"], "provisioned");
-        assert_eq!(
-            record["id"], "54500424e07d60c23f6c9c72ce1b1041",
-            "the E4 id of the name"
-        );
+        assert_eq!(record["id"], "54500424e07d60c23f6c9c72ce1b1041", "the E4 id of the name");
         assert_eq!(record["transport"], "serial");
         let status = agent.status()?;
         assert_eq!(status["provisioned"], true);
-        assert_eq!(
-            status["key_id"], record["key_id"],
-            "station and device agree on the key"
-        );
-        assert_eq!(
-            station.state_of("line-3/sensor 42")?.as_deref(),
-            Some("provisioned")
-        );
+        assert_eq!(status["key_id"], record["key_id"], "station and device agree on the key");
+        assert_eq!(station.state_of("line-3/sensor 42")?.as_deref(), Some("provisioned"));
 
         // Provisioning the same device again is refused, not silently re-keyed.
-        let again = station.run(&[
-            "provision",
-            "--serial",
-            &pty.station_side.to_string_lossy(),
-            "--qr",
-            &agent.payload,
-        ])?;
+        let again =
+            station.run(&["provision", "--serial", &pty.station_side.to_string_lossy(), "--qr", &agent.payload])?;
         assert!(!again.status.success());
         assert!(stderr(&again).contains("already provisioned"));
         Ok(())
@@ -78,26 +60,13 @@ fn serial_provision_end_to_end_sqlite_and_postgres() -> Result<()> {
 fn serial_setup_secret_mode_end_to_end() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let station = Station::init(dir.path(), Database::sqlite(dir.path()))?;
-    let mut agent = Agent::init(
-        dir.path(),
-        "secret-mode-device",
-        &station.factory_root_file(),
-        &["--secret-mode"],
-    )?;
+    let mut agent = Agent::init(dir.path(), "secret-mode-device", &station.factory_root_file(), &["--secret-mode"])?;
     let pty = PtyPair::new(dir.path())?;
     agent.serve(&pty.device_side, &[])?;
-    let output = station.run(&[
-        "provision",
-        "--serial",
-        &pty.station_side.to_string_lossy(),
-        "--qr",
-        &agent.payload,
-    ])?;
+    let output =
+        station.run(&["provision", "--serial", &pty.station_side.to_string_lossy(), "--qr", &agent.payload])?;
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(
-        station.state_of("secret-mode-device")?.as_deref(),
-        Some("provisioned")
-    );
+    assert_eq!(station.state_of("secret-mode-device")?.as_deref(), Some("provisioned"));
     Ok(())
 }
 
@@ -106,18 +75,8 @@ fn serial_label_with_another_devices_key_is_aborted() -> Result<()> {
     on_both_databases(|dir, db| {
         let station = Station::init(dir, db)?;
         // Two devices with the same name: the label of one, the hardware of the other (a clone).
-        let label_source = Agent::init(
-            &dir.join("a"),
-            "cloned-name",
-            &station.factory_root_file(),
-            &[],
-        )?;
-        let mut actual = Agent::init(
-            &dir.join("b"),
-            "cloned-name",
-            &station.factory_root_file(),
-            &[],
-        )?;
+        let label_source = Agent::init(&dir.join("a"), "cloned-name", &station.factory_root_file(), &[])?;
+        let mut actual = Agent::init(&dir.join("b"), "cloned-name", &station.factory_root_file(), &[])?;
         let pty = PtyPair::new(dir)?;
         actual.serve(&pty.device_side, &[])?;
         let output = station.run(&[
@@ -128,11 +87,7 @@ fn serial_label_with_another_devices_key_is_aborted() -> Result<()> {
             &label_source.payload,
         ])?;
         assert!(!output.status.success());
-        assert!(
-            stderr(&output).contains("could not prove"),
-            "{}",
-            stderr(&output)
-        );
+        assert!(stderr(&output).contains("could not prove"), "{}", stderr(&output));
         assert_eq!(station.state_of("cloned-name")?.as_deref(), Some("failed"));
         assert!(actual.key_bytes()?.is_none(), "the device received no key");
         Ok(())
@@ -148,19 +103,10 @@ fn serial_station_with_foreign_root_is_refused() -> Result<()> {
         let mut agent = Agent::init(dir, "pinned-device", &genuine.factory_root_file(), &[])?;
         let pty = PtyPair::new(dir)?;
         agent.serve(&pty.device_side, &[])?;
-        let output = rogue.run(&[
-            "provision",
-            "--serial",
-            &pty.station_side.to_string_lossy(),
-            "--qr",
-            &agent.payload,
-        ])?;
+        let output =
+            rogue.run(&["provision", "--serial", &pty.station_side.to_string_lossy(), "--qr", &agent.payload])?;
         assert!(!output.status.success());
-        assert!(
-            stderr(&output).contains("BadCertificate"),
-            "{}",
-            stderr(&output)
-        );
+        assert!(stderr(&output).contains("BadCertificate"), "{}", stderr(&output));
         assert!(agent.key_bytes()?.is_none(), "the agent stored nothing");
         assert_eq!(agent.status()?["provisioned"], false);
         assert_eq!(rogue.state_of("pinned-device")?.as_deref(), Some("failed"));
@@ -175,41 +121,20 @@ fn serial_agent_killed_before_confirming_stays_pending_then_reconciles() -> Resu
         let mut agent = Agent::init(dir, "crashy", &station.factory_root_file(), &[])?;
         let pty = PtyPair::new(dir)?;
         agent.serve(&pty.device_side, &["--fault", "exit-after-store"])?;
-        let output = station.run(&[
-            "provision",
-            "--serial",
-            &pty.station_side.to_string_lossy(),
-            "--qr",
-            &agent.payload,
-        ])?;
+        let output =
+            station.run(&["provision", "--serial", &pty.station_side.to_string_lossy(), "--qr", &agent.payload])?;
         assert!(!output.status.success());
-        assert!(
-            stderr(&output).contains("stays pending"),
-            "{}",
-            stderr(&output)
-        );
+        assert!(stderr(&output).contains("stays pending"), "{}", stderr(&output));
         assert_eq!(agent.wait_exit(Duration::from_secs(5))?, Some(75));
-        assert!(
-            agent.key_bytes()?.is_some(),
-            "the device stored the key before dying"
-        );
+        assert!(agent.key_bytes()?.is_some(), "the device stored the key before dying");
         assert_eq!(station.state_of("crashy")?.as_deref(), Some("pending"));
 
         // The device comes back; reconciliation asks it, and it proves it holds the key.
         agent.serve(&pty.device_side, &[])?;
-        let output = station.run(&[
-            "devices",
-            "reconcile",
-            "--serial",
-            &pty.station_side.to_string_lossy(),
-        ])?;
+        let output = station.run(&["devices", "reconcile", "--serial", &pty.station_side.to_string_lossy()])?;
         assert!(output.status.success(), "{}", stderr(&output));
         assert_eq!(station.state_of("crashy")?.as_deref(), Some("provisioned"));
-        let device = station
-            .devices()?
-            .into_iter()
-            .find(|d| d["name"] == "crashy")
-            .expect("listed");
+        let device = station.devices()?.into_iter().find(|d| d["name"] == "crashy").expect("listed");
         assert_eq!(agent.status()?["key_id"], device["key_id"]);
         Ok(())
     })
@@ -223,48 +148,21 @@ fn serial_pending_device_without_the_key_reconciles_to_failed_and_reprovisions()
     let mut agent = Agent::init(dir, "lost-key", &station.factory_root_file(), &[])?;
     let pty = PtyPair::new(dir)?;
     agent.serve(&pty.device_side, &["--fault", "exit-after-store"])?;
-    let _ = station.run(&[
-        "provision",
-        "--serial",
-        &pty.station_side.to_string_lossy(),
-        "--qr",
-        &agent.payload,
-    ])?;
+    let _ = station.run(&["provision", "--serial", &pty.station_side.to_string_lossy(), "--qr", &agent.payload])?;
     agent.wait_exit(Duration::from_secs(5))?;
     // The device lost its storage (factory reset): it no longer holds the pending key.
     std::fs::remove_file(agent.state.join("key.json"))?;
     agent.serve(&pty.device_side, &[])?;
     // `provision` first reconciles the pending record, finds the key missing, then provisions anew.
-    let output = station.run(&[
-        "provision",
-        "--serial",
-        &pty.station_side.to_string_lossy(),
-        "--qr",
-        &agent.payload,
-    ])?;
+    let output =
+        station.run(&["provision", "--serial", &pty.station_side.to_string_lossy(), "--qr", &agent.payload])?;
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(
-        station.state_of("lost-key")?.as_deref(),
-        Some("provisioned")
-    );
+    assert_eq!(station.state_of("lost-key")?.as_deref(), Some("provisioned"));
     let history = station.run(&["devices", "show", "lost-key", "--json"])?;
     let history: serde_json::Value = serde_json::from_slice(&history.stdout)?;
-    let kinds: Vec<&str> = history["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .filter_map(|e| e["kind"].as_str())
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            "key_generated",
-            "unconfirmed",
-            "reconciled",
-            "key_generated",
-            "provisioned"
-        ]
-    );
+    let kinds: Vec<&str> =
+        history["history"].as_array().expect("history").iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds, ["key_generated", "unconfirmed", "reconciled", "key_generated", "provisioned"]);
     Ok(())
 }
 
@@ -277,9 +175,7 @@ fn serial_line_noise_and_oversized_frames_do_not_disturb_provisioning() -> Resul
     let pty = PtyPair::new(dir)?;
     agent.serve(&pty.device_side, &[])?;
     {
-        let mut line = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&pty.station_side)?;
+        let mut line = std::fs::OpenOptions::new().write(true).open(&pty.station_side)?;
         // Random noise, a corrupted frame, and a 64 KiB run with no delimiter.
         line.write_all(&[0x13, 0x00, 0xFF, 0x42, 0x00])?;
         let mut corrupted = keyfill_formats::frame::encode(b"\x83\x01\x05\x00")?;
@@ -290,19 +186,11 @@ fn serial_line_noise_and_oversized_frames_do_not_disturb_provisioning() -> Resul
         line.flush()?;
     }
     std::thread::sleep(Duration::from_millis(500));
-    let output = station.run(&[
-        "provision",
-        "--serial",
-        &pty.station_side.to_string_lossy(),
-        "--qr",
-        &agent.payload,
-    ])?;
+    let output =
+        station.run(&["provision", "--serial", &pty.station_side.to_string_lossy(), "--qr", &agent.payload])?;
     assert!(output.status.success(), "{}", stderr(&output));
     let log = String::from_utf8_lossy(&agent.log()).into_owned();
-    assert!(
-        log.contains("dropped a bad frame"),
-        "the agent reported the bad frames: {log}"
-    );
+    assert!(log.contains("dropped a bad frame"), "the agent reported the bad frames: {log}");
     Ok(())
 }
 
@@ -313,13 +201,8 @@ fn serial_no_key_material_in_databases_files_or_logs() -> Result<()> {
         let mut agent = Agent::init(dir, "leak-check", &station.factory_root_file(), &[])?;
         let pty = PtyPair::new(dir)?;
         agent.serve(&pty.device_side, &[])?;
-        let output = station.run(&[
-            "provision",
-            "--serial",
-            &pty.station_side.to_string_lossy(),
-            "--qr",
-            &agent.payload,
-        ])?;
+        let output =
+            station.run(&["provision", "--serial", &pty.station_side.to_string_lossy(), "--qr", &agent.payload])?;
         assert!(output.status.success(), "{}", stderr(&output));
         let _ = station.run(&["devices", "show", "leak-check", "--json"])?;
         let _ = station.run(&["devices", "list"])?;
@@ -328,22 +211,10 @@ fn serial_no_key_material_in_databases_files_or_logs() -> Result<()> {
 
         let database = station.db.dump()?;
         assert!(!database.is_empty());
-        assert!(
-            !contains_key(&database, &key),
-            "database rows contain the key"
-        );
-        assert!(
-            !contains_key(&read_tree(&station.home), &key),
-            "the station home contains the key"
-        );
-        assert!(
-            !contains_key(&station.transcript.borrow(), &key),
-            "station output or trace logs contain the key"
-        );
-        assert!(
-            !contains_key(&agent.log(), &key),
-            "agent trace logs contain the key"
-        );
+        assert!(!contains_key(&database, &key), "database rows contain the key");
+        assert!(!contains_key(&read_tree(&station.home), &key), "the station home contains the key");
+        assert!(!contains_key(&station.transcript.borrow(), &key), "station output or trace logs contain the key");
+        assert!(!contains_key(&agent.log(), &key), "agent trace logs contain the key");
         let status = serde_json::to_vec(&agent.status()?)?;
         assert!(!contains_key(&status, &key), "agent status shows the key");
         Ok(())
@@ -361,15 +232,7 @@ fn serial_demo_provisions_a_simulated_device() -> Result<()> {
         .output()?;
     assert!(output.status.success(), "{}", stderr(&output));
     let list = std::process::Command::new(keyfill_e2e::binary("keyfill"))
-        .args([
-            "--home",
-            &home.to_string_lossy(),
-            "--db",
-            &db,
-            "devices",
-            "list",
-            "--json",
-        ])
+        .args(["--home", &home.to_string_lossy(), "--db", &db, "devices", "list", "--json"])
         .output()?;
     let devices: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout)?;
     assert_eq!(devices.len(), 1);

@@ -15,13 +15,7 @@ pub struct KeyfillApp {
 impl KeyfillApp {
     pub fn new(bridge: Bridge) -> Self {
         bridge.send(Command::RefreshDevices);
-        KeyfillApp {
-            bridge,
-            devices: Vec::new(),
-            filter: String::new(),
-            error: None,
-            loading: true,
-        }
+        KeyfillApp { bridge, devices: Vec::new(), filter: String::new(), error: None, loading: true }
     }
 
     fn drain_events(&mut self) {
@@ -54,20 +48,13 @@ impl KeyfillApp {
             ui.text_edit_singleline(&mut self.filter);
         });
         if let Some(error) = &self.error {
-            ui.colored_label(
-                egui::Color32::RED,
-                format!("{error} — check the database URL and try Refresh."),
-            );
+            ui.colored_label(egui::Color32::RED, format!("{error} — check the database URL and try Refresh."));
         }
         let needle = self.filter.to_lowercase();
         let rows: Vec<&Device> = self
             .devices
             .iter()
-            .filter(|d| {
-                needle.is_empty()
-                    || d.name.to_lowercase().contains(&needle)
-                    || d.id.contains(&needle)
-            })
+            .filter(|d| needle.is_empty() || d.name.to_lowercase().contains(&needle) || d.id.contains(&needle))
             .collect();
         ui.label(format!("{} of {} devices", rows.len(), self.devices.len()));
         egui_extras::TableBuilder::new(ui)

@@ -48,44 +48,33 @@ pub fn spawn(db_url: String) -> anyhow::Result<Bridge> {
     let (event_tx, event_rx) = mpsc::channel();
     let repaint = std::sync::Arc::new(std::sync::Mutex::new(None::<eframe::egui::Context>));
     let repaint_station = repaint.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("station".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let notify = |event: Event| {
-                    let _ = event_tx.send(event);
-                    if let Ok(slot) = repaint_station.lock()
-                        && let Some(context) = slot.as_ref()
-                    {
-                        context.request_repaint();
-                    }
-                };
-                let inventory = match Inventory::open(&db_url).await {
-                    Ok(inventory) => inventory,
-                    Err(error) => {
-                        notify(Event::Error(format!("cannot open the database: {error}")));
-                        return;
-                    }
-                };
-                while let Some(command) = command_rx.recv().await {
-                    match command {
-                        Command::RefreshDevices => {
-                            match devices::list(inventory.pool(), None).await {
-                                Ok(list) => notify(Event::Devices(list)),
-                                Err(error) => notify(Event::Error(error.to_string())),
-                            }
-                        }
-                    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    std::thread::Builder::new().name("station".into()).spawn(move || {
+        runtime.block_on(async move {
+            let notify = |event: Event| {
+                let _ = event_tx.send(event);
+                if let Ok(slot) = repaint_station.lock()
+                    && let Some(context) = slot.as_ref()
+                {
+                    context.request_repaint();
                 }
-            });
-        })?;
-    Ok(Bridge {
-        commands: command_tx,
-        events: event_rx,
-        repaint,
-    })
+            };
+            let inventory = match Inventory::open(&db_url).await {
+                Ok(inventory) => inventory,
+                Err(error) => {
+                    notify(Event::Error(format!("cannot open the database: {error}")));
+                    return;
+                }
+            };
+            while let Some(command) = command_rx.recv().await {
+                match command {
+                    Command::RefreshDevices => match devices::list(inventory.pool(), None).await {
+                        Ok(list) => notify(Event::Devices(list)),
+                        Err(error) => notify(Event::Error(error.to_string())),
+                    },
+                }
+            }
+        });
+    })?;
+    Ok(Bridge { commands: command_tx, events: event_rx, repaint })
 }

@@ -21,18 +21,15 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let args = Args::parse();
     let home = match args.home {
         Some(home) => home,
-        None => keyfill_station::home::default_home()
-            .ok_or_else(|| anyhow::anyhow!("no home directory; pass --home"))?,
+        None => {
+            keyfill_station::home::default_home().ok_or_else(|| anyhow::anyhow!("no home directory; pass --home"))?
+        }
     };
-    let db = args
-        .db
-        .unwrap_or_else(|| keyfill_station::home::default_db_url(&home));
+    let db = args.db.unwrap_or_else(|| keyfill_station::home::default_db_url(&home));
     let bridge = bridge::spawn(db)?;
     let options = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default()
@@ -40,10 +37,6 @@ fn main() -> anyhow::Result<()> {
             .with_title("Keyfill station"),
         ..Default::default()
     };
-    eframe::run_native(
-        "keyfill-gui",
-        options,
-        Box::new(move |_cc| Ok(Box::new(app::KeyfillApp::new(bridge)))),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+    eframe::run_native("keyfill-gui", options, Box::new(move |_cc| Ok(Box::new(app::KeyfillApp::new(bridge)))))
+        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }

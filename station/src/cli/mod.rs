@@ -75,11 +75,7 @@ enum Command {
         #[arg(long, default_value_t = 115_200)]
         baud: u32,
         /// The device's QR payload (KF1:...).
-        #[arg(
-            long,
-            conflicts_with = "qr_image",
-            required_unless_present = "qr_image"
-        )]
+        #[arg(long, conflicts_with = "qr_image", required_unless_present = "qr_image")]
         qr: Option<String>,
         /// A photo or scan of the device's label.
         #[arg(long)]
@@ -165,9 +161,7 @@ impl GlobalArgs {
     }
 
     fn db_url(&self, home: &StationHome) -> String {
-        self.db
-            .clone()
-            .unwrap_or_else(|| keyfill_station::home::default_db_url(home.path()))
+        self.db.clone().unwrap_or_else(|| keyfill_station::home::default_db_url(home.path()))
     }
 
     fn passphrase(&self, confirm: bool) -> Result<String> {
@@ -179,9 +173,8 @@ impl GlobalArgs {
         if let Ok(passphrase) = std::env::var("KEYFILL_PASSPHRASE") {
             return Ok(passphrase);
         }
-        let passphrase = rpassword::prompt_password("Master-key passphrase: ").context(
-            "no passphrase: set KEYFILL_PASSPHRASE, pass --passphrase-file, or run in a terminal",
-        )?;
+        let passphrase = rpassword::prompt_password("Master-key passphrase: ")
+            .context("no passphrase: set KEYFILL_PASSPHRASE, pass --passphrase-file, or run in a terminal")?;
         if confirm && rpassword::prompt_password("Repeat passphrase: ")? != passphrase {
             bail!("the passphrases differ");
         }
@@ -189,33 +182,19 @@ impl GlobalArgs {
     }
 
     fn operator(&self) -> String {
-        self.operator
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "unknown".into())
+        self.operator.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into())
     }
 
     async fn inventory(&self, home: &StationHome) -> Result<Inventory> {
         let url = self.db_url(home);
-        Inventory::open(&url)
-            .await
-            .with_context(|| format!("cannot open the database {}", redact_url(&url)))
+        Inventory::open(&url).await.with_context(|| format!("cannot open the database {}", redact_url(&url)))
     }
 
     async fn station(&self, home: &StationHome) -> Result<Station> {
-        let unlocked = home
-            .unlock(&self.passphrase(false)?)
-            .context("cannot unlock the station")?;
+        let unlocked = home.unlock(&self.passphrase(false)?).context("cannot unlock the station")?;
         let inventory = self.inventory(home).await?;
-        let actor = Actor {
-            station_id: hex::encode(unlocked.info.station_id),
-            operator: self.operator(),
-        };
-        Ok(Station {
-            inventory,
-            unlocked,
-            actor,
-        })
+        let actor = Actor { station_id: hex::encode(unlocked.info.station_id), operator: self.operator() };
+        Ok(Station { inventory, unlocked, actor })
     }
 }
 
@@ -224,19 +203,14 @@ fn spinner(enabled: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
 
 fn describe(progress: &Progress) -> String {
     match progress {
-        Progress::Reconciling => {
-            "a pending key exists: asking the device whether it holds it".into()
-        }
+        Progress::Reconciling => "a pending key exists: asking the device whether it holds it".into(),
         Progress::KeyGenerated { key_id } => {
             format!("key {key_id} generated and recorded sealed (pending)")
         }
@@ -252,12 +226,7 @@ fn read_payload(qr: Option<String>, qr_image: Option<PathBuf>) -> Result<Onboard
         (None, Some(path)) => keyfill_station::qr_image::decode_file(&path)?
             .into_iter()
             .find(|t| t.trim().starts_with(keyfill_formats::qr::PREFIX))
-            .ok_or_else(|| {
-                anyhow!(
-                    "a QR code was found in {} but it is not a Keyfill label",
-                    path.display()
-                )
-            })?,
+            .ok_or_else(|| anyhow!("a QR code was found in {} but it is not a Keyfill label", path.display()))?,
         (None, None) => bail!("give --qr PAYLOAD or --qr-image FILE"),
     };
     OnboardingPayload::parse(&text).context("the label's QR payload is not valid")
@@ -273,23 +242,15 @@ pub async fn run(cli: Cli) -> Result<()> {
     let home = global.home()?;
     let interactive = global.log_format == LogFormat::Text;
     match cli.command {
-        Command::Init {
-            station_name,
-            factory_root_key,
-        } => {
+        Command::Init { station_name, factory_root_key } => {
             let imported = match &factory_root_key {
                 Some(path) => Some(zeroize::Zeroizing::new(
-                    std::fs::read(path)
-                        .with_context(|| format!("cannot read {}", path.display()))?,
+                    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
                 )),
                 None => None,
             };
             let passphrase = global.passphrase(true)?;
-            let info = home.initialise(
-                &passphrase,
-                &station_name,
-                imported.as_deref().map(Vec::as_slice),
-            )?;
+            let info = home.initialise(&passphrase, &station_name, imported.as_deref().map(Vec::as_slice))?;
             let inventory = global.inventory(&home).await?;
             inventory.close().await;
             println!(
@@ -307,11 +268,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let info = home.info()?;
             println!("home          {}", home.path().display());
             println!("database      {}", redact_url(&global.db_url(&home)));
-            println!(
-                "station       {} ({})",
-                info.station_name,
-                hex::encode(info.station_id)
-            );
+            println!("station       {} ({})", info.station_name, hex::encode(info.station_id));
             println!("factory root  {}", hex::encode(info.factory_root));
             println!(
                 "certificate   valid {} .. {}",
@@ -319,26 +276,13 @@ pub async fn run(cli: Cli) -> Result<()> {
                 output::rfc3339(info.certificate.body.not_after as i64 * 1000)
             );
         }
-        Command::Provision {
-            serial,
-            baud,
-            qr,
-            qr_image,
-            json,
-        } => {
+        Command::Provision { serial, baud, qr, qr_image, json } => {
             let payload = read_payload(qr, qr_image)?;
             let station = global.station(&home).await?;
             let mut link = open_serial(&serial, baud)?;
             let bar = spinner(interactive && !json);
-            bar.set_message(format!(
-                "provisioning {} ({}) on {}",
-                payload.name,
-                payload.device_id,
-                serial.display()
-            ));
-            let result = station
-                .provision(&mut link, &payload, |p| bar.set_message(describe(&p)))
-                .await;
+            bar.set_message(format!("provisioning {} ({}) on {}", payload.name, payload.device_id, serial.display()));
+            let result = station.provision(&mut link, &payload, |p| bar.set_message(describe(&p))).await;
             bar.finish_and_clear();
             let report = result?;
             if json {
@@ -364,11 +308,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-async fn devices_command(
-    global: &GlobalArgs,
-    home: &StationHome,
-    command: DevicesCommand,
-) -> Result<()> {
+async fn devices_command(global: &GlobalArgs, home: &StationHome, command: DevicesCommand) -> Result<()> {
     match command {
         DevicesCommand::List { json, state } => {
             let inventory = global.inventory(home).await?;
@@ -382,14 +322,11 @@ async fn devices_command(
         }
         DevicesCommand::Show { device, json } => {
             let inventory = global.inventory(home).await?;
-            let found = devices::find(inventory.pool(), &device)
-                .await?
-                .ok_or_else(|| anyhow!("no device {device}"))?;
+            let found = devices::find(inventory.pool(), &device).await?.ok_or_else(|| anyhow!("no device {device}"))?;
             let history = events::for_device(inventory.pool(), &found.id).await?;
             if json {
                 let mut value = serde_json::to_value(DeviceJson::from(&found))?;
-                value["history"] =
-                    serde_json::to_value(history.iter().map(EventJson::from).collect::<Vec<_>>())?;
+                value["history"] = serde_json::to_value(history.iter().map(EventJson::from).collect::<Vec<_>>())?;
                 print_json(&value)?;
             } else {
                 output::print_device_table(std::slice::from_ref(&found));
@@ -409,31 +346,23 @@ async fn devices_command(
             }
             inventory.close().await;
         }
-        DevicesCommand::Reconcile {
-            serial,
-            baud,
-            device,
-        } => {
+        DevicesCommand::Reconcile { serial, baud, device } => {
             let station = global.station(home).await?;
             let pool = station.inventory.pool();
             let target = match device {
-                Some(device) => devices::find(pool, &device)
-                    .await?
-                    .ok_or_else(|| anyhow!("no device {device}"))?,
+                Some(device) => devices::find(pool, &device).await?.ok_or_else(|| anyhow!("no device {device}"))?,
                 None => {
                     let port = serial.to_string_lossy();
                     let pending = devices::list(pool, Some(DeviceState::Pending)).await?;
-                    let mut on_port = pending
-                        .into_iter()
-                        .filter(|d| d.port.as_deref() == Some(&port));
+                    let mut on_port = pending.into_iter().filter(|d| d.port.as_deref() == Some(&port));
                     match (on_port.next(), on_port.next()) {
                         (Some(only), None) => only,
                         (None, _) => {
                             bail!("no pending device was last seen on {port}; name the device")
                         }
-                        (Some(_), Some(_)) => bail!(
-                            "several pending devices were last seen on {port}; name the device"
-                        ),
+                        (Some(_), Some(_)) => {
+                            bail!("several pending devices were last seen on {port}; name the device")
+                        }
                     }
                 }
             };
@@ -443,10 +372,9 @@ async fn devices_command(
                 ReconcileVerdict::Provisioned => {
                     println!("{} ({}) holds its key: provisioned", target.name, target.id)
                 }
-                ReconcileVerdict::Failed => println!(
-                    "{} ({}) does not hold its key: failed (provision it again)",
-                    target.name, target.id
-                ),
+                ReconcileVerdict::Failed => {
+                    println!("{} ({}) does not hold its key: failed (provision it again)", target.name, target.id)
+                }
             }
             station.inventory.close().await;
         }
@@ -457,10 +385,7 @@ async fn devices_command(
 async fn demo(global: &GlobalArgs, home: &StationHome, name: Option<String>) -> Result<()> {
     let step = |text: &str| println!("==> {text}");
     if !home.is_initialised() {
-        step(&format!(
-            "initialising a demo station in {}",
-            home.path().display()
-        ));
+        step(&format!("initialising a demo station in {}", home.path().display()));
         let passphrase = global.passphrase(true)?;
         home.initialise(&passphrase, "keyfill-demo-station", None)?;
     }
@@ -470,30 +395,16 @@ async fn demo(global: &GlobalArgs, home: &StationHome, name: Option<String>) -> 
         station.unlocked.info.station_name,
         redact_url(&global.db_url(home))
     ));
-    let name = name
-        .unwrap_or_else(|| format!("demo-device-{:08x}", unix_now() as u32 ^ std::process::id()));
+    let name = name.unwrap_or_else(|| format!("demo-device-{:08x}", unix_now() as u32 ^ std::process::id()));
     let device_dir = home.path().join("demo-devices").join(&name);
-    let device = SimulatedDevice::start(
-        &name,
-        "SN-DEMO-0001",
-        station.unlocked.info.factory_root,
-        &device_dir,
-    )?;
-    step(&format!(
-        "simulated device {name} listening on pseudo-terminal {}",
-        device.port().display()
-    ));
+    let device = SimulatedDevice::start(&name, "SN-DEMO-0001", station.unlocked.info.factory_root, &device_dir)?;
+    step(&format!("simulated device {name} listening on pseudo-terminal {}", device.port().display()));
     let label = device.identity.onboarding_payload().encode()?;
     step(&format!("device label (QR payload): {label}"));
     let payload = OnboardingPayload::parse(&label)?;
-    step(&format!(
-        "label parsed: id {} = SHA3-256(name)[..16], identity key mode",
-        payload.device_id
-    ));
+    step(&format!("label parsed: id {} = SHA3-256(name)[..16], identity key mode", payload.device_id));
     let mut link = open_serial(device.port(), 115_200)?;
-    let report = station
-        .provision(&mut link, &payload, |p| step(&describe(&p)))
-        .await?;
+    let report = station.provision(&mut link, &payload, |p| step(&describe(&p))).await?;
     drop(link);
     drop(device);
     step("final record:");

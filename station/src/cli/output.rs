@@ -88,10 +88,7 @@ impl<'a> From<&'a Event> for EventJson<'a> {
 }
 
 pub fn print_device_table(devices: &[Device]) {
-    println!(
-        "{:<32}  {:<24}  {:<11}  {:<8}  {:<24}",
-        "ID", "NAME", "STATE", "LINK", "PROVISIONED"
-    );
+    println!("{:<32}  {:<24}  {:<11}  {:<8}  {:<24}", "ID", "NAME", "STATE", "LINK", "PROVISIONED");
     for d in devices {
         println!(
             "{:<32}  {:<24}  {:<11}  {:<8}  {:<24}",

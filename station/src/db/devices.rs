@@ -30,9 +30,7 @@ impl DeviceState {
             "pending" => Ok(DeviceState::Pending),
             "provisioned" => Ok(DeviceState::Provisioned),
             "failed" => Ok(DeviceState::Failed),
-            other => Err(DbError::Inconsistent(format!(
-                "unknown device state {other:?}"
-            ))),
+            other => Err(DbError::Inconsistent(format!("unknown device state {other:?}"))),
         }
     }
 }
@@ -117,10 +115,8 @@ const SELECT: &str = "SELECT id, name, serial_number, credential_mode, identity_
      state, transport, port, current_key_id, failure, created_at, updated_at, provisioned_at FROM devices";
 
 pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<Device>, DbError> {
-    let row: Option<DeviceRow> = sqlx::query_as(&format!("{SELECT} WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let row: Option<DeviceRow> =
+        sqlx::query_as(&format!("{SELECT} WHERE id = $1")).bind(id).fetch_optional(pool).await?;
     row.map(Device::try_from).transpose()
 }
 
@@ -137,18 +133,12 @@ pub async fn find(pool: &AnyPool, id_or_name: &str) -> Result<Option<Device>, Db
 pub async fn list(pool: &AnyPool, state: Option<DeviceState>) -> Result<Vec<Device>, DbError> {
     let rows: Vec<DeviceRow> = match state {
         Some(state) => {
-            sqlx::query_as(&format!(
-                "{SELECT} WHERE state = $1 ORDER BY created_at, id"
-            ))
-            .bind(state.as_str())
-            .fetch_all(pool)
-            .await?
-        }
-        None => {
-            sqlx::query_as(&format!("{SELECT} ORDER BY created_at, id"))
+            sqlx::query_as(&format!("{SELECT} WHERE state = $1 ORDER BY created_at, id"))
+                .bind(state.as_str())
                 .fetch_all(pool)
                 .await?
         }
+        None => sqlx::query_as(&format!("{SELECT} ORDER BY created_at, id")).fetch_all(pool).await?,
     };
     rows.into_iter().map(Device::try_from).collect()
 }
@@ -211,11 +201,7 @@ pub async fn mark_provisioned(
     Ok(())
 }
 
-pub async fn mark_failed(
-    tx: &mut Transaction<'_, Any>,
-    id: &str,
-    failure: &str,
-) -> Result<(), DbError> {
+pub async fn mark_failed(tx: &mut Transaction<'_, Any>, id: &str, failure: &str) -> Result<(), DbError> {
     sqlx::query("UPDATE devices SET state = 'failed', failure = $1, updated_at = $2 WHERE id = $3")
         .bind(failure)
         .bind(now_millis())
@@ -227,13 +213,11 @@ pub async fn mark_failed(
 
 /// Records why a pending device is still pending (e.g. confirmation lost), without changing state.
 pub async fn note_pending(pool: &AnyPool, id: &str, note: &str) -> Result<(), DbError> {
-    sqlx::query(
-        "UPDATE devices SET failure = $1, updated_at = $2 WHERE id = $3 AND state = 'pending'",
-    )
-    .bind(note)
-    .bind(now_millis())
-    .bind(id)
-    .execute(pool)
-    .await?;
+    sqlx::query("UPDATE devices SET failure = $1, updated_at = $2 WHERE id = $3 AND state = 'pending'")
+        .bind(note)
+        .bind(now_millis())
+        .bind(id)
+        .execute(pool)
+        .await?;
     Ok(())
 }

@@ -29,21 +29,25 @@ pub async fn record(
     kind: &str,
     detail: &str,
 ) -> Result<(), DbError> {
-    sqlx::query("INSERT INTO events (at, device_id, station_id, operator, kind, detail) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(now_millis())
-        .bind(device_id.map(str::to_owned))
-        .bind(&actor.station_id)
-        .bind(&actor.operator)
-        .bind(kind)
-        .bind(detail)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO events (at, device_id, station_id, operator, kind, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(now_millis())
+    .bind(device_id.map(str::to_owned))
+    .bind(&actor.station_id)
+    .bind(&actor.operator)
+    .bind(kind)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
 pub async fn for_device(pool: &AnyPool, device_id: &str) -> Result<Vec<Event>, DbError> {
-    Ok(sqlx::query_as("SELECT id, at, device_id, station_id, operator, kind, detail FROM events WHERE device_id = $1 ORDER BY id")
-        .bind(device_id)
-        .fetch_all(pool)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT id, at, device_id, station_id, operator, kind, detail FROM events WHERE device_id = $1 ORDER BY id",
+    )
+    .bind(device_id)
+    .fetch_all(pool)
+    .await?)
 }

@@ -12,6 +12,5 @@
 mod session;
 
 pub use session::{
-    CONFIRMATION_TIMEOUT, HANDSHAKE_TIMEOUT, Request, SessionError, SessionOutcome,
-    StationCredentials, StationSession,
+    CONFIRMATION_TIMEOUT, HANDSHAKE_TIMEOUT, Request, SessionError, SessionOutcome, StationCredentials, StationSession,
 };

@@ -1,6 +1,4 @@
-use keyfill_formats::message::{
-    AbortReason, HandshakeMode, KeyDelivery, MessageError, SessionMessage, WireMessage,
-};
+use keyfill_formats::message::{AbortReason, HandshakeMode, KeyDelivery, MessageError, SessionMessage, WireMessage};
 use keyfill_formats::proof::{self, ProofPurpose};
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload};
 use keyfill_formats::{DeviceId, SecretKey};
@@ -22,9 +20,7 @@ pub struct StationCredentials {
 
 impl std::fmt::Debug for StationCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StationCredentials")
-            .field("certificate_len", &self.certificate.len())
-            .finish_non_exhaustive()
+        f.debug_struct("StationCredentials").field("certificate_len", &self.certificate.len()).finish_non_exhaustive()
     }
 }
 
@@ -51,9 +47,7 @@ pub enum SessionOutcome {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum SessionError {
-    #[error(
-        "the device could not prove it holds the key on its label (wrong device or cloned label)"
-    )]
+    #[error("the device could not prove it holds the key on its label (wrong device or cloned label)")]
     DeviceAuthenticationFailed,
     #[error("the device refused the session: {reason:?}")]
     RefusedByDevice { reason: AbortReason },
@@ -116,21 +110,34 @@ impl StationSession {
         request: Request,
         now: Instant,
     ) -> Result<(Self, Vec<u8>), SessionError> {
+        Self::start_with(credentials, device, request, now, None)
+    }
+
+    /// `test_ephemeral` fixes the Noise ephemeral key; only the known-answer tests pass one.
+    fn start_with(
+        credentials: &StationCredentials,
+        device: &OnboardingPayload,
+        request: Request,
+        now: Instant,
+        test_ephemeral: Option<&[u8; 32]>,
+    ) -> Result<(Self, Vec<u8>), SessionError> {
         let mode = match device.credential {
             DeviceCredential::Identity { .. } => HandshakeMode::Identity,
             DeviceCredential::SetupSecret(_) => HandshakeMode::SetupSecret,
         };
         let params = mode.noise_pattern().parse().map_err(noise_error)?;
         let prologue = keyfill_agent::core::prologue(mode, &device.device_id);
-        let builder = snow::Builder::new(params)
+        let mut builder = snow::Builder::new(params)
             .prologue(&prologue)
             .and_then(|b| b.local_private_key(credentials.static_private.expose()))
             .map_err(noise_error)?;
+        if let Some(ephemeral) = test_ephemeral {
+            builder = builder.fixed_ephemeral_key_for_testing_only(ephemeral);
+        }
         let mut noise = match &device.credential {
-            DeviceCredential::Identity { public_key } => builder
-                .remote_public_key(public_key)
-                .and_then(|b| b.build_initiator())
-                .map_err(noise_error)?,
+            DeviceCredential::Identity { public_key } => {
+                builder.remote_public_key(public_key).and_then(|b| b.build_initiator()).map_err(noise_error)?
+            }
             DeviceCredential::SetupSecret(secret) => {
                 let mut psk = proof::setup_psk(&secret.0, &device.device_id);
                 let built = builder.psk(3, &psk).and_then(|b| b.build_initiator());
@@ -139,15 +146,9 @@ impl StationSession {
             }
         };
         let mut message = vec![0u8; NOISE_BUFFER];
-        let len = noise
-            .write_message(&[], &mut message)
-            .map_err(noise_error)?;
+        let len = noise.write_message(&[], &mut message).map_err(noise_error)?;
         message.truncate(len);
-        let wire = WireMessage::HandshakeInit {
-            mode,
-            noise: message,
-        }
-        .encode()?;
+        let wire = WireMessage::HandshakeInit { mode, noise: message }.encode()?;
         let session = StationSession {
             device_id: device.device_id,
             request,
@@ -179,17 +180,11 @@ impl StationSession {
         let (phase, timeout) = match self.state {
             State::Done => return Ok(()),
             State::AwaitingReply(_) => ("waiting for the handshake reply", HANDSHAKE_TIMEOUT),
-            State::AwaitingReady(_) => (
-                "waiting for the device to accept the station",
-                HANDSHAKE_TIMEOUT,
-            ),
+            State::AwaitingReady(_) => ("waiting for the device to accept the station", HANDSHAKE_TIMEOUT),
             State::AwaitingResult(_) => ("waiting for the key confirmation", CONFIRMATION_TIMEOUT),
         };
         self.state = State::Done;
-        Err(SessionError::Timeout {
-            phase,
-            seconds: timeout.as_secs(),
-        })
+        Err(SessionError::Timeout { phase, seconds: timeout.as_secs() })
     }
 
     /// Feeds one received wire message. Returns wire messages to send, and the outcome once the
@@ -206,17 +201,11 @@ impl StationSession {
         result
     }
 
-    fn dispatch(
-        &mut self,
-        bytes: &[u8],
-        now: Instant,
-    ) -> Result<(Vec<Vec<u8>>, Option<SessionOutcome>), SessionError> {
+    fn dispatch(&mut self, bytes: &[u8], now: Instant) -> Result<(Vec<Vec<u8>>, Option<SessionOutcome>), SessionError> {
         let message = WireMessage::decode(bytes)?;
         if let WireMessage::Abort { reason } = message {
             // A device that cannot read the first XK message does not hold the label's key.
-            if matches!(self.state, State::AwaitingReply(_))
-                && reason == AbortReason::HandshakeFailed
-            {
+            if matches!(self.state, State::AwaitingReply(_)) && reason == AbortReason::HandshakeFailed {
                 return Err(SessionError::DeviceAuthenticationFailed);
             }
             return Err(SessionError::RefusedByDevice { reason });
@@ -234,17 +223,14 @@ impl StationSession {
                         return Err(SessionError::RefusedByDevice { reason });
                     }
                     _ => {
-                        return Err(SessionError::ProtocolViolation(
-                            "expected the device to be ready".into(),
-                        ));
+                        return Err(SessionError::ProtocolViolation("expected the device to be ready".into()));
                     }
                 }
                 let request = match &self.request {
                     Request::Deliver(delivery) => SessionMessage::KeyDelivery(delivery.clone()),
-                    Request::QueryKey { key_id, .. } => SessionMessage::KeyStatusQuery {
-                        device_id: self.device_id,
-                        key_id: *key_id,
-                    },
+                    Request::QueryKey { key_id, .. } => {
+                        SessionMessage::KeyStatusQuery { device_id: self.device_id, key_id: *key_id }
+                    }
                 };
                 let wire = seal(&mut session, &request)?;
                 self.request_sent = true;
@@ -257,51 +243,25 @@ impl StationSession {
                 let outcome = self.check_result(&session, reply)?;
                 Ok((Vec::new(), Some(outcome)))
             }
-            (_, other) => Err(SessionError::ProtocolViolation(format!(
-                "unexpected {}",
-                wire_name(&other)
-            ))),
+            (_, other) => Err(SessionError::ProtocolViolation(format!("unexpected {}", wire_name(&other)))),
         }
     }
 
-    fn on_reply(
-        &mut self,
-        mut hs: AwaitingReply,
-        noise_message: &[u8],
-    ) -> Result<Vec<u8>, SessionError> {
+    fn on_reply(&mut self, mut hs: AwaitingReply, noise_message: &[u8]) -> Result<Vec<u8>, SessionError> {
         let mut payload = [0u8; NOISE_BUFFER];
-        hs.noise
-            .read_message(noise_message, &mut payload)
-            .map_err(|_| SessionError::DeviceAuthenticationFailed)?;
+        hs.noise.read_message(noise_message, &mut payload).map_err(|_| SessionError::DeviceAuthenticationFailed)?;
         let mut finish = vec![0u8; NOISE_BUFFER];
-        let len = hs
-            .noise
-            .write_message(&self.credentials_certificate, &mut finish)
-            .map_err(noise_error)?;
+        let len = hs.noise.write_message(&self.credentials_certificate, &mut finish).map_err(noise_error)?;
         finish.truncate(len);
         let handshake_hash = hs.noise.get_handshake_hash().to_vec();
         let transport = hs.noise.into_transport_mode().map_err(noise_error)?;
-        self.state = State::AwaitingReady(Box::new(Established {
-            transport,
-            handshake_hash,
-        }));
+        self.state = State::AwaitingReady(Box::new(Established { transport, handshake_hash }));
         Ok(WireMessage::HandshakeFinish { noise: finish }.encode()?)
     }
 
-    fn check_result(
-        &self,
-        session: &Established,
-        reply: SessionMessage,
-    ) -> Result<SessionOutcome, SessionError> {
+    fn check_result(&self, session: &Established, reply: SessionMessage) -> Result<SessionOutcome, SessionError> {
         match (&self.request, reply) {
-            (
-                Request::Deliver(delivery),
-                SessionMessage::KeyConfirmation {
-                    device_id,
-                    key_id,
-                    proof,
-                },
-            ) => {
+            (Request::Deliver(delivery), SessionMessage::KeyConfirmation { device_id, key_id, proof }) => {
                 let valid = device_id == self.device_id
                     && key_id == delivery.key_id
                     && proof::verify_possession_proof(
@@ -312,24 +272,11 @@ impl StationSession {
                         &key_id,
                         &proof,
                     );
-                if valid {
-                    Ok(SessionOutcome::Confirmed { key_id })
-                } else {
-                    Err(SessionError::BadProof)
-                }
+                if valid { Ok(SessionOutcome::Confirmed { key_id }) } else { Err(SessionError::BadProof) }
             }
-            (
-                Request::QueryKey { key_id: asked, key },
-                SessionMessage::KeyStatusReply {
-                    device_id,
-                    key_id,
-                    proof,
-                },
-            ) => {
+            (Request::QueryKey { key_id: asked, key }, SessionMessage::KeyStatusReply { device_id, key_id, proof }) => {
                 if device_id != self.device_id || key_id != *asked {
-                    return Err(SessionError::ProtocolViolation(
-                        "status reply for another key".into(),
-                    ));
+                    return Err(SessionError::ProtocolViolation("status reply for another key".into()));
                 }
                 match proof {
                     Some(proof) => {
@@ -341,19 +288,13 @@ impl StationSession {
                             &key_id,
                             &proof,
                         );
-                        if valid {
-                            Ok(SessionOutcome::KeyHeld { key_id })
-                        } else {
-                            Err(SessionError::BadProof)
-                        }
+                        if valid { Ok(SessionOutcome::KeyHeld { key_id }) } else { Err(SessionError::BadProof) }
                     }
                     None => Ok(SessionOutcome::KeyNotHeld { key_id }),
                 }
             }
             (_, SessionMessage::Abort { reason }) => Err(SessionError::RefusedByDevice { reason }),
-            (_, _) => Err(SessionError::ProtocolViolation(
-                "unexpected reply to the request".into(),
-            )),
+            (_, _) => Err(SessionError::ProtocolViolation("unexpected reply to the request".into())),
         }
     }
 }
@@ -373,9 +314,7 @@ fn open(session: &mut Established, ciphertext: &[u8]) -> Result<SessionMessage, 
     let len = session
         .transport
         .read_message(ciphertext, &mut plaintext)
-        .map_err(|_| {
-            SessionError::ProtocolViolation("transport message failed authentication".into())
-        })?;
+        .map_err(|_| SessionError::ProtocolViolation("transport message failed authentication".into()))?;
     let message = SessionMessage::decode(&plaintext[..len]);
     plaintext.zeroize();
     Ok(message?)
@@ -390,3 +329,7 @@ fn seal(session: &mut Established, message: &SessionMessage) -> Result<Vec<u8>, 
     ciphertext.truncate(len);
     Ok(WireMessage::Transport { ciphertext }.encode()?)
 }
+
+#[cfg(test)]
+#[path = "vectors.rs"]
+mod vectors;
