@@ -171,6 +171,11 @@ impl AgentCore {
 
     /// Feeds one received wire message (one frame's payload).
     pub fn handle_message(&mut self, bytes: &[u8], now: Instant, unix_now: u64) -> Vec<AgentOutput> {
+        if matches!(self.state, State::AwaitingPersist(_)) {
+            // The key is being written: nothing may interrupt the session until the driver
+            // reports the outcome, or the stored key and the confirmation would diverge.
+            return Vec::new();
+        }
         let message = match WireMessage::decode(bytes) {
             Ok(m) => m,
             Err(error) => {
@@ -190,11 +195,6 @@ impl AgentCore {
             (_, WireMessage::Abort { reason }) => {
                 self.reset();
                 vec![AgentOutput::Event(AgentEvent::SessionAborted { reason })]
-            }
-            (State::AwaitingPersist(pending), _) => {
-                // Still writing the key: keep the session, ignore the stray message.
-                self.state = State::AwaitingPersist(pending);
-                Vec::new()
             }
             (_, _) => self.fail(AbortReason::ProtocolViolation, "unexpected message for the session state"),
         }
@@ -299,6 +299,16 @@ impl AgentCore {
             SessionMessage::KeyDelivery(delivery) => {
                 if delivery.device_id != self.identity.device_id {
                     return self.send_sealed_abort(session, AbortReason::WrongDevice);
+                }
+                if delivery.station_id != session.station.station_id {
+                    return self.send_sealed_abort(session, AbortReason::ProtocolViolation);
+                }
+                // An initial key is accepted once; a provisioned device is re-keyed by E4
+                // rotation, or factory-reset (`keyfill-agent reset`) first.
+                if let Some(held) = &self.stored
+                    && held.key_id != delivery.key_id
+                {
+                    return self.send_sealed_abort(session, AbortReason::AlreadyProvisioned);
                 }
                 let key_id = delivery.key_id;
                 let record = StoredKey {

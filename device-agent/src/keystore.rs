@@ -80,7 +80,13 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temporary = directory.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
+        // A stale temporary file from a crash is removed; `create_new` then guarantees the file
+        // is ours and born with mode 0600.
+        match fs::remove_file(&temporary) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);

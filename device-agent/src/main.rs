@@ -75,6 +75,12 @@ enum Command {
     },
     /// Print the QR onboarding payload again.
     Payload,
+    /// Factory reset: erase the provisioned key (the identity stays).
+    Reset {
+        /// Confirm the erase.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn identity_path(state: &Path) -> PathBuf {
@@ -121,12 +127,10 @@ async fn main() -> Result<()> {
             std::fs::create_dir_all(&cli.state).with_context(|| format!("cannot create {}", cli.state.display()))?;
             let root = read_factory_root(&factory_root)?;
             let identity = DeviceIdentity::generate(&name, &serial_number, root, secret_mode)?;
-            write_atomically(&path, identity.to_json().as_bytes()).context("cannot write identity")?;
-            let key_path = keystore(&cli.state);
-            if key_path.path().exists() {
-                std::fs::remove_file(key_path.path()).context("cannot erase the previous key")?;
-            }
+            // Validate everything before touching the old identity or key.
             let payload = identity.onboarding_payload().encode()?;
+            erase_key(&cli.state)?;
+            write_atomically(&path, identity.to_json().as_bytes()).context("cannot write identity")?;
             if let Some(label) = label {
                 write_label(&payload, &label)?;
             }
@@ -184,11 +188,28 @@ async fn main() -> Result<()> {
                 }
             }
         }
+        Command::Reset { yes } => {
+            if !yes {
+                bail!("this erases the device key (factory reset); pass --yes to confirm");
+            }
+            erase_key(&cli.state)?;
+            println!("device key erased; the device can be provisioned again");
+        }
         Command::Payload => {
             println!("{}", load_identity(&cli.state)?.onboarding_payload().encode()?);
         }
     }
     Ok(())
+}
+
+fn erase_key(state: &Path) -> Result<()> {
+    let path = keystore(state).path().to_path_buf();
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot erase the key {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn write_label(payload: &str, path: &Path) -> Result<()> {

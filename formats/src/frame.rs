@@ -23,7 +23,7 @@ pub const fn max_encoded_len(payload_len: usize) -> usize {
 pub enum FrameError {
     #[error("payload of {len} bytes exceeds the frame limit of {max}")]
     PayloadTooLarge { len: usize, max: usize },
-    #[error("frame longer than {max} bytes dropped")]
+    #[error("encoded frame longer than {max} bytes dropped")]
     Oversized { max: usize },
     #[error("invalid COBS encoding")]
     BadCobs,
@@ -110,7 +110,7 @@ pub fn decode(body: &[u8]) -> Result<Vec<u8>, FrameError> {
         return Err(FrameError::BadCrc);
     }
     if payload.len() > MAX_PAYLOAD {
-        return Err(FrameError::Oversized { max: MAX_PAYLOAD });
+        return Err(FrameError::PayloadTooLarge { len: payload.len(), max: MAX_PAYLOAD });
     }
     Ok(payload.to_vec())
 }

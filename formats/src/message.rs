@@ -52,6 +52,8 @@ pub enum AbortReason {
     Busy,
     UnsupportedVersion,
     HandshakeFailed,
+    /// The device already holds a key and does not accept another initial key.
+    AlreadyProvisioned,
     Other(u16),
 }
 
@@ -68,6 +70,7 @@ impl AbortReason {
             AbortReason::Busy => 7,
             AbortReason::UnsupportedVersion => 8,
             AbortReason::HandshakeFailed => 9,
+            AbortReason::AlreadyProvisioned => 10,
             AbortReason::Other(code) => code,
         }
     }
@@ -84,6 +87,7 @@ impl AbortReason {
             7 => AbortReason::Busy,
             8 => AbortReason::UnsupportedVersion,
             9 => AbortReason::HandshakeFailed,
+            10 => AbortReason::AlreadyProvisioned,
             other => AbortReason::Other(other),
         }
     }
@@ -285,6 +289,9 @@ impl SessionMessage {
         let mut w = Writer::new();
         match self {
             SessionMessage::KeyDelivery(d) => {
+                if d.key.is_all_zero() {
+                    return Err(MessageError::InvalidField { field: "key", reason: "all-zero key" });
+                }
                 w.array(8).uint(PROTOCOL_VERSION).uint(SESSION_KEY_DELIVERY);
                 w.bytes(&d.device_id.0).bytes(&d.key_id).bytes(d.key.expose());
                 w.uint(d.kind as u64).uint(d.issued_at).bytes(&d.station_id);

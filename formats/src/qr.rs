@@ -101,7 +101,7 @@ pub enum QrError {
     FieldTooLong { field: &'static str, len: usize, max: usize },
     #[error("field {field} is invalid: {reason}")]
     InvalidField { field: &'static str, reason: &'static str },
-    #[error("checksum mismatch: the label is damaged or was altered")]
+    #[error("checksum mismatch: the label is damaged or misread (the checksum detects errors, not forgery)")]
     BadChecksum,
     #[error("device id does not equal SHA3-256(name)[..16]; the label is not a valid E4 identity")]
     IdMismatch,

@@ -48,7 +48,9 @@ pub enum HomeError {
 struct FactoryRootFile {
     version: u32,
     public_key: String,
-    sealed_pkcs8: String,
+    /// Absent when the root was imported: its private key stays in offline storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed_pkcs8: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -166,7 +168,7 @@ impl StationHome {
         let now = unix_now();
         let body = CertificateBody {
             station_id,
-            station_name: station_name.chars().take(cert::MAX_STATION_NAME).collect(),
+            station_name: truncate_to_bytes(station_name, cert::MAX_STATION_NAME).to_owned(),
             noise_static: noise_public,
             not_before: now.saturating_sub(3600),
             not_after: now + CERTIFICATE_LIFETIME_SECS,
@@ -180,7 +182,10 @@ impl StationHome {
         let root_file = FactoryRootFile {
             version: 1,
             public_key: hex::encode(root_public),
-            sealed_pkcs8: hex::encode(master.seal(ROOT_SIGNING_CONTEXT, &pkcs8)?),
+            sealed_pkcs8: match import_root_pkcs8 {
+                Some(_) => None,
+                None => Some(hex::encode(master.seal(ROOT_SIGNING_CONTEXT, &pkcs8)?)),
+            },
         };
         let station_file = StationFile {
             version: 1,
@@ -242,6 +247,15 @@ impl StationHome {
         let credentials = StationCredentials { static_private, certificate: info.certificate.encode() };
         Ok(UnlockedStation { info, master_key, credentials })
     }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn truncate_to_bytes(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {

@@ -16,7 +16,7 @@ use crate::link::{Link, LinkError, LinkInfo};
 use crate::protocol::{Request, SessionError, SessionOutcome, StationSession};
 use crate::seal::{self, SealError};
 use keyfill_formats::DeviceId;
-use keyfill_formats::message::{KeyDelivery, KeyKind};
+use keyfill_formats::message::{AbortReason, KeyDelivery, KeyKind, WireMessage};
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload, SetupSecret, TransportHints};
 use std::time::Instant;
 use thiserror::Error;
@@ -43,7 +43,7 @@ pub enum ProvisionError {
     UnknownDevice(String),
     #[error("device {id} is {state}, not pending: nothing to reconcile")]
     NotPending { id: String, state: &'static str },
-    #[error("provisioning failed; no key left the station")]
+    #[error("provisioning failed; the device did not take the key")]
     Failed { source: SessionOrLinkError },
     #[error("the key was sent but not confirmed ({source}); the record stays pending: run `keyfill devices reconcile`")]
     Unconfirmed { source: SessionOrLinkError },
@@ -123,6 +123,13 @@ pub async fn run_session<L: Link>(
         }
     }
     .await;
+    if let Err(SessionOrLinkError::Session(error)) = &result
+        && let Some(reason) = error.abort_reason()
+        && let Ok(abort) = (WireMessage::Abort { reason }).encode()
+    {
+        // Best effort: tell the device at once instead of leaving it to its idle timeout.
+        let _ = link.send(&abort).await;
+    }
     (result, session.request_sent())
 }
 
@@ -240,7 +247,13 @@ impl Station {
     ) -> Result<ProvisionReport, ProvisionError> {
         let pool = self.inventory.pool();
         let reason = source.to_string();
-        if key_sent {
+        // A device that declined inside the session did not store the key, except when its
+        // storage failed midway: then only asking it again can tell.
+        let declined = matches!(
+            &source,
+            SessionOrLinkError::Session(SessionError::DeclinedByDevice { reason }) if *reason != AbortReason::StorageFailed
+        );
+        if key_sent && !declined {
             warn!(id, key_id, %reason, "key sent but not confirmed; record stays pending");
             devices::note_pending(pool, id, &format!("unconfirmed: {reason}")).await?;
             let mut tx = pool.begin().await.map_err(DbError::from)?;
@@ -248,7 +261,7 @@ impl Station {
             tx.commit().await.map_err(DbError::from)?;
             return Err(ProvisionError::Unconfirmed { source });
         }
-        warn!(id, key_id, %reason, "provisioning failed before the key was sent");
+        warn!(id, key_id, %reason, key_sent, "provisioning failed; the device does not hold the key");
         let mut tx = pool.begin().await.map_err(DbError::from)?;
         keys::mark_failed(&mut tx, key_id).await?;
         devices::mark_failed(&mut tx, id, &reason).await?;

@@ -367,3 +367,76 @@ fn status_query_proves_possession_of_the_pending_key() {
     let (result, _) = run_pair(&credentials, &identity.onboarding_payload(), &mut agent, wrong_value, untouched);
     assert!(matches!(result, Err(SessionError::BadProof)), "{result:?}");
 }
+
+#[test]
+fn a_provisioned_device_refuses_another_initial_key_but_accepts_a_retry_of_its_own() {
+    let root = factory_root(1);
+    let identity = device("dev-once", &root, false);
+    let credentials = valid_station(&root);
+    let mut agent = AgentCore::new(identity.clone(), None);
+    let (first, _) = run_pair(
+        &credentials,
+        &identity.onboarding_payload(),
+        &mut agent,
+        Request::Deliver(delivery(&identity, 1)),
+        untouched,
+    );
+    assert!(first.is_ok());
+    let (retry, _) = run_pair(
+        &credentials,
+        &identity.onboarding_payload(),
+        &mut agent,
+        Request::Deliver(delivery(&identity, 1)),
+        untouched,
+    );
+    assert_eq!(retry.expect("same key again is idempotent"), SessionOutcome::Confirmed { key_id: [1; 16] });
+    let (other, transcript) = run_pair(
+        &credentials,
+        &identity.onboarding_payload(),
+        &mut agent,
+        Request::Deliver(delivery(&identity, 2)),
+        untouched,
+    );
+    assert!(
+        matches!(other, Err(SessionError::DeclinedByDevice { reason: AbortReason::AlreadyProvisioned })),
+        "{other:?}"
+    );
+    assert!(transcript.stored.is_none());
+    assert_eq!(agent.stored_key_id(), Some([1; 16]));
+}
+
+#[test]
+fn messages_arriving_while_the_key_is_written_do_not_break_the_confirmation() {
+    let root = factory_root(1);
+    let identity = device("dev-busy", &root, false);
+    let credentials = valid_station(&root);
+    let payload = identity.onboarding_payload();
+    let mut agent = AgentCore::new(identity.clone(), None);
+    let now = Instant::now();
+    let (mut session, first) =
+        StationSession::start(&credentials, &payload, Request::Deliver(delivery(&identity, 5)), now).expect("start");
+    let transmit = |outputs: Vec<AgentOutput>| -> Vec<Vec<u8>> {
+        outputs.into_iter().filter_map(|o| if let AgentOutput::Transmit(b) = o { Some(b) } else { None }).collect()
+    };
+    let reply = transmit(agent.handle_message(&first, now, NOW_UNIX));
+    let (finish, _) = session.handle_message(&reply[0], now).expect("reply");
+    let ready = transmit(agent.handle_message(&finish[0], now, NOW_UNIX));
+    let (delivery_wire, _) = session.handle_message(&ready[0], now).expect("ready");
+    let persist = agent.handle_message(&delivery_wire[0], now, NOW_UNIX);
+    let record = persist
+        .into_iter()
+        .find_map(|o| if let AgentOutput::Persist(r) = o { Some(r) } else { None })
+        .expect("persist requested");
+    // A new handshake, an abort and garbage arrive while the key is being written.
+    assert!(agent.handle_message(&first, now, NOW_UNIX).is_empty());
+    assert!(
+        agent
+            .handle_message(&WireMessage::Abort { reason: AbortReason::Busy }.encode().expect("abort"), now, NOW_UNIX)
+            .is_empty()
+    );
+    assert!(agent.handle_message(b"\xff\x00garbage", now, NOW_UNIX).is_empty());
+    let confirmation = transmit(agent.persisted(Ok(record)));
+    let (_, outcome) = session.handle_message(&confirmation[0], now).expect("confirmation");
+    assert_eq!(outcome, Some(SessionOutcome::Confirmed { key_id: [5; 16] }));
+    assert_eq!(agent.stored_key_id(), Some([5; 16]));
+}

@@ -57,16 +57,55 @@ fn serial_provision_end_to_end_sqlite_and_postgres() -> Result<()> {
 }
 
 #[test]
-fn serial_setup_secret_mode_end_to_end() -> Result<()> {
+fn serial_setup_secret_mode_from_a_label_image() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let station = Station::init(dir.path(), Database::sqlite(dir.path()))?;
-    let mut agent = Agent::init(dir.path(), "secret-mode-device", &station.factory_root_file(), &["--secret-mode"])?;
+    let label = dir.path().join("label.png");
+    let label_arg = label.to_string_lossy().into_owned();
+    let extra = ["--secret-mode", "--label", label_arg.as_str()];
+    let mut agent = Agent::init(dir.path(), "secret-mode-device", &station.factory_root_file(), &extra)?;
     let pty = PtyPair::new(dir.path())?;
     agent.serve(&pty.device_side, &[])?;
-    let output =
-        station.run(&["provision", "--serial", &pty.station_side.to_string_lossy(), "--qr", &agent.payload])?;
+    let port = pty.station_side.to_string_lossy().into_owned();
+    let output = station.run(&["provision", "--serial", &port, "--qr-image", &label_arg])?;
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(station.state_of("secret-mode-device")?.as_deref(), Some("provisioned"));
+    Ok(())
+}
+
+#[test]
+fn serial_provisioned_device_refuses_a_new_initial_key_until_reset() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+    let station = Station::init(dir, Database::sqlite(dir))?;
+    let mut agent = Agent::init(dir, "once-only", &station.factory_root_file(), &[])?;
+    let pty = PtyPair::new(dir)?;
+    agent.serve(&pty.device_side, &[])?;
+    let port = pty.station_side.to_string_lossy().into_owned();
+    assert!(station.run(&["provision", "--serial", &port, "--qr", &agent.payload])?.status.success());
+
+    // The same station with its inventory lost (a fresh database) tries to key the device again.
+    let restored_dir = dir.join("restored");
+    std::fs::create_dir_all(&restored_dir)?;
+    let restored =
+        Station { home: station.home.clone(), db: Database::sqlite(&restored_dir), transcript: Default::default() };
+    let refused = restored.run(&["provision", "--serial", &port, "--qr", &agent.payload])?;
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("AlreadyProvisioned"), "{}", stderr(&refused));
+    assert_eq!(restored.state_of("once-only")?.as_deref(), Some("failed"));
+
+    // After a factory reset of the device, it accepts a new initial key.
+    agent.stop();
+    let reset = std::process::Command::new(keyfill_e2e::binary("keyfill-agent"))
+        .arg("--state")
+        .arg(&agent.state)
+        .args(["reset", "--yes"])
+        .output()?;
+    assert!(reset.status.success());
+    agent.serve(&pty.device_side, &[])?;
+    let output = restored.run(&["provision", "--serial", &port, "--qr", &agent.payload])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(restored.state_of("once-only")?.as_deref(), Some("provisioned"));
     Ok(())
 }
 

@@ -178,6 +178,7 @@ pub async fn begin_provisioning(
     Ok(())
 }
 
+/// Marks the device provisioned; its setup secret, no longer needed, is erased.
 pub async fn mark_provisioned(
     tx: &mut Transaction<'_, Any>,
     id: &str,
@@ -187,7 +188,7 @@ pub async fn mark_provisioned(
 ) -> Result<(), DbError> {
     let now = now_millis();
     sqlx::query(
-        "UPDATE devices SET state = 'provisioned', current_key_id = $1, transport = $2, port = $3, failure = NULL, \
+        "UPDATE devices SET state = 'provisioned', sealed_setup_secret = NULL, current_key_id = $1, transport = $2, port = $3, failure = NULL, \
          updated_at = $4, provisioned_at = $5 WHERE id = $6",
     )
     .bind(key_id)

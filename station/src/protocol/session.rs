@@ -51,6 +51,10 @@ pub enum SessionError {
     DeviceAuthenticationFailed,
     #[error("the device refused the session: {reason:?}")]
     RefusedByDevice { reason: AbortReason },
+    /// The device declined the request inside the authenticated session, so it certainly did
+    /// not take the key (unlike a plaintext abort, which anyone on the link could forge).
+    #[error("the device declined the request: {reason:?}")]
+    DeclinedByDevice { reason: AbortReason },
     #[error("the device sent an invalid key proof")]
     BadProof,
     #[error("protocol violation: {0}")]
@@ -61,6 +65,21 @@ pub enum SessionError {
     Noise(String),
     #[error(transparent)]
     Message(#[from] MessageError),
+}
+
+impl SessionError {
+    /// The reason to give the device when the station ends the session, if it should be told.
+    pub fn abort_reason(&self) -> Option<AbortReason> {
+        match self {
+            SessionError::RefusedByDevice { .. } | SessionError::DeclinedByDevice { .. } => None,
+            SessionError::DeviceAuthenticationFailed => Some(AbortReason::HandshakeFailed),
+            SessionError::Timeout { .. } => Some(AbortReason::Timeout),
+            SessionError::BadProof | SessionError::ProtocolViolation(_) | SessionError::Message(_) => {
+                Some(AbortReason::ProtocolViolation)
+            }
+            SessionError::Noise(_) => Some(AbortReason::Unspecified),
+        }
+    }
 }
 
 struct AwaitingReply {
@@ -293,7 +312,7 @@ impl StationSession {
                     None => Ok(SessionOutcome::KeyNotHeld { key_id }),
                 }
             }
-            (_, SessionMessage::Abort { reason }) => Err(SessionError::RefusedByDevice { reason }),
+            (_, SessionMessage::Abort { reason }) => Err(SessionError::DeclinedByDevice { reason }),
             (_, _) => Err(SessionError::ProtocolViolation("unexpected reply to the request".into())),
         }
     }
