@@ -279,6 +279,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Provision { serial, baud, qr, qr_image, json } => {
             let payload = read_payload(qr, qr_image)?;
             let station = global.station(&home).await?;
+            warn_about_pending(&station, &payload.device_id.to_hex()).await?;
             let mut link = open_serial(&serial, baud)?;
             let bar = spinner(interactive && !json);
             bar.set_message(format!("provisioning {} ({}) on {}", payload.name, payload.device_id, serial.display()));
@@ -304,6 +305,20 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Devices { command } => devices_command(global, &home, command).await?,
         Command::Demo { name } => demo(global, &home, name).await?,
+    }
+    Ok(())
+}
+
+/// Pending records are resolved only by asking their device; remind the operator of them.
+async fn warn_about_pending(station: &Station, except_id: &str) -> Result<()> {
+    let pending = devices::list(station.inventory.pool(), Some(DeviceState::Pending)).await?;
+    let others: Vec<&str> = pending.iter().filter(|d| d.id != except_id).map(|d| d.name.as_str()).collect();
+    if !others.is_empty() {
+        eprintln!(
+            "note: {} device(s) await confirmation of a key that was sent ({}); connect each and run `keyfill devices reconcile`",
+            others.len(),
+            others.join(", ")
+        );
     }
     Ok(())
 }
