@@ -8,9 +8,12 @@
 //! - [`serial`]: the thin async adapter that runs the core over a UART.
 #![forbid(unsafe_code)]
 
+pub mod card;
 pub mod core;
+pub mod driver;
 pub mod identity;
 pub mod keystore;
 pub mod serial;
+pub mod vpcd;
 
 pub use crate::core::{AgentCore, AgentEvent, AgentOutput};

@@ -3,12 +3,15 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use keyfill_agent::AgentCore;
+use keyfill_agent::card::CardApplet;
+use keyfill_agent::driver::FaultInjection;
 use keyfill_agent::identity::DeviceIdentity;
 use keyfill_agent::keystore::{FileKeystore, Keystore, write_atomically};
-use keyfill_agent::serial::{FaultInjection, LinkError, serve_stream};
+use keyfill_agent::serial::{LinkError, serve_stream};
+use keyfill_agent::vpcd::{VpcdError, serve_card};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 #[derive(Parser)]
 #[command(name = "keyfill-agent", version, about = "Keyfill device agent: answers provisioning on a device link")]
@@ -32,6 +35,7 @@ enum LogFormat {
 #[derive(Clone, Copy, ValueEnum)]
 enum Fault {
     ExitAfterStore,
+    PullCardOnDelivery,
 }
 
 #[derive(Subcommand)]
@@ -58,10 +62,14 @@ enum Command {
         force: bool,
     },
     /// Answer provisioning sessions on a serial device.
+    #[command(group(clap::ArgGroup::new("link").required(true).args(["serial", "vpcd"])))]
     Serve {
         /// Serial device path, e.g. /dev/ttyUSB0.
         #[arg(long)]
-        serial: PathBuf,
+        serial: Option<PathBuf>,
+        /// Act as a virtual smart card for pcscd's vpcd driver at HOST:PORT (e.g. 127.0.0.1:35963).
+        #[arg(long)]
+        vpcd: Option<String>,
         #[arg(long, default_value_t = 115_200)]
         baud: u32,
         /// Inject a fault (tests only).
@@ -136,26 +144,20 @@ async fn main() -> Result<()> {
             }
             println!("{payload}");
         }
-        Command::Serve { serial, baud, fault } => {
+        Command::Serve { serial, vpcd, baud, fault } => {
             let identity = load_identity(&cli.state)?;
             let mut store = keystore(&cli.state);
             let stored = store.load()?;
             let fault = match fault {
                 Some(Fault::ExitAfterStore) => FaultInjection::ExitAfterStore,
+                Some(Fault::PullCardOnDelivery) => FaultInjection::DropLinkOnDelivery,
                 None => FaultInjection::None,
             };
-            let mut core = AgentCore::new(identity, stored);
-            info!(device = %core.device_id(), port = %serial.display(), "serving provisioning");
-            loop {
-                let builder = tokio_serial::new(serial.to_string_lossy(), baud);
-                let mut port = tokio_serial::SerialStream::open(&builder)
-                    .with_context(|| format!("cannot open serial port {}", serial.display()))?;
-                match serve_stream(&mut port, &mut core, &mut store, fault).await {
-                    Err(LinkError::Closed) => info!("link closed; reopening"),
-                    Err(error) => warn!(%error, "link error; reopening"),
-                    Ok(()) => {}
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            let core = AgentCore::new(identity, stored);
+            match (serial, vpcd) {
+                (Some(serial), _) => serve_serial(&serial, baud, core, &mut store, fault).await?,
+                (None, Some(address)) => serve_vpcd(&address, core, &mut store, fault).await?,
+                (None, None) => bail!("give --serial PATH or --vpcd HOST:PORT"),
             }
         }
         Command::Status { json } => {
@@ -200,6 +202,60 @@ async fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+async fn serve_serial(
+    serial: &Path,
+    baud: u32,
+    mut core: AgentCore,
+    store: &mut FileKeystore,
+    fault: FaultInjection,
+) -> Result<()> {
+    info!(device = %core.device_id(), port = %serial.display(), "serving provisioning on a serial port");
+    loop {
+        let builder = tokio_serial::new(serial.to_string_lossy(), baud);
+        let mut port = tokio_serial::SerialStream::open(&builder)
+            .with_context(|| format!("cannot open serial port {}", serial.display()))?;
+        match serve_stream(&mut port, &mut core, store, fault).await {
+            Err(LinkError::Closed) => info!("link closed; reopening"),
+            Err(error) => warn!(%error, "link error; reopening"),
+            Ok(()) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Inserts the virtual card into the vpcd reader, and again after every removal.
+async fn serve_vpcd(address: &str, core: AgentCore, store: &mut FileKeystore, mut fault: FaultInjection) -> Result<()> {
+    info!(device = %core.device_id(), %address, "serving provisioning as a virtual smart card");
+    let mut applet = CardApplet::new(core);
+    loop {
+        let mut stream = match tokio::net::TcpStream::connect(address).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                debug!(%error, "vpcd reader not reachable yet");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+        };
+        info!("card inserted");
+        let result = serve_card(&mut stream, &mut applet, store, fault).await;
+        drop(stream);
+        applet.reset();
+        match result {
+            Err(VpcdError::Pulled) => {
+                // One-shot: the card comes back a moment later, healthy.
+                fault = FaultInjection::None;
+                info!("card pulled");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => {
+                info!(%error, "card removed");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Ok(()) => {}
+        }
+    }
 }
 
 fn erase_key(state: &Path) -> Result<()> {

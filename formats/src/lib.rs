@@ -9,6 +9,7 @@
 //! Every decoder here is bounded and returns a typed error on bad input; none panics.
 #![forbid(unsafe_code)]
 
+pub mod apdu;
 pub mod base45;
 mod cbor;
 pub mod cert;

@@ -2,9 +2,10 @@
 //! pseudo-terminal, so the station opens the other end exactly like a UART.
 
 use keyfill_agent::AgentCore;
+use keyfill_agent::driver::FaultInjection;
 use keyfill_agent::identity::DeviceIdentity;
 use keyfill_agent::keystore::{FileKeystore, Keystore};
-use keyfill_agent::serial::{FaultInjection, serve_stream};
+use keyfill_agent::serial::serve_stream;
 use nix::pty::{OpenptyResult, openpty};
 use nix::sys::termios::{self, SetArg};
 use std::os::fd::OwnedFd;

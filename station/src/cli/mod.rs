@@ -12,7 +12,7 @@ use keyfill_station::db::events::{self, Actor};
 use keyfill_station::db::{Inventory, redact_url};
 use keyfill_station::demo::SimulatedDevice;
 use keyfill_station::home::{StationHome, unix_now};
-use keyfill_station::link::open_serial;
+use keyfill_station::link::{AnyLink, list_readers, open_pcsc, open_serial};
 use keyfill_station::provision::{Progress, ReconcileVerdict, Station};
 use output::{DeviceJson, EventJson};
 use std::path::PathBuf;
@@ -69,11 +69,8 @@ enum Command {
     },
     /// Provision a device over a serial link.
     Provision {
-        /// Serial port the device is on.
-        #[arg(long)]
-        serial: PathBuf,
-        #[arg(long, default_value_t = 115_200)]
-        baud: u32,
+        #[command(flatten)]
+        link: LinkArgs,
         /// The device's QR payload (KF1:...).
         #[arg(long, conflicts_with = "qr_image", required_unless_present = "qr_image")]
         qr: Option<String>,
@@ -97,6 +94,11 @@ enum Command {
     },
     /// Show the station identity and where its state lives.
     Info,
+    /// List PC/SC readers (smart-card and NFC).
+    Readers {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,14 +119,58 @@ enum DevicesCommand {
     },
     /// Resolve a pending device by asking it whether it holds its key.
     Reconcile {
-        /// Serial port the device is on.
-        #[arg(long)]
-        serial: PathBuf,
-        #[arg(long, default_value_t = 115_200)]
-        baud: u32,
-        /// Device id or name (default: the pending device last seen on that port).
+        #[command(flatten)]
+        link: LinkArgs,
+        /// Device id or name (default: the pending device last seen on that port or reader).
         device: Option<String>,
     },
+}
+
+/// Which link the device is on.
+#[derive(Args)]
+struct LinkArgs {
+    /// Serial port the device is on (e.g. /dev/ttyUSB0).
+    #[arg(long, conflicts_with = "pcsc", required_unless_present = "pcsc")]
+    serial: Option<PathBuf>,
+    /// PC/SC reader the card or NFC device is presented to (default: any reader).
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "READER")]
+    pcsc: Option<String>,
+    /// Serial line speed.
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// How long to wait for a card to be presented, in seconds.
+    #[arg(long, default_value_t = 30)]
+    card_wait: u64,
+}
+
+impl LinkArgs {
+    fn describe(&self) -> String {
+        match (&self.serial, &self.pcsc) {
+            (Some(serial), _) => serial.display().to_string(),
+            (None, Some(reader)) if !reader.is_empty() => format!("PC/SC reader {reader}"),
+            _ => "the first PC/SC reader with a card".into(),
+        }
+    }
+
+    /// The port or reader name as recorded with devices, when known before opening.
+    fn port_hint(&self) -> Option<String> {
+        match (&self.serial, &self.pcsc) {
+            (Some(serial), _) => Some(serial.to_string_lossy().into_owned()),
+            (None, Some(reader)) if !reader.is_empty() => Some(reader.clone()),
+            _ => None,
+        }
+    }
+
+    async fn open(&self) -> Result<AnyLink> {
+        match (&self.serial, &self.pcsc) {
+            (Some(serial), _) => Ok(AnyLink::Serial(open_serial(serial, self.baud)?)),
+            (None, Some(reader)) => {
+                let reader = (!reader.is_empty()).then(|| reader.clone());
+                Ok(AnyLink::Pcsc(open_pcsc(reader, Duration::from_secs(self.card_wait)).await?))
+            }
+            (None, None) => bail!("give --serial PORT or --pcsc [READER]"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -276,13 +322,14 @@ pub async fn run(cli: Cli) -> Result<()> {
                 output::rfc3339(info.certificate.body.not_after as i64 * 1000)
             );
         }
-        Command::Provision { serial, baud, qr, qr_image, json } => {
+        Command::Provision { link, qr, qr_image, json } => {
             let payload = read_payload(qr, qr_image)?;
             let station = global.station(&home).await?;
             warn_about_pending(&station, &payload.device_id.to_hex()).await?;
-            let mut link = open_serial(&serial, baud)?;
             let bar = spinner(interactive && !json);
-            bar.set_message(format!("provisioning {} ({}) on {}", payload.name, payload.device_id, serial.display()));
+            bar.set_message(format!("waiting for {} ({}) on {}", payload.name, payload.device_id, link.describe()));
+            let mut link = link.open().await?;
+            bar.set_message(format!("provisioning {} ({})", payload.name, payload.device_id));
             let result = station.provision(&mut link, &payload, |p| bar.set_message(describe(&p))).await;
             bar.finish_and_clear();
             let report = result?;
@@ -304,6 +351,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             station.inventory.close().await;
         }
         Command::Devices { command } => devices_command(global, &home, command).await?,
+        Command::Readers { json } => {
+            let readers = list_readers()?;
+            if json {
+                print_json(&readers)?;
+            } else if readers.is_empty() {
+                println!("no PC/SC readers (is pcscd running?)");
+            } else {
+                readers.iter().for_each(|reader| println!("{reader}"));
+            }
+        }
         Command::Demo { name } => demo(global, &home, name).await?,
     }
     Ok(())
@@ -361,13 +418,13 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
             }
             inventory.close().await;
         }
-        DevicesCommand::Reconcile { serial, baud, device } => {
+        DevicesCommand::Reconcile { link, device } => {
             let station = global.station(home).await?;
             let pool = station.inventory.pool();
             let target = match device {
                 Some(device) => devices::find(pool, &device).await?.ok_or_else(|| anyhow!("no device {device}"))?,
                 None => {
-                    let port = serial.to_string_lossy();
+                    let port = link.port_hint().ok_or_else(|| anyhow!("name the device to reconcile"))?;
                     let pending = devices::list(pool, Some(DeviceState::Pending)).await?;
                     let mut on_port = pending.into_iter().filter(|d| d.port.as_deref() == Some(&port));
                     match (on_port.next(), on_port.next()) {
@@ -381,7 +438,7 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
                     }
                 }
             };
-            let mut link = open_serial(&serial, baud)?;
+            let mut link = link.open().await?;
             let verdict = station.reconcile(&mut link, &target).await?;
             match verdict {
                 ReconcileVerdict::Provisioned => {

@@ -8,6 +8,10 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::warn;
 
+pub mod pcsc;
+
+pub use self::pcsc::{PcscLink, list_readers, open_pcsc};
+
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum LinkError {
@@ -19,6 +23,20 @@ pub enum LinkError {
     Io(#[from] std::io::Error),
     #[error("framing: {0}")]
     Frame(#[from] FrameError),
+    #[error("PC/SC on reader {reader}: {source}")]
+    Pcsc { reader: String, source: ::pcsc::Error },
+    #[error("the card was removed from {reader}")]
+    CardRemoved { reader: String },
+    #[error("the card in {reader} has no Keyfill application (status {sw:04X})")]
+    NotKeyfillCard { reader: String, sw: u16 },
+    #[error("the card in {reader} answered with status {sw:04X}")]
+    CardStatus { reader: String, sw: u16 },
+    #[error("no PC/SC reader matches {wanted:?}")]
+    NoReader { wanted: String },
+    #[error("several PC/SC readers match {wanted:?}: {matches:?}")]
+    AmbiguousReader { wanted: String, matches: Vec<String> },
+    #[error("no card was presented within {seconds} s")]
+    NoCard { seconds: u64 },
 }
 
 /// Which transport and which port or reader a session used; recorded with the device.
@@ -94,6 +112,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for FramedStream<S> {
                     Err(error) => warn!(%error, port = %self.info.port, "dropped a bad frame"),
                 }
             }
+        }
+    }
+}
+
+/// Any of the station's links, for callers that choose the transport at run time.
+#[derive(Debug)]
+pub enum AnyLink {
+    Serial(SerialLink),
+    Pcsc(PcscLink),
+}
+
+impl Link for AnyLink {
+    fn info(&self) -> LinkInfo {
+        match self {
+            AnyLink::Serial(link) => link.info(),
+            AnyLink::Pcsc(link) => link.info(),
+        }
+    }
+
+    async fn send(&mut self, message: &[u8]) -> Result<(), LinkError> {
+        match self {
+            AnyLink::Serial(link) => link.send(message).await,
+            AnyLink::Pcsc(link) => link.send(message).await,
+        }
+    }
+
+    async fn recv(&mut self) -> Result<Vec<u8>, LinkError> {
+        match self {
+            AnyLink::Serial(link) => link.recv().await,
+            AnyLink::Pcsc(link) => link.recv().await,
         }
     }
 }
