@@ -305,8 +305,11 @@ impl AgentCore {
                 }
                 // An initial key is accepted once; a provisioned device is re-keyed by E4
                 // rotation, or factory-reset (`keyfill-agent reset`) first.
+                // Only an exact repeat (same key, same id, same station) is a retry to confirm again.
                 if let Some(held) = &self.stored
-                    && held.key_id != delivery.key_id
+                    && !(held.key_id == delivery.key_id
+                        && held.station_id == delivery.station_id
+                        && held.key.constant_time_eq(&delivery.key))
                 {
                     return self.send_sealed_abort(session, AbortReason::AlreadyProvisioned);
                 }

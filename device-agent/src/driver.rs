@@ -42,6 +42,8 @@ pub fn settle<K: Keystore>(
                 AgentOutput::Persist(record) => {
                     if fault == FaultInjection::DropLinkOnDelivery {
                         warn!("fault injection: dropping the link as the key arrives");
+                        // The key is never stored; the core must hear so, or it would wait forever.
+                        let _ = core.persisted(Err("link dropped before storing".into()));
                         return Err(FaultTriggered);
                     }
                     let result = keystore.store(&record).map(|()| record).map_err(|e| e.to_string());

@@ -195,7 +195,7 @@ async fn main() -> Result<()> {
                 bail!("this erases the device key (factory reset); pass --yes to confirm");
             }
             erase_key(&cli.state)?;
-            println!("device key erased; the device can be provisioned again");
+            println!("device key erased; restart `keyfill-agent serve` and the device can be provisioned again");
         }
         Command::Payload => {
             println!("{}", load_identity(&cli.state)?.onboarding_payload().encode()?);
@@ -261,11 +261,11 @@ async fn serve_vpcd(address: &str, core: AgentCore, store: &mut FileKeystore, mu
 fn erase_key(state: &Path) -> Result<()> {
     let path = keystore(state).path().to_path_buf();
     match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot erase the key {}", path.display()))
-        }
-        _ => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other.with_context(|| format!("cannot erase the key {}", path.display()))?,
     }
+    // Make the erase durable, like every keystore write.
+    std::fs::File::open(state).and_then(|dir| dir.sync_all()).context("cannot sync the state directory")
 }
 
 fn write_label(payload: &str, path: &Path) -> Result<()> {

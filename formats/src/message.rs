@@ -2,7 +2,7 @@
 //!
 //! Two layers, both deterministic CBOR arrays headed by `[version, type, ...]`:
 //! - [`WireMessage`]: what travels on the link: Noise handshake messages, Noise transport
-//!   ciphertexts, and a plaintext abort for failures before a session key exists.
+//!   ciphertexts, and a plaintext abort (best effort, unauthenticated) when a side ends a session.
 //! - [`SessionMessage`]: the plaintext inside a Noise transport message: key delivery, key
 //!   confirmation, key status query/reply, abort.
 //!
@@ -121,7 +121,7 @@ pub enum WireMessage {
     HandshakeFinish { noise: Vec<u8> },
     /// Either way, a Noise transport message carrying a [`SessionMessage`].
     Transport { ciphertext: Vec<u8> },
-    /// Either way, before a session key exists.
+    /// Either way: a side ends the session. Unauthenticated, so only ever a hint.
     Abort { reason: AbortReason },
 }
 

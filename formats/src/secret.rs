@@ -25,6 +25,11 @@ impl SecretKey {
         &self.0
     }
 
+    /// Compares two keys in time independent of where they differ.
+    pub fn constant_time_eq(&self, other: &SecretKey) -> bool {
+        self.0.iter().zip(other.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+
     /// An all-zero key is invalid in E4.
     pub fn is_all_zero(&self) -> bool {
         self.0.iter().all(|b| *b == 0)

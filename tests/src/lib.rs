@@ -1,6 +1,8 @@
 //! Fixtures for end-to-end tests that drive the real `keyfill` and `keyfill-agent` binaries
 //! over pseudo-terminal pairs, against SQLite files and a real PostgreSQL server.
 
+pub mod pcscd;
+
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -251,14 +253,22 @@ impl Agent {
 
     /// Starts `keyfill-agent serve --serial PORT` in the background.
     pub fn serve(&mut self, port: &Path, extra: &[&str]) -> Result<()> {
+        self.spawn_serve(&["--serial".as_ref(), port.as_os_str()], extra)
+    }
+
+    /// Starts `keyfill-agent serve --vpcd ADDRESS`: the virtual card enters the reader.
+    pub fn serve_vpcd(&mut self, address: &str, extra: &[&str]) -> Result<()> {
+        self.spawn_serve(&["--vpcd".as_ref(), address.as_ref()], extra)
+    }
+
+    fn spawn_serve(&mut self, link: &[&std::ffi::OsStr], extra: &[&str]) -> Result<()> {
         self.stop();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(binary("keyfill-agent"))
             .arg("--state")
             .arg(&self.state)
             .arg("serve")
-            .arg("--serial")
-            .arg(port)
+            .args(link)
             .args(extra)
             .env("KEYFILL_LOG", "trace")
             .stdin(Stdio::null())

@@ -135,6 +135,10 @@ fn transmit_blocking(card: &Card, reader: &str, command: &CommandApdu) -> Result
     let encoded = command.encode().map_err(|e| LinkError::Io(std::io::Error::other(e)))?;
     let mut buffer = [0u8; apdu::MAX_RESPONSE_DATA + 2];
     let response = card.transmit(&encoded, &mut buffer).map_err(|e| pcsc_error(reader, e))?;
+    if response.is_empty() {
+        // vpcd (and some contactless readers) answer nothing once the card has left the field.
+        return Err(LinkError::CardRemoved { reader: reader.to_owned() });
+    }
     ResponseApdu::parse(response).map_err(|e| LinkError::Io(std::io::Error::other(e)))
 }
 
