@@ -8,6 +8,7 @@
 //! - [`serial`]: the thin async adapter that runs the core over a UART.
 #![forbid(unsafe_code)]
 
+pub mod ble;
 pub mod card;
 pub mod core;
 pub mod driver;

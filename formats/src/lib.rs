@@ -11,6 +11,7 @@
 
 pub mod apdu;
 pub mod base45;
+pub mod ble;
 mod cbor;
 pub mod cert;
 pub mod frame;

@@ -8,6 +8,7 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::warn;
 
+pub mod ble;
 pub mod pcsc;
 
 pub use self::pcsc::{PcscLink, list_readers, open_pcsc};
@@ -37,6 +38,10 @@ pub enum LinkError {
     AmbiguousReader { wanted: String, matches: Vec<String> },
     #[error("no card was presented within {seconds} s")]
     NoCard { seconds: u64 },
+    #[error("BLE: {0}")]
+    Ble(keyfill_formats::ble::BleError),
+    #[error("BLE device {0} disconnected")]
+    BleDisconnected(String),
 }
 
 /// Which transport and which port or reader a session used; recorded with the device.
