@@ -163,3 +163,52 @@ fn pcsc_station_with_foreign_root_is_refused() -> Result<()> {
     assert_eq!(rogue.state_of("pinned-card")?.as_deref(), Some("failed"));
     Ok(())
 }
+
+#[test]
+fn pcsc_and_serial_links_provision_concurrently_and_independently() -> Result<()> {
+    let lease = pcscd::lease()?;
+    let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+    let station = Station::init(dir, Database::sqlite(dir))?;
+    let root = station.factory_root_file();
+    let mut on_serial = Agent::init(&dir.join("s"), "line-serial", &root, &[])?;
+    let mut on_card = Agent::init(&dir.join("c"), "line-card", &root, &[])?;
+    let mut impostor = Agent::init(&dir.join("i"), "line-twin", &root, &[])?;
+    let twin_label = Agent::init(&dir.join("t"), "line-twin", &root, &[])?;
+    let pty = keyfill_e2e::PtyPair::new(dir)?;
+    on_serial.serve(&pty.device_side, &[])?;
+    on_card.serve_vpcd(&lease.readers[0].vpcd_address(), &[])?;
+    impostor.serve_vpcd(&lease.readers[1].vpcd_address(), &[])?;
+    let port = pty.station_side.to_string_lossy().into_owned();
+    let output = station.run(&[
+        "provision",
+        "--serial",
+        &port,
+        "--pcsc",
+        &lease.readers[0].name,
+        "--pcsc",
+        &lease.readers[1].name,
+        "--card-wait",
+        "10",
+        "--qr",
+        &on_serial.payload,
+        "--qr",
+        &on_card.payload,
+        "--qr",
+        &twin_label.payload,
+        "--json",
+    ])?;
+    assert!(!output.status.success(), "one of three must fail");
+    let report: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout)?;
+    let states: Vec<&str> = report.iter().filter_map(|d| d["state"].as_str()).collect();
+    assert_eq!(states, ["provisioned", "provisioned", "error"], "{report:?}");
+    let devices = station.devices()?;
+    let find = |name: &str| devices.iter().find(|d| d["name"] == name).cloned().expect("listed");
+    assert_eq!(find("line-serial")["transport"], "serial");
+    assert_eq!(find("line-serial")["port"], port.as_str());
+    assert_eq!(find("line-card")["transport"], "pcsc");
+    assert_eq!(find("line-card")["port"], lease.readers[0].name.as_str());
+    assert_eq!(find("line-twin")["state"], "failed");
+    assert!(impostor.key_bytes()?.is_none());
+    Ok(())
+}

@@ -1,22 +1,22 @@
 //! The `keyfill` command line: argument parsing, passphrase handling, progress and output.
 //! The work itself lives in the library.
 
+mod links;
 mod output;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use keyfill_formats::qr::OnboardingPayload;
 use keyfill_station::db::devices::{self, DeviceState};
 use keyfill_station::db::events::{self, Actor};
 use keyfill_station::db::{Inventory, redact_url};
 use keyfill_station::demo::SimulatedDevice;
 use keyfill_station::home::{StationHome, unix_now};
-use keyfill_station::link::{AnyLink, list_readers, open_pcsc, open_serial};
+use keyfill_station::link::list_readers;
 use keyfill_station::provision::{Progress, ReconcileVerdict, Station};
+use links::LinkArgs;
 use output::{DeviceJson, EventJson};
 use std::path::PathBuf;
-use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -68,15 +68,18 @@ enum Command {
         factory_root_key: Option<PathBuf>,
     },
     /// Provision a device over a serial link.
+    ///
+    /// Several links provision concurrently, each session independent: give one label per link;
+    /// the i-th label belongs to the i-th link, serial ports first, then PC/SC readers.
     Provision {
         #[command(flatten)]
         link: LinkArgs,
-        /// The device's QR payload (KF1:...).
+        /// The device's QR payload (KF1:...); repeat for several links.
         #[arg(long, conflicts_with = "qr_image", required_unless_present = "qr_image")]
-        qr: Option<String>,
-        /// A photo or scan of the device's label.
+        qr: Vec<String>,
+        /// A photo or scan of the device's label; repeat for several links.
         #[arg(long)]
-        qr_image: Option<PathBuf>,
+        qr_image: Vec<PathBuf>,
         /// Print the final record as JSON.
         #[arg(long)]
         json: bool,
@@ -124,53 +127,6 @@ enum DevicesCommand {
         /// Device id or name (default: the pending device last seen on that port or reader).
         device: Option<String>,
     },
-}
-
-/// Which link the device is on.
-#[derive(Args)]
-struct LinkArgs {
-    /// Serial port the device is on (e.g. /dev/ttyUSB0).
-    #[arg(long, conflicts_with = "pcsc", required_unless_present = "pcsc")]
-    serial: Option<PathBuf>,
-    /// PC/SC reader the card or NFC device is presented to (default: any reader).
-    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "READER")]
-    pcsc: Option<String>,
-    /// Serial line speed.
-    #[arg(long, default_value_t = 115_200)]
-    baud: u32,
-    /// How long to wait for a card to be presented, in seconds.
-    #[arg(long, default_value_t = 30)]
-    card_wait: u64,
-}
-
-impl LinkArgs {
-    fn describe(&self) -> String {
-        match (&self.serial, &self.pcsc) {
-            (Some(serial), _) => serial.display().to_string(),
-            (None, Some(reader)) if !reader.is_empty() => format!("PC/SC reader {reader}"),
-            _ => "the first PC/SC reader with a card".into(),
-        }
-    }
-
-    /// The port or reader name as recorded with devices, when known before opening.
-    fn port_hint(&self) -> Option<String> {
-        match (&self.serial, &self.pcsc) {
-            (Some(serial), _) => Some(serial.to_string_lossy().into_owned()),
-            (None, Some(reader)) if !reader.is_empty() => Some(reader.clone()),
-            _ => None,
-        }
-    }
-
-    async fn open(&self) -> Result<AnyLink> {
-        match (&self.serial, &self.pcsc) {
-            (Some(serial), _) => Ok(AnyLink::Serial(open_serial(serial, self.baud)?)),
-            (None, Some(reader)) => {
-                let reader = (!reader.is_empty()).then(|| reader.clone());
-                Ok(AnyLink::Pcsc(open_pcsc(reader, Duration::from_secs(self.card_wait)).await?))
-            }
-            (None, None) => bail!("give --serial PORT or --pcsc [READER]"),
-        }
-    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -244,16 +200,6 @@ impl GlobalArgs {
     }
 }
 
-fn spinner(enabled: bool) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
 fn describe(progress: &Progress) -> String {
     match progress {
         Progress::Reconciling => "a pending key exists: asking the device whether it holds it".into(),
@@ -266,16 +212,17 @@ fn describe(progress: &Progress) -> String {
     }
 }
 
-fn read_payload(qr: Option<String>, qr_image: Option<PathBuf>) -> Result<OnboardingPayload> {
-    let text = match (qr, qr_image) {
-        (Some(text), _) => text,
-        (None, Some(path)) => keyfill_station::qr_image::decode_file(&path)?
-            .into_iter()
-            .find(|t| t.trim().starts_with(keyfill_formats::qr::PREFIX))
-            .ok_or_else(|| anyhow!("a QR code was found in {} but it is not a Keyfill label", path.display()))?,
-        (None, None) => bail!("give --qr PAYLOAD or --qr-image FILE"),
-    };
-    OnboardingPayload::parse(&text).context("the label's QR payload is not valid")
+fn read_payloads(qr: Vec<String>, qr_images: Vec<PathBuf>) -> Result<Vec<OnboardingPayload>> {
+    let mut texts = qr;
+    for path in qr_images {
+        texts.push(
+            keyfill_station::qr_image::decode_file(&path)?
+                .into_iter()
+                .find(|t| t.trim().starts_with(keyfill_formats::qr::PREFIX))
+                .ok_or_else(|| anyhow!("a QR code was found in {} but it is not a Keyfill label", path.display()))?,
+        );
+    }
+    texts.iter().map(|text| OnboardingPayload::parse(text).context("the label's QR payload is not valid")).collect()
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
@@ -323,32 +270,24 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Provision { link, qr, qr_image, json } => {
-            let payload = read_payload(qr, qr_image)?;
-            let station = global.station(&home).await?;
-            warn_about_pending(&station, &payload.device_id.to_hex()).await?;
-            let bar = spinner(interactive && !json);
-            bar.set_message(format!("waiting for {} ({}) on {}", payload.name, payload.device_id, link.describe()));
-            let mut link = link.open().await?;
-            bar.set_message(format!("provisioning {} ({})", payload.name, payload.device_id));
-            let result = station.provision(&mut link, &payload, |p| bar.set_message(describe(&p))).await;
-            bar.finish_and_clear();
-            let report = result?;
-            if json {
-                print_json(&DeviceJson::from(&report.device))?;
-            } else {
-                let how = if report.reconciled {
-                    "reconciled: the device already held its key"
-                } else {
-                    "confirmed by the device"
-                };
-                println!(
-                    "{} ({}) provisioned, key {} {how}",
-                    report.device.name,
-                    report.device.id,
-                    report.device.key_id.as_deref().unwrap_or("-")
+            let specs = link.specs();
+            let payloads = read_payloads(qr, qr_image)?;
+            if payloads.len() != specs.len() {
+                bail!(
+                    "{} link(s) but {} label(s): give one label per link (serial ports first, then PC/SC readers)",
+                    specs.len(),
+                    payloads.len()
                 );
             }
-            station.inventory.close().await;
+            let station = global.station(&home).await?;
+            for payload in &payloads {
+                warn_about_pending(&station, &payload.device_id.to_hex()).await?;
+            }
+            let jobs: Vec<_> = specs.into_iter().zip(payloads).collect();
+            let ok = links::provision_all(station, jobs, &link, interactive && !json, json).await?;
+            if !ok {
+                bail!("not every device was provisioned; see the report above");
+            }
         }
         Command::Devices { command } => devices_command(global, &home, command).await?,
         Command::Readers { json } => {
@@ -424,7 +363,7 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
             let target = match device {
                 Some(device) => devices::find(pool, &device).await?.ok_or_else(|| anyhow!("no device {device}"))?,
                 None => {
-                    let port = link.port_hint().ok_or_else(|| anyhow!("name the device to reconcile"))?;
+                    let port = link.single()?.port_hint().ok_or_else(|| anyhow!("name the device to reconcile"))?;
                     let pending = devices::list(pool, Some(DeviceState::Pending)).await?;
                     let mut on_port = pending.into_iter().filter(|d| d.port.as_deref() == Some(&port));
                     match (on_port.next(), on_port.next()) {
@@ -438,7 +377,7 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
                     }
                 }
             };
-            let mut link = link.open().await?;
+            let mut link = link.single()?.open(link.settings()).await?;
             let verdict = station.reconcile(&mut link, &target).await?;
             match verdict {
                 ReconcileVerdict::Provisioned => {
@@ -475,7 +414,7 @@ async fn demo(global: &GlobalArgs, home: &StationHome, name: Option<String>) -> 
     step(&format!("device label (QR payload): {label}"));
     let payload = OnboardingPayload::parse(&label)?;
     step(&format!("label parsed: id {} = SHA3-256(name)[..16], identity key mode", payload.device_id));
-    let mut link = open_serial(device.port(), 115_200)?;
+    let mut link = keyfill_station::link::open_serial(device.port(), 115_200)?;
     let report = station.provision(&mut link, &payload, |p| step(&describe(&p))).await?;
     drop(link);
     drop(device);

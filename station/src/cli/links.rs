@@ -1,0 +1,180 @@
+//! Choosing links on the command line, and provisioning several devices concurrently.
+
+use super::output::DeviceJson;
+use super::{describe, print_json};
+use anyhow::{Result, bail};
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use keyfill_formats::qr::OnboardingPayload;
+use keyfill_station::link::{AnyLink, open_pcsc, open_serial};
+use keyfill_station::provision::Station;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which links devices are on.
+#[derive(Args)]
+pub struct LinkArgs {
+    /// Serial port a device is on (e.g. /dev/ttyUSB0); repeat for several.
+    #[arg(long, required_unless_present = "pcsc")]
+    serial: Vec<PathBuf>,
+    /// PC/SC reader a card or NFC device is presented to (no value: any reader); repeat for several.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "READER")]
+    pcsc: Vec<String>,
+    /// Serial line speed.
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// How long to wait for a card to be presented, in seconds.
+    #[arg(long, default_value_t = 30)]
+    card_wait: u64,
+}
+
+/// Settings shared by every link of a command.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkSettings {
+    pub baud: u32,
+    pub card_wait: Duration,
+}
+
+/// One link as given on the command line.
+#[derive(Debug, Clone)]
+pub enum LinkSpec {
+    Serial(PathBuf),
+    Pcsc(Option<String>),
+}
+
+impl LinkArgs {
+    /// Every link, serial ports first, then PC/SC readers, each in command-line order.
+    pub fn specs(&self) -> Vec<LinkSpec> {
+        let serial = self.serial.iter().cloned().map(LinkSpec::Serial);
+        let pcsc = self.pcsc.iter().map(|r| LinkSpec::Pcsc((!r.is_empty()).then(|| r.clone())));
+        serial.chain(pcsc).collect()
+    }
+
+    pub fn settings(&self) -> LinkSettings {
+        LinkSettings { baud: self.baud, card_wait: Duration::from_secs(self.card_wait) }
+    }
+
+    /// The one link of a command that takes exactly one.
+    pub fn single(&self) -> Result<LinkSpec> {
+        match self.specs().as_slice() {
+            [one] => Ok(one.clone()),
+            _ => bail!("give exactly one link: --serial PORT or --pcsc [READER]"),
+        }
+    }
+}
+
+impl LinkSpec {
+    pub fn describe(&self) -> String {
+        match self {
+            LinkSpec::Serial(path) => path.display().to_string(),
+            LinkSpec::Pcsc(Some(reader)) => format!("PC/SC reader {reader}"),
+            LinkSpec::Pcsc(None) => "the first PC/SC reader with a card".into(),
+        }
+    }
+
+    /// The port or reader name as recorded with devices, when known before opening.
+    pub fn port_hint(&self) -> Option<String> {
+        match self {
+            LinkSpec::Serial(path) => Some(path.to_string_lossy().into_owned()),
+            LinkSpec::Pcsc(reader) => reader.clone(),
+        }
+    }
+
+    pub async fn open(&self, settings: LinkSettings) -> Result<AnyLink> {
+        Ok(match self {
+            LinkSpec::Serial(path) => AnyLink::Serial(open_serial(path, settings.baud)?),
+            LinkSpec::Pcsc(reader) => AnyLink::Pcsc(open_pcsc(reader.clone(), settings.card_wait).await?),
+        })
+    }
+}
+
+fn bar(multi: &MultiProgress, enabled: bool) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = multi.add(ProgressBar::new_spinner());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix}: {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Provisions each (link, label) pair concurrently; a failure on one link never disturbs the
+/// others. Prints one result per device; returns whether all succeeded.
+pub async fn provision_all(
+    station: Station,
+    jobs: Vec<(LinkSpec, OnboardingPayload)>,
+    args: &LinkArgs,
+    progress: bool,
+    json: bool,
+) -> Result<bool> {
+    let station = Arc::new(station);
+    let multi = MultiProgress::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, (spec, payload)) in jobs.into_iter().enumerate() {
+        let station = station.clone();
+        let bar = bar(&multi, progress);
+        bar.set_prefix(payload.name.clone());
+        bar.set_message(format!("waiting on {}", spec.describe()));
+        let settings = args.settings();
+        tasks.spawn(async move {
+            let result = async {
+                let mut link = spec.open(settings).await?;
+                bar.set_message("provisioning");
+                let report = station.provision(&mut link, &payload, |p| bar.set_message(describe(&p))).await?;
+                anyhow::Ok(report)
+            }
+            .await;
+            bar.finish_and_clear();
+            (index, payload, result)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        results.push(joined?);
+    }
+    results.sort_by_key(|(index, _, _)| *index);
+    let all_ok = results.iter().all(|(_, _, r)| r.is_ok());
+    if json {
+        let report: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(_, payload, result)| match result {
+                Ok(report) => serde_json::to_value(DeviceJson::from(&report.device)).unwrap_or_default(),
+                Err(error) => serde_json::json!({
+                    "id": payload.device_id.to_hex(),
+                    "name": payload.name,
+                    "state": "error",
+                    "error": format!("{error:#}"),
+                }),
+            })
+            .collect();
+        if report.len() == 1 { print_json(&report[0])? } else { print_json(&report)? }
+    } else {
+        for (_, payload, result) in &results {
+            match result {
+                Ok(report) => {
+                    let how = if report.reconciled {
+                        "reconciled: the device already held its key"
+                    } else {
+                        "confirmed by the device"
+                    };
+                    println!(
+                        "{} ({}) provisioned over {} {}, key {} {how}",
+                        report.device.name,
+                        report.device.id,
+                        report.device.transport.as_deref().unwrap_or("-"),
+                        report.device.port.as_deref().unwrap_or("-"),
+                        report.device.key_id.as_deref().unwrap_or("-")
+                    );
+                }
+                Err(error) => eprintln!("{} ({}) NOT provisioned: {error:#}", payload.name, payload.device_id),
+            }
+        }
+    }
+    if let Ok(station) = Arc::try_unwrap(station) {
+        station.inventory.close().await;
+    }
+    Ok(all_ok)
+}
