@@ -117,11 +117,12 @@ impl CardApplet {
         if command.p1 != 0x04 {
             return ResponseApdu::status(sw::WRONG_P1P2);
         }
-        self.reset();
         if command.data == KEYFILL_AID {
+            self.reset();
             self.selected = true;
             ResponseApdu::status(sw::OK)
         } else {
+            // ISO 7816-4: a failed SELECT keeps the current selection.
             ResponseApdu::status(sw::APPLICATION_NOT_FOUND)
         }
     }
@@ -133,6 +134,7 @@ impl CardApplet {
         fault: FaultInjection,
     ) -> Result<ResponseApdu, FaultTriggered> {
         if command.p1 != 0 || command.p2 != 0 {
+            self.incoming.clear();
             return Ok(ResponseApdu::status(sw::WRONG_P1P2));
         }
         if self.incoming.len() + command.data.len() > MAX_WIRE_MESSAGE {

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ble;
+pub mod ble_peripheral;
 pub mod card;
 pub mod core;
 pub mod driver;

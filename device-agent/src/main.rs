@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use keyfill_agent::AgentCore;
+use keyfill_agent::ble_peripheral::serve_ble;
 use keyfill_agent::card::CardApplet;
 use keyfill_agent::driver::FaultInjection;
 use keyfill_agent::identity::DeviceIdentity;
@@ -61,8 +62,8 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Answer provisioning sessions on a serial device.
-    #[command(group(clap::ArgGroup::new("link").required(true).args(["serial", "vpcd"])))]
+    /// Answer provisioning sessions on a serial port, as a virtual smart card, or over BLE.
+    #[command(group(clap::ArgGroup::new("link").required(true).args(["serial", "vpcd", "ble"])))]
     Serve {
         /// Serial device path, e.g. /dev/ttyUSB0.
         #[arg(long)]
@@ -70,6 +71,9 @@ enum Command {
         /// Act as a virtual smart card for pcscd's vpcd driver at HOST:PORT (e.g. 127.0.0.1:35963).
         #[arg(long)]
         vpcd: Option<String>,
+        /// Advertise the Keyfill GATT service on the default Bluetooth adapter (BlueZ).
+        #[arg(long)]
+        ble: bool,
         #[arg(long, default_value_t = 115_200)]
         baud: u32,
         /// Inject a fault (tests only).
@@ -144,7 +148,7 @@ async fn main() -> Result<()> {
             }
             println!("{payload}");
         }
-        Command::Serve { serial, vpcd, baud, fault } => {
+        Command::Serve { serial, vpcd, ble, baud, fault } => {
             let identity = load_identity(&cli.state)?;
             let mut store = keystore(&cli.state);
             let stored = store.load()?;
@@ -153,11 +157,13 @@ async fn main() -> Result<()> {
                 Some(Fault::PullCardOnDelivery) => FaultInjection::DropLinkOnDelivery,
                 None => FaultInjection::None,
             };
-            let core = AgentCore::new(identity, stored);
+            let local_name = identity.name.clone();
+            let mut core = AgentCore::new(identity, stored);
             match (serial, vpcd) {
                 (Some(serial), _) => serve_serial(&serial, baud, core, &mut store, fault).await?,
                 (None, Some(address)) => serve_vpcd(&address, core, &mut store, fault).await?,
-                (None, None) => bail!("give --serial PATH or --vpcd HOST:PORT"),
+                (None, None) if ble => serve_ble(&local_name, &mut core, &mut store, fault).await?,
+                (None, None) => bail!("give --serial PATH, --vpcd HOST:PORT or --ble"),
             }
         }
         Command::Status { json } => {

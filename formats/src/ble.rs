@@ -222,7 +222,8 @@ impl BleEndpoint {
         if fragment.len() < HEADER_LEN {
             return Err(BleError::FragmentTooShort { len: fragment.len() });
         }
-        if fragment.len() > self.mtu - ATT_OVERHEAD {
+        // Each side fragments by the MTU it knows; accept anything ATT can carry.
+        if fragment.len() > MAX_MTU - ATT_OVERHEAD {
             return Err(BleError::FragmentTooLong { len: fragment.len() });
         }
         let (kind, seq, index) = (fragment[0], fragment[1], fragment[2]);
@@ -346,6 +347,6 @@ mod tests {
         let mut receiver = BleEndpoint::new(MIN_MTU).expect("valid MTU");
         assert!(matches!(receiver.receive(&[1, 2], Instant::now()), Err(BleError::FragmentTooShort { .. })));
         assert!(matches!(receiver.receive(&[0x33, 0, 0], Instant::now()), Err(BleError::UnknownKind(0x33))));
-        assert!(matches!(receiver.receive(&[1; 40], Instant::now()), Err(BleError::FragmentTooLong { .. })));
+        assert!(matches!(receiver.receive(&[1; 600], Instant::now()), Err(BleError::FragmentTooLong { .. })));
     }
 }

@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use keyfill_formats::qr::OnboardingPayload;
+use keyfill_station::link::btle::open_ble;
 use keyfill_station::link::{AnyLink, open_pcsc, open_serial};
 use keyfill_station::provision::Station;
 use std::path::PathBuf;
@@ -16,15 +17,18 @@ use std::time::Duration;
 #[derive(Args)]
 pub struct LinkArgs {
     /// Serial port a device is on (e.g. /dev/ttyUSB0); repeat for several.
-    #[arg(long, required_unless_present = "pcsc")]
+    #[arg(long, required_unless_present_any = ["pcsc", "ble"])]
     serial: Vec<PathBuf>,
     /// PC/SC reader a card or NFC device is presented to (no value: any reader); repeat for several.
     #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "READER")]
     pcsc: Vec<String>,
+    /// BLE device address or local name (no value: the one on the label); repeat for several.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "ADDRESS|NAME")]
+    ble: Vec<String>,
     /// Serial line speed.
     #[arg(long, default_value_t = 115_200)]
     baud: u32,
-    /// How long to wait for a card to be presented, in seconds.
+    /// How long to wait for a card to be presented, or a BLE device to advertise, in seconds.
     #[arg(long, default_value_t = 30)]
     card_wait: u64,
 }
@@ -41,14 +45,17 @@ pub struct LinkSettings {
 pub enum LinkSpec {
     Serial(PathBuf),
     Pcsc(Option<String>),
+    Ble(Option<String>),
 }
 
 impl LinkArgs {
-    /// Every link, serial ports first, then PC/SC readers, each in command-line order.
+    /// Every link: serial ports, then PC/SC readers, then BLE devices, each in command-line order.
     pub fn specs(&self) -> Vec<LinkSpec> {
+        let optional = |text: &String| (!text.is_empty()).then(|| text.clone());
         let serial = self.serial.iter().cloned().map(LinkSpec::Serial);
-        let pcsc = self.pcsc.iter().map(|r| LinkSpec::Pcsc((!r.is_empty()).then(|| r.clone())));
-        serial.chain(pcsc).collect()
+        let pcsc = self.pcsc.iter().map(|r| LinkSpec::Pcsc(optional(r)));
+        let ble = self.ble.iter().map(|t| LinkSpec::Ble(optional(t)));
+        serial.chain(pcsc).chain(ble).collect()
     }
 
     pub fn settings(&self) -> LinkSettings {
@@ -59,7 +66,7 @@ impl LinkArgs {
     pub fn single(&self) -> Result<LinkSpec> {
         match self.specs().as_slice() {
             [one] => Ok(one.clone()),
-            _ => bail!("give exactly one link: --serial PORT or --pcsc [READER]"),
+            _ => bail!("give exactly one link: --serial PORT, --pcsc [READER] or --ble [ADDRESS|NAME]"),
         }
     }
 }
@@ -70,6 +77,8 @@ impl LinkSpec {
             LinkSpec::Serial(path) => path.display().to_string(),
             LinkSpec::Pcsc(Some(reader)) => format!("PC/SC reader {reader}"),
             LinkSpec::Pcsc(None) => "the first PC/SC reader with a card".into(),
+            LinkSpec::Ble(Some(target)) => format!("BLE {target}"),
+            LinkSpec::Ble(None) => "BLE (address or name from the label)".into(),
         }
     }
 
@@ -77,15 +86,33 @@ impl LinkSpec {
     pub fn port_hint(&self) -> Option<String> {
         match self {
             LinkSpec::Serial(path) => Some(path.to_string_lossy().into_owned()),
-            LinkSpec::Pcsc(reader) => reader.clone(),
+            LinkSpec::Pcsc(reader) | LinkSpec::Ble(reader) => reader.clone(),
         }
     }
 
-    pub async fn open(&self, settings: LinkSettings) -> Result<AnyLink> {
+    /// Opens the link; `device` (its label) names the BLE peripheral when the link does not.
+    pub async fn open(&self, settings: LinkSettings, device: Option<&OnboardingPayload>) -> Result<AnyLink> {
         Ok(match self {
             LinkSpec::Serial(path) => AnyLink::Serial(open_serial(path, settings.baud)?),
             LinkSpec::Pcsc(reader) => AnyLink::Pcsc(open_pcsc(reader.clone(), settings.card_wait).await?),
+            LinkSpec::Ble(target) => {
+                let target = match (target, device) {
+                    (Some(target), _) => target.clone(),
+                    (None, Some(device)) => ble_target(device),
+                    (None, None) => bail!("name the BLE device: --ble ADDRESS|NAME"),
+                };
+                AnyLink::Ble(open_ble(&target, settings.card_wait).await?)
+            }
         })
+    }
+}
+
+/// The BLE address, else the advertised name, from a label; else the device name.
+fn ble_target(device: &OnboardingPayload) -> String {
+    match (&device.hints.ble_address, &device.hints.ble_name) {
+        (Some(address), _) => address.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"),
+        (None, Some(name)) => name.clone(),
+        (None, None) => device.name.clone(),
     }
 }
 
@@ -121,7 +148,7 @@ pub async fn provision_all(
         let settings = args.settings();
         tasks.spawn(async move {
             let result = async {
-                let mut link = spec.open(settings).await?;
+                let mut link = spec.open(settings, Some(&payload)).await?;
                 bar.set_message("provisioning");
                 let report = station.provision(&mut link, &payload, |p| bar.set_message(describe(&p))).await?;
                 anyhow::Ok(report)

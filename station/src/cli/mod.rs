@@ -67,7 +67,7 @@ enum Command {
         #[arg(long)]
         factory_root_key: Option<PathBuf>,
     },
-    /// Provision a device over a serial link.
+    /// Provision devices over serial, PC/SC (smart card, NFC) or BLE links.
     ///
     /// Several links provision concurrently, each session independent: give one label per link;
     /// the i-th label belongs to the i-th link, serial ports first, then PC/SC readers.
@@ -365,7 +365,10 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
                 None => {
                     let port = link.single()?.port_hint().ok_or_else(|| anyhow!("name the device to reconcile"))?;
                     let pending = devices::list(pool, Some(DeviceState::Pending)).await?;
-                    let mut on_port = pending.into_iter().filter(|d| d.port.as_deref() == Some(&port));
+                    // A reader may be named by a unique part of its name, as when connecting.
+                    let mut on_port = pending
+                        .into_iter()
+                        .filter(|d| d.port.as_deref().is_some_and(|p| p == port || p.contains(&port)));
                     match (on_port.next(), on_port.next()) {
                         (Some(only), None) => only,
                         (None, _) => {
@@ -377,7 +380,7 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
                     }
                 }
             };
-            let mut link = link.single()?.open(link.settings()).await?;
+            let mut link = link.single()?.open(link.settings(), None).await?;
             let verdict = station.reconcile(&mut link, &target).await?;
             match verdict {
                 ReconcileVerdict::Provisioned => {

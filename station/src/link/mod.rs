@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::warn;
 
 pub mod ble;
+pub mod btle;
 pub mod pcsc;
 
 pub use self::pcsc::{PcscLink, list_readers, open_pcsc};
@@ -42,6 +43,10 @@ pub enum LinkError {
     Ble(keyfill_formats::ble::BleError),
     #[error("BLE device {0} disconnected")]
     BleDisconnected(String),
+    #[error("no BLE device advertising as {target} within {seconds} s")]
+    BleNotFound { target: String, seconds: u64 },
+    #[error("BLE device {0} has no Keyfill GATT service")]
+    BleNoService(String),
 }
 
 /// Which transport and which port or reader a session used; recorded with the device.
@@ -126,6 +131,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for FramedStream<S> {
 pub enum AnyLink {
     Serial(SerialLink),
     Pcsc(PcscLink),
+    Ble(ble::BleLink<btle::BtleplugGatt>),
 }
 
 impl Link for AnyLink {
@@ -133,6 +139,7 @@ impl Link for AnyLink {
         match self {
             AnyLink::Serial(link) => link.info(),
             AnyLink::Pcsc(link) => link.info(),
+            AnyLink::Ble(link) => link.info(),
         }
     }
 
@@ -140,6 +147,7 @@ impl Link for AnyLink {
         match self {
             AnyLink::Serial(link) => link.send(message).await,
             AnyLink::Pcsc(link) => link.send(message).await,
+            AnyLink::Ble(link) => link.send(message).await,
         }
     }
 
@@ -147,6 +155,7 @@ impl Link for AnyLink {
         match self {
             AnyLink::Serial(link) => link.recv().await,
             AnyLink::Pcsc(link) => link.recv().await,
+            AnyLink::Ble(link) => link.recv().await,
         }
     }
 }

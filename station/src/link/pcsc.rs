@@ -9,6 +9,7 @@ use keyfill_formats::apdu::{self, CommandApdu, ResponseApdu, sw};
 use pcsc::{Card, Context, Protocols, ReaderState, Scope, ShareMode, State};
 use std::collections::VecDeque;
 use std::ffi::CString;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often `recv` asks the card for a queued message.
@@ -36,15 +37,22 @@ pub fn list_readers() -> Result<Vec<String>, LinkError> {
 }
 
 /// A session's PC/SC link to one card.
+///
+/// The card and the replies it gave live behind a mutex shared with the blocking pool, so a
+/// `recv` cancelled mid-transmit (a session timeout) loses neither the card nor a reply.
 pub struct PcscLink {
-    card: Option<Card>,
+    shared: Arc<Mutex<Shared>>,
     reader: String,
+}
+
+struct Shared {
+    card: Option<Card>,
     queued: VecDeque<Vec<u8>>,
 }
 
 impl std::fmt::Debug for PcscLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PcscLink").field("reader", &self.reader).field("queued", &self.queued.len()).finish()
+        f.debug_struct("PcscLink").field("reader", &self.reader).finish_non_exhaustive()
     }
 }
 
@@ -54,10 +62,10 @@ pub async fn open_pcsc(reader: Option<String>, wait: Duration) -> Result<PcscLin
     let (card, reader) = tokio::task::spawn_blocking(move || connect_when_present(reader.as_deref(), wait))
         .await
         .map_err(|e| LinkError::Io(std::io::Error::other(e)))??;
-    let mut link = PcscLink { card: Some(card), reader, queued: VecDeque::new() };
-    let response = link.transmit(apdu::select_keyfill()).await?;
-    if response.sw != sw::OK {
-        return Err(LinkError::NotKeyfillCard { reader: link.reader.clone(), sw: response.sw });
+    let link = PcscLink { shared: Arc::new(Mutex::new(Shared { card: Some(card), queued: VecDeque::new() })), reader };
+    let status = link.transmit(apdu::select_keyfill()).await?;
+    if status != sw::OK {
+        return Err(LinkError::NotKeyfillCard { reader: link.reader.clone(), sw: status });
     }
     Ok(link)
 }
@@ -159,29 +167,38 @@ fn exchange_blocking(card: &Card, reader: &str, command: &CommandApdu) -> Result
 }
 
 impl PcscLink {
-    async fn transmit(&mut self, command: CommandApdu) -> Result<ResponseApdu, LinkError> {
-        let card = self.card.take().ok_or_else(|| LinkError::CardRemoved { reader: self.reader.clone() })?;
+    /// Sends `command` on the blocking pool; reply data is queued, the status word returned.
+    async fn transmit(&self, command: CommandApdu) -> Result<u16, LinkError> {
+        let shared = self.shared.clone();
         let reader = self.reader.clone();
-        let (card, result) = tokio::task::spawn_blocking(move || {
-            let result = exchange_blocking(&card, &reader, &command);
-            (card, result)
+        tokio::task::spawn_blocking(move || {
+            let mut shared = shared.lock().map_err(|_| LinkError::CardRemoved { reader: reader.clone() })?;
+            let card = shared.card.as_ref().ok_or_else(|| LinkError::CardRemoved { reader: reader.clone() })?;
+            match exchange_blocking(card, &reader, &command) {
+                Ok(response) => {
+                    if !response.data.is_empty() {
+                        shared.queued.push_back(response.data);
+                    }
+                    Ok(response.sw)
+                }
+                Err(error) => {
+                    if matches!(error, LinkError::CardRemoved { .. }) {
+                        shared.card = None;
+                    }
+                    Err(error)
+                }
+            }
         })
         .await
-        .map_err(|e| LinkError::Io(std::io::Error::other(e)))?;
-        if !matches!(result, Err(LinkError::CardRemoved { .. })) {
-            self.card = Some(card);
-        }
-        result
+        .map_err(|e| LinkError::Io(std::io::Error::other(e)))?
     }
 
-    fn accept(&mut self, response: ResponseApdu) -> Result<(), LinkError> {
-        if response.sw != sw::OK {
-            return Err(LinkError::CardStatus { reader: self.reader.clone(), sw: response.sw });
-        }
-        if !response.data.is_empty() {
-            self.queued.push_back(response.data);
-        }
-        Ok(())
+    fn check(&self, status: u16) -> Result<(), LinkError> {
+        if status == sw::OK { Ok(()) } else { Err(LinkError::CardStatus { reader: self.reader.clone(), sw: status }) }
+    }
+
+    fn pop_queued(&self) -> Option<Vec<u8>> {
+        self.shared.lock().ok()?.queued.pop_front()
     }
 }
 
@@ -192,20 +209,20 @@ impl Link for PcscLink {
 
     async fn send(&mut self, message: &[u8]) -> Result<(), LinkError> {
         for command in apdu::exchange_commands(message) {
-            let response = self.transmit(command).await?;
-            self.accept(response)?;
+            let status = self.transmit(command).await?;
+            self.check(status)?;
         }
         Ok(())
     }
 
     async fn recv(&mut self) -> Result<Vec<u8>, LinkError> {
         loop {
-            if let Some(message) = self.queued.pop_front() {
+            if let Some(message) = self.pop_queued() {
                 return Ok(message);
             }
             tokio::time::sleep(POLL_INTERVAL).await;
-            let response = self.transmit(apdu::poll()).await?;
-            self.accept(response)?;
+            let status = self.transmit(apdu::poll()).await?;
+            self.check(status)?;
         }
     }
 }
