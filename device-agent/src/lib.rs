@@ -10,6 +10,7 @@
 
 pub mod ble;
 pub mod ble_peripheral;
+pub mod ble_relay;
 pub mod card;
 pub mod core;
 pub mod driver;

@@ -3,7 +3,9 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use keyfill_agent::AgentCore;
+use keyfill_agent::ble::serve_connection;
 use keyfill_agent::ble_peripheral::serve_ble;
+use keyfill_agent::ble_relay::RelayChannel;
 use keyfill_agent::card::CardApplet;
 use keyfill_agent::driver::FaultInjection;
 use keyfill_agent::identity::DeviceIdentity;
@@ -63,7 +65,7 @@ enum Command {
         force: bool,
     },
     /// Answer provisioning sessions on a serial port, as a virtual smart card, or over BLE.
-    #[command(group(clap::ArgGroup::new("link").required(true).args(["serial", "vpcd", "ble"])))]
+    #[command(group(clap::ArgGroup::new("link").required(true).args(["serial", "vpcd", "ble", "ble_relay"])))]
     Serve {
         /// Serial device path, e.g. /dev/ttyUSB0.
         #[arg(long)]
@@ -74,6 +76,12 @@ enum Command {
         /// Advertise the Keyfill GATT service on the default Bluetooth adapter (BlueZ).
         #[arg(long)]
         ble: bool,
+        /// Serve BLE through a GATT relay at HOST:PORT (a simulated BlueZ or a bench bridge).
+        #[arg(long, value_name = "HOST:PORT")]
+        ble_relay: Option<String>,
+        /// ATT MTU of the relayed link.
+        #[arg(long, default_value_t = 185)]
+        ble_mtu: usize,
         #[arg(long, default_value_t = 115_200)]
         baud: u32,
         /// Inject a fault (tests only).
@@ -148,7 +156,7 @@ async fn main() -> Result<()> {
             }
             println!("{payload}");
         }
-        Command::Serve { serial, vpcd, ble, baud, fault } => {
+        Command::Serve { serial, vpcd, ble, ble_relay, ble_mtu, baud, fault } => {
             let identity = load_identity(&cli.state)?;
             let mut store = keystore(&cli.state);
             let stored = store.load()?;
@@ -163,6 +171,10 @@ async fn main() -> Result<()> {
                 (Some(serial), _) => serve_serial(&serial, baud, core, &mut store, fault).await?,
                 (None, Some(address)) => serve_vpcd(&address, core, &mut store, fault).await?,
                 (None, None) if ble => serve_ble(&local_name, &mut core, &mut store, fault).await?,
+                (None, None) if ble_relay.is_some() => {
+                    let address = ble_relay.unwrap_or_default();
+                    serve_ble_relay(&address, ble_mtu, core, &mut store, fault).await?
+                }
                 (None, None) => bail!("give --serial PATH, --vpcd HOST:PORT or --ble"),
             }
         }
@@ -261,6 +273,33 @@ async fn serve_vpcd(address: &str, core: AgentCore, store: &mut FileKeystore, mu
             }
             Ok(()) => {}
         }
+    }
+}
+
+/// Connects to the GATT relay, and again after every disconnection.
+async fn serve_ble_relay(
+    address: &str,
+    mtu: usize,
+    mut core: AgentCore,
+    store: &mut FileKeystore,
+    fault: FaultInjection,
+) -> Result<()> {
+    info!(device = %core.device_id(), %address, mtu, "serving provisioning over a BLE relay");
+    loop {
+        let stream = match tokio::net::TcpStream::connect(address).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                debug!(%error, "BLE relay not reachable yet");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+        };
+        info!("central connected through the relay");
+        let mut channel = RelayChannel::new(stream, mtu);
+        if let Err(error) = serve_connection(&mut channel, &mut core, store, fault).await {
+            info!(%error, "BLE relay session ended");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! Fixtures for end-to-end tests that drive the real `keyfill` and `keyfill-agent` binaries
 //! over pseudo-terminal pairs, against SQLite files and a real PostgreSQL server.
 
+pub mod bluez;
 pub mod pcscd;
 
 use anyhow::{Context, Result, bail};
@@ -200,7 +201,14 @@ impl Station {
 
     /// Runs `keyfill ARGS` to completion.
     pub fn run(&self, args: &[&str]) -> Result<Output> {
-        let output = self.command(args).output().context("cannot run keyfill")?;
+        self.run_env(args, &[])
+    }
+
+    /// Runs `keyfill ARGS` with extra environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied());
+        let output = command.output().context("cannot run keyfill")?;
         let mut transcript = self.transcript.borrow_mut();
         transcript.extend_from_slice(&output.stdout);
         transcript.extend_from_slice(&output.stderr);
@@ -254,6 +262,11 @@ impl Agent {
     /// Starts `keyfill-agent serve --serial PORT` in the background.
     pub fn serve(&mut self, port: &Path, extra: &[&str]) -> Result<()> {
         self.spawn_serve(&["--serial".as_ref(), port.as_os_str()], extra)
+    }
+
+    /// Starts `keyfill-agent serve --ble-relay ADDRESS`: the device behind a GATT relay.
+    pub fn serve_relay(&mut self, address: &str, extra: &[&str]) -> Result<()> {
+        self.spawn_serve(&["--ble-relay".as_ref(), address.as_ref()], extra)
     }
 
     /// Starts `keyfill-agent serve --vpcd ADDRESS`: the virtual card enters the reader.
