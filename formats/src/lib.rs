@@ -14,6 +14,7 @@ pub mod base45;
 pub mod ble;
 mod cbor;
 pub mod cert;
+pub mod e4;
 pub mod frame;
 pub mod ids;
 pub mod message;

@@ -1,0 +1,40 @@
+//! E4, byte for byte: client ids and topic hashes, protected messages (AES-CMAC-SIV with the
+//! key used twice, the timestamp as the one associated-data component), the eight commands, and
+//! the public-key mode's command key. Matches the deployed E4 implementations (Go and C
+//! clients, C2), which win where E4's prose specification disagrees.
+
+mod command;
+mod protect;
+mod pubkey;
+
+pub use command::{Command, CommandError, KeyMode, SET_ID_KEY};
+pub use protect::{E4Error, TAG_LEN, TIMESTAMP_LEN, TimestampPolicy, protect, protected_timestamp, unprotect};
+pub use pubkey::{PubKeyError, command_key_for_c2, command_key_for_device};
+
+use crate::ids::DeviceId;
+use sha3::{Digest, Sha3_256};
+
+/// Length of client ids and topic hashes.
+pub const ID_LEN: usize = 16;
+/// Longest topic in bytes.
+pub const MAX_TOPIC_LEN: usize = 512;
+/// Receivers reject protected messages older than this many seconds.
+pub const MAX_AGE_SECS: u64 = 600;
+
+/// First 16 bytes of SHA3-256 of a topic.
+pub fn topic_hash(topic: &str) -> [u8; ID_LEN] {
+    let digest = Sha3_256::digest(topic.as_bytes());
+    let mut hash = [0u8; ID_LEN];
+    hash.copy_from_slice(&digest[..ID_LEN]);
+    hash
+}
+
+/// A client's control topic: `e4/` + lowercase hex of its id.
+pub fn control_topic(id: &DeviceId) -> String {
+    id.control_topic()
+}
+
+/// Whether `topic` is a valid E4 topic (1..=512 bytes).
+pub fn valid_topic(topic: &str) -> bool {
+    !topic.is_empty() && topic.len() <= MAX_TOPIC_LEN
+}
