@@ -319,6 +319,7 @@ impl AgentCore {
                     key: delivery.key.clone(),
                     station_id: session.station.station_id,
                     issued_at: delivery.issued_at,
+                    e4: Default::default(),
                 };
                 self.state = State::AwaitingPersist(Box::new(AwaitingPersist { session, key_id }));
                 vec![AgentOutput::Event(AgentEvent::KeyReceived { key_id }), AgentOutput::Persist(record)]

@@ -14,6 +14,7 @@ pub mod ble_relay;
 pub mod card;
 pub mod core;
 pub mod driver;
+pub mod e4client;
 pub mod identity;
 pub mod keystore;
 pub mod serial;

@@ -4,6 +4,7 @@
 //! clients, C2), which win where E4's prose specification disagrees.
 
 mod command;
+pub mod keyfill;
 mod protect;
 mod pubkey;
 
