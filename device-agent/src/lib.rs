@@ -17,6 +17,7 @@ pub mod driver;
 pub mod e4client;
 pub mod identity;
 pub mod keystore;
+pub mod mqtt;
 pub mod serial;
 pub mod vpcd;
 

@@ -8,8 +8,10 @@ use keyfill_agent::ble_peripheral::serve_ble;
 use keyfill_agent::ble_relay::RelayChannel;
 use keyfill_agent::card::CardApplet;
 use keyfill_agent::driver::FaultInjection;
+use keyfill_agent::e4client::E4Client;
 use keyfill_agent::identity::DeviceIdentity;
 use keyfill_agent::keystore::{FileKeystore, Keystore, write_atomically};
+use keyfill_agent::mqtt::{E4Fault, run_mqtt};
 use keyfill_agent::serial::{LinkError, serve_stream};
 use keyfill_agent::vpcd::{VpcdError, serve_card};
 use std::path::{Path, PathBuf};
@@ -33,6 +35,12 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MqttFault {
+    DropFirstConfirmation,
+    ExitAfterNextStored,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -87,6 +95,21 @@ enum Command {
         /// Inject a fault (tests only).
         #[arg(long, value_enum, hide = true)]
         fault: Option<Fault>,
+    },
+    /// Run the E4 client: apply commands from the control topic, confirm key rotations.
+    Mqtt {
+        /// Broker URL, mqtt://HOST[:PORT].
+        #[arg(long)]
+        broker: String,
+        /// Seconds the old client key stays valid after a SetIdKey unless the new key is used first.
+        #[arg(long, default_value_t = keyfill_agent::e4client::DEFAULT_GRACE_SECS)]
+        grace_secs: u64,
+        /// Announce the device on keyfill/hello/<id> after connecting (first use).
+        #[arg(long)]
+        hello: bool,
+        /// Inject a fault (tests only).
+        #[arg(long, value_enum, hide = true)]
+        fault: Option<MqttFault>,
     },
     /// Show what the device holds (never the key itself).
     Status {
@@ -177,6 +200,18 @@ async fn main() -> Result<()> {
                 }
                 (None, None) => bail!("give --serial PATH, --vpcd HOST:PORT or --ble"),
             }
+        }
+        Command::Mqtt { broker, grace_secs, hello, fault } => {
+            let identity = load_identity(&cli.state)?;
+            let mut store = keystore(&cli.state);
+            let state = store.load()?.context("the device holds no key: provision it first")?;
+            let fault = match fault {
+                Some(MqttFault::DropFirstConfirmation) => E4Fault::DropFirstConfirmation,
+                Some(MqttFault::ExitAfterNextStored) => E4Fault::ExitAfterNextStored,
+                None => E4Fault::None,
+            };
+            let client = E4Client::new(identity.device_id, state, grace_secs);
+            run_mqtt(&broker, client, &mut store, hello, fault).await?;
         }
         Command::Status { json } => {
             let identity = load_identity(&cli.state)?;

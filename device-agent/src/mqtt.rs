@@ -1,0 +1,152 @@
+//! Runs the E4 client over MQTT with rumqttc: subscribes to the device's control topic,
+//! applies commands through [`E4Client`], persists before publishing, and publishes
+//! confirmations (and an optional hello) with QoS 2.
+
+use crate::e4client::{E4Client, E4Event, E4Output};
+use crate::keystore::Keystore;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+use tracing::{debug, info, warn};
+
+/// Faults a test can inject into a real agent process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum E4Fault {
+    #[default]
+    None,
+    /// Do not publish the first confirmation, as if the broker had lost it.
+    DropFirstConfirmation,
+    /// Exit right after storing a next key, before confirming it.
+    ExitAfterNextStored,
+}
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum MqttError {
+    #[error("bad broker URL {0:?}: expected mqtt://HOST[:PORT]")]
+    BadUrl(String),
+    #[error("MQTT client: {0}")]
+    Client(#[from] rumqttc::ClientError),
+    #[error("keystore: {0}")]
+    Keystore(#[from] crate::keystore::KeystoreError),
+}
+
+/// Host and port of `mqtt://HOST[:PORT]` (or `tcp://`).
+pub fn parse_broker(url: &str) -> Result<(String, u16), MqttError> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+        .ok_or_else(|| MqttError::BadUrl(url.into()))?;
+    let rest = rest.trim_end_matches('/');
+    match rest.rsplit_once(':') {
+        Some((host, port)) => Ok((host.to_owned(), port.parse().map_err(|_| MqttError::BadUrl(url.into()))?)),
+        None if !rest.is_empty() => Ok((rest.to_owned(), 1883)),
+        None => Err(MqttError::BadUrl(url.into())),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+async fn sleep_until_unix(deadline: Option<u64>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep(Duration::from_secs(deadline.saturating_sub(unix_now()).max(1))).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves E4 commands until the process ends.
+pub async fn run_mqtt<K: Keystore>(
+    broker: &str,
+    mut client: E4Client,
+    keystore: &mut K,
+    hello: bool,
+    mut fault: E4Fault,
+) -> Result<(), MqttError> {
+    let (host, port) = parse_broker(broker)?;
+    let control = client.control_topic();
+    let mut options = MqttOptions::new(format!("keyfill-{}", &control[3..]), host, port);
+    options.set_keep_alive(Duration::from_secs(10));
+    // A persistent session: QoS 2 commands sent while the device is offline wait for it.
+    options.set_clean_session(false);
+    let (mqtt, mut events) = AsyncClient::new(options, 64);
+    info!(%broker, %control, "E4 client connecting");
+    loop {
+        let outputs = tokio::select! {
+            event = events.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    mqtt.subscribe(control.clone(), QoS::ExactlyOnce).await?;
+                    if hello {
+                        match client.hello(unix_now()) {
+                            Ok(output) => vec![output],
+                            Err(error) => { warn!(%error, "cannot make a hello"); Vec::new() }
+                        }
+                    } else {
+                        Vec::new()
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) if publish.topic == control => {
+                    client.handle_control(&publish.payload, unix_now())
+                }
+                Ok(other) => {
+                    debug!(?other, "MQTT event");
+                    Vec::new()
+                }
+                Err(error) => {
+                    warn!(%error, "MQTT connection error; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Vec::new()
+                }
+            },
+            _ = sleep_until_unix(client.poll_timeout()) => client.handle_timeout(unix_now()),
+        };
+        for output in outputs {
+            match output {
+                E4Output::Persist(state) => {
+                    keystore.store(&state)?;
+                    if fault == E4Fault::ExitAfterNextStored && state.e4.next.is_some() {
+                        warn!("fault injection: exiting after storing the next key, before confirming");
+                        std::process::exit(75);
+                    }
+                }
+                E4Output::Publish { topic, payload } => {
+                    if fault == E4Fault::DropFirstConfirmation && topic.starts_with("keyfill/confirm/") {
+                        warn!("fault injection: dropping the first confirmation");
+                        fault = E4Fault::None;
+                        continue;
+                    }
+                    mqtt.publish(topic, QoS::ExactlyOnce, false, payload).await?;
+                }
+                E4Output::Event(event) => log_event(&event),
+            }
+        }
+    }
+}
+
+fn log_event(event: &E4Event) {
+    match event {
+        E4Event::NextKeyStored { command_timestamp } => {
+            info!(command_timestamp, "SetIdKey: next key stored, confirming")
+        }
+        E4Event::RotationConfirmedAgain { command_timestamp } => {
+            info!(command_timestamp, "SetIdKey repeated: confirming again")
+        }
+        E4Event::KeyPromoted { by_command } => info!(by_command, "new client key in use; old key erased"),
+        E4Event::CommandApplied { command } => info!(command, "E4 command applied"),
+        E4Event::Rejected { reason } => warn!(%reason, "E4 message rejected"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_broker;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(parse_broker("mqtt://127.0.0.1:1883").ok(), Some(("127.0.0.1".into(), 1883)));
+        assert_eq!(parse_broker("mqtt://broker").ok(), Some(("broker".into(), 1883)));
+        assert!(parse_broker("http://x").is_err());
+        assert!(parse_broker("mqtt://h:port").is_err());
+    }
+}
