@@ -56,7 +56,11 @@ pub async fn serve_connection<C: FragmentChannel, K: Keystore>(
                 let Some(fragment) = written? else { return Ok(()) };
                 match endpoint.receive(&fragment, Instant::now()) {
                     Ok(output) => {
-                        transmit.extend(output.transmit);
+                        // Acknowledge before the core runs: storing a key may take longer than the
+                        // station's retransmission timer.
+                        for ack in &output.transmit {
+                            channel.notify(ack).await?;
+                        }
                         for message in output.delivered {
                             let outputs = core.handle_message(&message, Instant::now(), unix_now());
                             let replies = settle(core, outputs, keystore, fault).map_err(|FaultTriggered| BleServeError::Dropped)?;

@@ -34,7 +34,9 @@ struct BluerChannel {
 
 impl FragmentChannel for BluerChannel {
     fn mtu(&self) -> usize {
-        self.writer.mtu().max(MIN_MTU)
+        // bluer reports the usable notification size; the framing counts in ATT MTU, which
+        // adds the 3-byte ATT header.
+        (self.writer.mtu() + 3).max(MIN_MTU)
     }
 
     async fn notify(&mut self, fragment: &[u8]) -> std::io::Result<()> {
@@ -45,6 +47,15 @@ impl FragmentChannel for BluerChannel {
         let packet = self.reader.recv().await?;
         Ok((!packet.is_empty()).then_some(packet))
     }
+}
+
+/// The name as advertised: at most 29 bytes, cut on a character boundary.
+pub fn advertised_name(name: &str) -> String {
+    let mut end = name.len().min(keyfill_formats::qr::MAX_BLE_NAME_LEN);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
 }
 
 fn uuid(text: &str) -> Result<bluer::Uuid, PeripheralError> {
@@ -64,7 +75,7 @@ pub async fn serve_ble<K: Keystore>(
     let advertisement = Advertisement {
         service_uuids: [uuid(SERVICE_UUID)?].into_iter().collect(),
         discoverable: Some(true),
-        local_name: Some(local_name.chars().take(keyfill_formats::qr::MAX_BLE_NAME_LEN).collect()),
+        local_name: Some(advertised_name(local_name)),
         ..Default::default()
     };
     let _advertising = adapter.advertise(advertisement).await?;

@@ -195,10 +195,13 @@ async fn main() -> Result<()> {
                 (None, Some(address)) => serve_vpcd(&address, core, &mut store, fault).await?,
                 (None, None) if ble => serve_ble(&local_name, &mut core, &mut store, fault).await?,
                 (None, None) if ble_relay.is_some() => {
+                    if !(keyfill_formats::ble::MIN_MTU..=keyfill_formats::ble::MAX_MTU).contains(&ble_mtu) {
+                        bail!("--ble-mtu must be within 23..=517");
+                    }
                     let address = ble_relay.unwrap_or_default();
                     serve_ble_relay(&address, ble_mtu, core, &mut store, fault).await?
                 }
-                (None, None) => bail!("give --serial PATH, --vpcd HOST:PORT or --ble"),
+                (None, None) => bail!("give --serial PATH, --vpcd HOST:PORT, --ble or --ble-relay HOST:PORT"),
             }
         }
         Command::Mqtt { broker, grace_secs, hello, fault } => {

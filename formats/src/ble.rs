@@ -83,7 +83,7 @@ pub fn fragment(seq: u8, message: &[u8], mtu: usize) -> Result<Vec<Vec<u8>>, Ble
         .enumerate()
         .map(|(index, chunk)| {
             let kind = if index == last { KIND_DATA | LAST } else { KIND_DATA };
-            // At most 1536 / 14 + 1 = 110 fragments: the index fits a byte.
+            // At most ceil(1536 / 17) = 91 fragments (MTU 23): the index fits a byte.
             let mut fragment = vec![kind, seq, index as u8];
             fragment.extend_from_slice(chunk);
             fragment

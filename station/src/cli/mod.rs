@@ -70,7 +70,7 @@ enum Command {
     /// Provision devices over serial, PC/SC (smart card, NFC) or BLE links.
     ///
     /// Several links provision concurrently, each session independent: give one label per link;
-    /// the i-th label belongs to the i-th link, serial ports first, then PC/SC readers.
+    /// the i-th label belongs to the i-th link: serial ports, then PC/SC readers, then BLE devices.
     Provision {
         #[command(flatten)]
         link: LinkArgs,
@@ -274,7 +274,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let payloads = read_payloads(qr, qr_image)?;
             if payloads.len() != specs.len() {
                 bail!(
-                    "{} link(s) but {} label(s): give one label per link (serial ports first, then PC/SC readers)",
+                    "{} link(s) but {} label(s): give one label per link (serial ports, then PC/SC readers, then BLE devices)",
                     specs.len(),
                     payloads.len()
                 );

@@ -222,3 +222,14 @@ pub async fn note_pending(pool: &AnyPool, id: &str, note: &str) -> Result<(), Db
         .await?;
     Ok(())
 }
+
+/// Makes `key_id` the device's current key (after a confirmed rotation).
+pub async fn set_current_key(tx: &mut Transaction<'_, Any>, id: &str, key_id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE devices SET current_key_id = $1, updated_at = $2 WHERE id = $3")
+        .bind(key_id)
+        .bind(now_millis())
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

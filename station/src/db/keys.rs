@@ -63,3 +63,38 @@ pub async fn mark_failed(tx: &mut Transaction<'_, Any>, key_id: &str) -> Result<
         .await?;
     Ok(())
 }
+
+/// Inserts a key sent in a rotation, not yet confirmed.
+pub async fn insert_next(
+    tx: &mut Transaction<'_, Any>,
+    key_id: &str,
+    device_id: &str,
+    kind: &str,
+    sealed_key: &[u8],
+    station_id: &str,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO device_keys (key_id, device_id, kind, sealed_key, state, station_id, created_at, confirmed_at) \
+         VALUES ($1, $2, $3, $4, 'next', $5, $6, NULL)",
+    )
+    .bind(key_id)
+    .bind(device_id)
+    .bind(kind)
+    .bind(sealed_key.to_vec())
+    .bind(station_id)
+    .bind(now_millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_state(tx: &mut Transaction<'_, Any>, key_id: &str, state: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE device_keys SET state = $1, confirmed_at = CASE WHEN $2 = 'active' THEN $3 ELSE confirmed_at END WHERE key_id = $4")
+        .bind(state)
+        .bind(state)
+        .bind(now_millis())
+        .bind(key_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -6,6 +6,7 @@
 pub mod devices;
 pub mod events;
 pub mod keys;
+pub mod rotations;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};

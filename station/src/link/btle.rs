@@ -118,7 +118,7 @@ pub async fn open_ble(target: &str, scan: Duration) -> Result<BleLink<BtleplugGa
         .map_err(|e| ble_error("adapters", e))?
         .into_iter()
         .next()
-        .ok_or_else(|| LinkError::NoReader { wanted: "a Bluetooth adapter".into() })?;
+        .ok_or(LinkError::NoBluetoothAdapter)?;
     let peripheral = find(&adapter, target, scan).await?;
     let address = peripheral.address().to_string();
     info!(%address, %target, "connecting");

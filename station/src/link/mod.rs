@@ -45,6 +45,8 @@ pub enum LinkError {
     BleDisconnected(String),
     #[error("no BLE device advertising as {target} within {seconds} s")]
     BleNotFound { target: String, seconds: u64 },
+    #[error("no Bluetooth adapter (is bluetoothd running?)")]
+    NoBluetoothAdapter,
     #[error("BLE device {0} has no Keyfill GATT service")]
     BleNoService(String),
 }
