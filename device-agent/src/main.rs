@@ -232,6 +232,9 @@ async fn main() -> Result<()> {
                 "key_id": stored.as_ref().map(|k| hex::encode(k.key_id)),
                 "station_id": stored.as_ref().map(|k| hex::encode(k.station_id)),
                 "issued_at": stored.as_ref().map(|k| k.issued_at),
+                "rotation_pending": stored.as_ref().is_some_and(|k| k.e4.next.is_some()),
+                "next_key_id": stored.as_ref().and_then(|k| k.e4.next.as_ref()).map(|n| hex::encode(keyfill_formats::e4::keyfill::rotated_key_id(&n.key))),
+                "topic_keys": stored.as_ref().map_or(0, |k| k.e4.topic_keys.len()),
             });
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);

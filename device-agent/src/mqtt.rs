@@ -1,6 +1,11 @@
 //! Runs the E4 client over MQTT with rumqttc: subscribes to the device's control topic,
 //! applies commands through [`E4Client`], persists before publishing, and publishes
-//! confirmations (and an optional hello) with QoS 2.
+//! confirmations (and an optional hello).
+//!
+//! The device uses QoS 1 both ways, with a persistent session. Every E4 command and every
+//! confirmation is idempotent, so a duplicate costs nothing, while QoS 2's exactly-once state
+//! would not survive a power loss: after a restart the broker resumes a half-finished QoS 2
+//! exchange the new process knows nothing of, and the client drops the connection.
 
 use crate::e4client::{E4Client, E4Event, E4Output};
 use crate::keystore::Keystore;
@@ -76,7 +81,7 @@ pub async fn run_mqtt<K: Keystore>(
         let outputs = tokio::select! {
             event = events.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    mqtt.subscribe(control.clone(), QoS::ExactlyOnce).await?;
+                    mqtt.subscribe(control.clone(), QoS::AtLeastOnce).await?;
                     if hello {
                         match client.hello(unix_now()) {
                             Ok(output) => vec![output],
@@ -116,7 +121,7 @@ pub async fn run_mqtt<K: Keystore>(
                         fault = E4Fault::None;
                         continue;
                     }
-                    mqtt.publish(topic, QoS::ExactlyOnce, false, payload).await?;
+                    mqtt.publish(topic, QoS::AtLeastOnce, false, payload).await?;
                 }
                 E4Output::Event(event) => log_event(&event),
             }

@@ -16,4 +16,5 @@ pub mod link;
 pub mod protocol;
 pub mod provision;
 pub mod qr_image;
+pub mod rotation;
 pub mod seal;

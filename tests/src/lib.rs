@@ -294,6 +294,24 @@ impl Agent {
         Ok(())
     }
 
+    /// Starts `keyfill-agent mqtt --broker BROKER` (the E4 client) in the background.
+    pub fn mqtt(&mut self, broker: &str, extra: &[&str]) -> Result<()> {
+        self.stop();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new(binary("keyfill-agent"))
+            .arg("--state")
+            .arg(&self.state)
+            .args(["mqtt", "--broker", broker])
+            .args(extra)
+            .env("KEYFILL_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.serving = Some(child);
+        Ok(())
+    }
+
     /// Waits for the serving agent to exit on its own (fault injection), returning its code.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
         let Some(child) = self.serving.as_mut() else { bail!("agent is not serving") };
@@ -350,6 +368,29 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The Mosquitto broker the tests use.
+pub const BROKER: &str = "mqtt://127.0.0.1:1883";
+
+/// A device name unique to this run: retained messages outlive test runs on the broker.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand_u64() as u32)
+}
+
+/// A station with one device provisioned over a pseudo-terminal; the agent is stopped again.
+pub fn provisioned_device(dir: &Path, db: Database, name: &str) -> Result<(Station, Agent)> {
+    let station = Station::init(dir, db)?;
+    let mut agent = Agent::init(dir, name, &station.factory_root_file(), &[])?;
+    let pty = PtyPair::new(dir)?;
+    agent.serve(&pty.device_side, &[])?;
+    let output =
+        station.run(&["provision", "--serial", &pty.station_side.to_string_lossy(), "--qr", &agent.payload])?;
+    if !output.status.success() {
+        bail!("provisioning failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    agent.stop();
+    Ok((station, agent))
 }
 
 /// Every encoding of `key` a careless program might write: raw, hex (both cases), base64

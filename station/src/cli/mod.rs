@@ -3,6 +3,7 @@
 
 mod links;
 mod output;
+mod rotate;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -95,6 +96,8 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Rotate devices' E4 client keys over MQTT, confirmed by each device under its new key.
+    Rotate(rotate::RotateArgs),
     /// Show the station identity and where its state lives.
     Info,
     /// List PC/SC readers (smart-card and NFC).
@@ -290,6 +293,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Devices { command } => devices_command(global, &home, command).await?,
+        Command::Rotate(args) => {
+            let station = global.station(&home).await?;
+            if !rotate::run(station, args, interactive).await? {
+                bail!("not every rotation was confirmed; see the report above");
+            }
+        }
         Command::Readers { json } => {
             let readers = list_readers()?;
             if json {

@@ -44,6 +44,9 @@ pub struct DeviceJson<'a> {
     pub created_at: String,
     pub updated_at: String,
     pub provisioned_at: Option<String>,
+    /// Key rotation: null, rotation_pending, active or rotation_failed.
+    pub rotation: Option<&'a str>,
+    pub rotation_attempts: Option<i64>,
 }
 
 impl<'a> From<&'a Device> for DeviceJson<'a> {
@@ -62,6 +65,8 @@ impl<'a> From<&'a Device> for DeviceJson<'a> {
             created_at: rfc3339(d.created_at),
             updated_at: rfc3339(d.updated_at),
             provisioned_at: d.provisioned_at.map(rfc3339),
+            rotation: d.rotation.as_deref(),
+            rotation_attempts: d.rotation_attempts,
         }
     }
 }

@@ -52,6 +52,8 @@ struct DeviceRow {
     created_at: i64,
     updated_at: i64,
     provisioned_at: Option<i64>,
+    rotation_state: Option<String>,
+    rotation_attempts: Option<i64>,
 }
 
 /// A device as stored. `sealed_setup_secret` stays sealed and is never serialised.
@@ -74,6 +76,9 @@ pub struct Device {
     pub created_at: i64,
     pub updated_at: i64,
     pub provisioned_at: Option<i64>,
+    /// Rotation state, if a rotation was ever started: rotation_pending, active, rotation_failed.
+    pub rotation: Option<String>,
+    pub rotation_attempts: Option<i64>,
 }
 
 impl TryFrom<DeviceRow> for Device {
@@ -95,6 +100,8 @@ impl TryFrom<DeviceRow> for Device {
             created_at: row.created_at,
             updated_at: row.updated_at,
             provisioned_at: row.provisioned_at,
+            rotation: row.rotation_state,
+            rotation_attempts: row.rotation_attempts,
         })
     }
 }
@@ -111,18 +118,20 @@ pub struct NewDevice {
     pub model: Option<String>,
 }
 
-const SELECT: &str = "SELECT id, name, serial_number, credential_mode, identity_public_key, sealed_setup_secret, model, \
-     state, transport, port, current_key_id, failure, created_at, updated_at, provisioned_at FROM devices";
+const SELECT: &str = "SELECT d.id, d.name, d.serial_number, d.credential_mode, d.identity_public_key, d.sealed_setup_secret, \
+     d.model, d.state, d.transport, d.port, d.current_key_id, d.failure, d.created_at, d.updated_at, d.provisioned_at, \
+     r.state AS rotation_state, r.attempts AS rotation_attempts \
+     FROM devices d LEFT JOIN rotations r ON r.device_id = d.id";
 
 pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<Device>, DbError> {
     let row: Option<DeviceRow> =
-        sqlx::query_as(&format!("{SELECT} WHERE id = $1")).bind(id).fetch_optional(pool).await?;
+        sqlx::query_as(&format!("{SELECT} WHERE d.id = $1")).bind(id).fetch_optional(pool).await?;
     row.map(Device::try_from).transpose()
 }
 
 /// Finds a device by id (hex) or by name.
 pub async fn find(pool: &AnyPool, id_or_name: &str) -> Result<Option<Device>, DbError> {
-    let row: Option<DeviceRow> = sqlx::query_as(&format!("{SELECT} WHERE id = $1 OR name = $2"))
+    let row: Option<DeviceRow> = sqlx::query_as(&format!("{SELECT} WHERE d.id = $1 OR d.name = $2"))
         .bind(id_or_name.to_ascii_lowercase())
         .bind(id_or_name)
         .fetch_optional(pool)
@@ -133,12 +142,12 @@ pub async fn find(pool: &AnyPool, id_or_name: &str) -> Result<Option<Device>, Db
 pub async fn list(pool: &AnyPool, state: Option<DeviceState>) -> Result<Vec<Device>, DbError> {
     let rows: Vec<DeviceRow> = match state {
         Some(state) => {
-            sqlx::query_as(&format!("{SELECT} WHERE state = $1 ORDER BY created_at, id"))
+            sqlx::query_as(&format!("{SELECT} WHERE d.state = $1 ORDER BY d.created_at, d.id"))
                 .bind(state.as_str())
                 .fetch_all(pool)
                 .await?
         }
-        None => sqlx::query_as(&format!("{SELECT} ORDER BY created_at, id")).fetch_all(pool).await?,
+        None => sqlx::query_as(&format!("{SELECT} ORDER BY d.created_at, d.id")).fetch_all(pool).await?,
     };
     rows.into_iter().map(Device::try_from).collect()
 }

@@ -1,0 +1,562 @@
+//! First-use key rotation over MQTT, confirmed by the device under the new key.
+//!
+//! For each device: a new key is generated and recorded sealed as `next` with the rotation in
+//! `rotation_pending` before anything is published; each attempt is an E4 SetIdKey with a fresh
+//! timestamp under the current key (retained, QoS 2, like C2), and from the second attempt on
+//! also under the new key, in case the device already switched and erased the old one. The
+//! device's confirmation, protected under the new key, names the new key and one of the sent
+//! timestamps; only then does the new key become `active` and the old one `retired`. Without a
+//! confirmation the rotation ends `rotation_failed` with both keys kept: the device's next
+//! contact (a hello or a late confirmation, see [`Rotator::watch`]) tells which key it holds.
+//! A rotation interrupted by a station restart resumes from the database with the same keys.
+
+use crate::db::devices::{self, DeviceState};
+use crate::db::events;
+use crate::db::rotations::{self, Rotation};
+use crate::db::{DbError, keys};
+use crate::provision::Station;
+use crate::seal::{self, SealError};
+use keyfill_formats::e4::keyfill::{
+    CONFIRM_TOPIC_PREFIX, Confirmation, HELLO_PLAINTEXT, HELLO_TOPIC_PREFIX, rotated_key_id,
+};
+use keyfill_formats::e4::{self, Command, TimestampPolicy};
+use keyfill_formats::{DeviceId, SecretKey};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+const KEY_KIND: &str = "e4-symmetric-client-key";
+
+/// Retry schedule and concurrency.
+#[derive(Debug, Clone, Copy)]
+pub struct RotationSettings {
+    /// Wait for a confirmation after the first attempt; doubles after each attempt.
+    pub first_wait: Duration,
+    pub max_wait: Duration,
+    pub max_attempts: u32,
+    /// Rotations in flight at once.
+    pub window: usize,
+}
+
+impl Default for RotationSettings {
+    fn default() -> Self {
+        RotationSettings {
+            first_wait: Duration::from_secs(5),
+            max_wait: Duration::from_secs(120),
+            max_attempts: 6,
+            window: 64,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RotationError {
+    #[error("unknown device {0}")]
+    UnknownDevice(String),
+    #[error("device {0} is not provisioned")]
+    NotProvisioned(String),
+    #[error(
+        "no confirmation after {attempts} attempts; both keys are kept, the device's next contact tells which it uses"
+    )]
+    Unconfirmed { attempts: u32 },
+    #[error("bad broker URL {0:?}: expected mqtt://HOST[:PORT]")]
+    BadBroker(String),
+    #[error("MQTT: {0}")]
+    Mqtt(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error(transparent)]
+    E4(#[from] e4::E4Error),
+}
+
+/// Progress of a batch, as events (the CLI draws a bar, the GUI its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotationProgress {
+    Attempt { device: String, attempt: u32 },
+    Rotated { device: String },
+    Failed { device: String, reason: String },
+}
+
+/// How one device's rotation ended.
+#[derive(Debug)]
+pub struct RotationReport {
+    pub device_id: String,
+    pub name: String,
+    pub result: Result<String, RotationError>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Host and port of `mqtt://HOST[:PORT]`.
+pub fn parse_broker(url: &str) -> Result<(String, u16), RotationError> {
+    keyfill_agent::mqtt::parse_broker(url).map_err(|_| RotationError::BadBroker(url.into()))
+}
+
+/// An MQTT message: topic and payload.
+type Message = (String, Vec<u8>);
+type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>>;
+
+/// Counts QoS 2 publications handed to the client and completed by the broker, so the station
+/// can wait for its last commands to leave before it exits.
+#[derive(Debug, Default)]
+struct Delivery {
+    published: std::sync::atomic::AtomicU64,
+    completed: std::sync::atomic::AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
+/// The station's MQTT side of rotation: one connection, confirmations routed per device.
+pub struct Rotator {
+    station: Arc<Station>,
+    mqtt: AsyncClient,
+    delivery: Arc<Delivery>,
+    routes: Routes,
+    unrouted: Mutex<Option<mpsc::UnboundedReceiver<Message>>>,
+    settings: RotationSettings,
+}
+
+impl std::fmt::Debug for Rotator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rotator").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+fn device_hex(topic: &str) -> Option<&str> {
+    topic.strip_prefix(CONFIRM_TOPIC_PREFIX).or_else(|| topic.strip_prefix(HELLO_TOPIC_PREFIX))
+}
+
+impl Rotator {
+    /// Connects to the broker and subscribes to confirmations and hellos.
+    pub async fn connect(
+        station: Arc<Station>,
+        broker: &str,
+        settings: RotationSettings,
+    ) -> Result<Self, RotationError> {
+        let (host, port) = parse_broker(broker)?;
+        let client_id =
+            format!("keyfill-station-{}-{}", hex::encode(station.unlocked.info.station_id), std::process::id());
+        let mut options = MqttOptions::new(client_id, host, port);
+        options.set_keep_alive(Duration::from_secs(15));
+        options.set_inflight(200);
+        let (mqtt, mut events) = AsyncClient::new(options, 4096);
+        let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
+        let (unrouted_tx, unrouted_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let subscriber = mqtt.clone();
+        let task_routes = routes.clone();
+        let delivery = Arc::new(Delivery::default());
+        let task_delivery = delivery.clone();
+        tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            let mut pending_acks = 0;
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        pending_acks = 2;
+                        let _ = subscriber.subscribe(format!("{CONFIRM_TOPIC_PREFIX}+"), QoS::ExactlyOnce).await;
+                        let _ = subscriber.subscribe(format!("{HELLO_TOPIC_PREFIX}+"), QoS::ExactlyOnce).await;
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        pending_acks -= 1;
+                        if pending_acks == 0
+                            && let Some(ready) = ready.take()
+                        {
+                            let _ = ready.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubComp(_))) => {
+                        task_delivery.completed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        task_delivery.changed.notify_waiters();
+                    }
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        let message = (publish.topic.clone(), publish.payload.to_vec());
+                        let route = device_hex(&publish.topic)
+                            .and_then(|id| task_routes.lock().ok().and_then(|routes| routes.get(id).cloned()));
+                        match route {
+                            Some(route) if route.send(message.clone()).is_ok() => {}
+                            _ => {
+                                let _ = unrouted_tx.send(message);
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        warn!(%error, "MQTT connection error; reconnecting");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(15), ready_rx)
+            .await
+            .map_err(|_| RotationError::Mqtt("no answer from the broker".into()))?
+            .map_err(|_| RotationError::Mqtt("connection task ended".into()))?;
+        Ok(Rotator { station, mqtt, delivery, routes, unrouted: Mutex::new(Some(unrouted_rx)), settings })
+    }
+
+    /// Rotates every device in `device_ids` with at most `window` in flight.
+    pub async fn rotate_all(
+        self: &Arc<Self>,
+        device_ids: Vec<String>,
+        progress: impl Fn(RotationProgress) + Send + Sync + 'static,
+    ) -> Vec<RotationReport> {
+        let progress = Arc::new(progress);
+        let window = Arc::new(Semaphore::new(self.settings.window.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for device_id in device_ids {
+            let rotator = self.clone();
+            let window = window.clone();
+            let progress = progress.clone();
+            tasks.spawn(async move {
+                let _permit = window.acquire_owned().await;
+                rotator.rotate(&device_id, &*progress).await
+            });
+        }
+        let mut reports = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(report) = joined {
+                reports.push(report);
+            }
+        }
+        reports
+    }
+
+    /// Rotates one device (or resumes its interrupted rotation).
+    pub async fn rotate(&self, device_id: &str, progress: &(dyn Fn(RotationProgress) + Send + Sync)) -> RotationReport {
+        let name = match devices::get(self.station.inventory.pool(), device_id).await {
+            Ok(Some(device)) => device.name,
+            _ => String::new(),
+        };
+        let result = self.rotate_inner(device_id, progress).await;
+        match &result {
+            Ok(_) => progress(RotationProgress::Rotated { device: device_id.to_owned() }),
+            Err(error) => {
+                progress(RotationProgress::Failed { device: device_id.to_owned(), reason: error.to_string() })
+            }
+        }
+        RotationReport { device_id: device_id.to_owned(), name, result }
+    }
+
+    fn key_context(&self, device: &DeviceId, key_id_hex: &str) -> Result<Vec<u8>, RotationError> {
+        let key_id: [u8; 16] = hex::decode(key_id_hex)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| DbError::Inconsistent(format!("bad key id {key_id_hex}")))?;
+        Ok(seal::device_key_context(device, &key_id))
+    }
+
+    async fn unseal(&self, device: &DeviceId, key_id_hex: &str) -> Result<SecretKey, RotationError> {
+        let row = keys::get(self.station.inventory.pool(), key_id_hex)
+            .await?
+            .ok_or_else(|| DbError::Inconsistent(format!("missing key {key_id_hex}")))?;
+        Ok(self.station.unlocked.master_key.open_key(&self.key_context(device, key_id_hex)?, &row.sealed_key)?)
+    }
+
+    /// The rotation to drive: an unfinished one from the database, or a new one.
+    async fn begin(&self, device_id: &str) -> Result<(DeviceId, Rotation), RotationError> {
+        let pool = self.station.inventory.pool();
+        let device =
+            devices::get(pool, device_id).await?.ok_or_else(|| RotationError::UnknownDevice(device_id.into()))?;
+        if device.state != DeviceState::Provisioned {
+            return Err(RotationError::NotProvisioned(device_id.into()));
+        }
+        let id = DeviceId::from_hex(device_id).ok_or_else(|| RotationError::UnknownDevice(device_id.into()))?;
+        if let Some(rotation) = rotations::get(pool, device_id).await?
+            && rotation.state != "active"
+        {
+            info!(device = device_id, state = %rotation.state, "resuming rotation");
+            return Ok((id, rotation));
+        }
+        let old_key_id = device.key_id.ok_or_else(|| DbError::Inconsistent(format!("{device_id} has no key")))?;
+        let new_key = seal::random_key()?;
+        let new_key_id = hex::encode(rotated_key_id(&new_key));
+        let sealed = self.station.unlocked.master_key.seal(&self.key_context(&id, &new_key_id)?, new_key.expose())?;
+        let station_id = hex::encode(self.station.unlocked.info.station_id);
+        let mut tx = pool.begin().await.map_err(DbError::from)?;
+        keys::insert_next(&mut tx, &new_key_id, device_id, KEY_KIND, &sealed, &station_id).await?;
+        rotations::start(&mut tx, device_id, &old_key_id, &new_key_id).await?;
+        events::record(
+            &mut tx,
+            &self.station.actor,
+            Some(device_id),
+            "rotation_started",
+            &format!("next key {new_key_id}"),
+        )
+        .await?;
+        tx.commit().await.map_err(DbError::from)?;
+        let rotation =
+            rotations::get(pool, device_id).await?.ok_or_else(|| DbError::Inconsistent("rotation vanished".into()))?;
+        Ok((id, rotation))
+    }
+
+    async fn rotate_inner(
+        &self,
+        device_id: &str,
+        progress: &(dyn Fn(RotationProgress) + Send + Sync),
+    ) -> Result<String, RotationError> {
+        let (id, rotation) = self.begin(device_id).await?;
+        let old = self.unseal(&id, &rotation.old_key_id).await?;
+        let new = self.unseal(&id, &rotation.new_key_id).await?;
+        let (route, mut incoming) = mpsc::unbounded_channel();
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.insert(id.to_hex(), route);
+        }
+        let result = self.drive(&id, &rotation, &old, &new, &mut incoming, progress).await;
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.remove(&id.to_hex());
+        }
+        result
+    }
+
+    async fn drive(
+        &self,
+        id: &DeviceId,
+        rotation: &Rotation,
+        old: &SecretKey,
+        new: &SecretKey,
+        incoming: &mut mpsc::UnboundedReceiver<Message>,
+        progress: &(dyn Fn(RotationProgress) + Send + Sync),
+    ) -> Result<String, RotationError> {
+        let pool = self.station.inventory.pool();
+        let device_id = id.to_hex();
+        let mut sent = rotation.sent_timestamps();
+        let resumed = !sent.is_empty();
+        let mut wait = self.settings.first_wait;
+        for attempt in 0..self.settings.max_attempts {
+            // A fresh timestamp for every attempt: E4 receivers drop commands older than 10 minutes.
+            let timestamp = unix_now().max(sent.last().map_or(0, |last| last + 1));
+            sent.push(timestamp);
+            rotations::record_attempt(pool, &device_id, &sent).await?;
+            let set_id_key = Command::SetIdKey { key: new.clone() }.encode();
+            if attempt > 0 || resumed {
+                // The device may have switched already and erased the old key: probe under the new one.
+                let probe = e4::protect(new, timestamp, &set_id_key)?;
+                self.publish(&id.control_topic(), probe, false).await?;
+            }
+            let command = e4::protect(old, timestamp, &set_id_key)?;
+            self.publish(&id.control_topic(), command, true).await?;
+            progress(RotationProgress::Attempt { device: device_id.clone(), attempt: attempt + 1 });
+            let deadline = tokio::time::Instant::now() + wait;
+            while let Ok(Some((topic, payload))) = tokio::time::timeout_at(deadline, incoming.recv()).await {
+                if !topic.starts_with(CONFIRM_TOPIC_PREFIX) {
+                    continue;
+                }
+                if confirms(new, &payload, &sent) {
+                    self.finish(id, rotation).await?;
+                    return Ok(rotation.new_key_id.clone());
+                }
+                debug!(device = %device_id, "ignored a confirmation that does not match");
+            }
+            wait = (wait * 2).min(self.settings.max_wait);
+        }
+        let mut tx = pool.begin().await.map_err(DbError::from)?;
+        let failure = format!("no confirmation after {} attempts", sent.len());
+        rotations::set_state(&mut tx, &device_id, "rotation_failed", Some(&failure)).await?;
+        events::record(&mut tx, &self.station.actor, Some(&device_id), "rotation_failed", &failure).await?;
+        tx.commit().await.map_err(DbError::from)?;
+        Err(RotationError::Unconfirmed { attempts: sent.len() as u32 })
+    }
+
+    async fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), RotationError> {
+        self.mqtt
+            .publish(topic, QoS::ExactlyOnce, retain, payload)
+            .await
+            .map_err(|e| RotationError::Mqtt(e.to_string()))?;
+        self.delivery.published.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Waits until the broker completed every publication (or `timeout` passes).
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        use std::sync::atomic::Ordering;
+        let done = || self.delivery.completed.load(Ordering::SeqCst) >= self.delivery.published.load(Ordering::SeqCst);
+        let wait = async {
+            while !done() {
+                let changed = self.delivery.changed.notified();
+                if done() {
+                    break;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(100), changed).await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+
+    /// The device proved it holds the new key: make it current, retire the old one.
+    async fn finish(&self, id: &DeviceId, rotation: &Rotation) -> Result<(), RotationError> {
+        let device_id = id.to_hex();
+        let mut tx = self.station.inventory.pool().begin().await.map_err(DbError::from)?;
+        keys::set_state(&mut tx, &rotation.new_key_id, "active").await?;
+        keys::set_state(&mut tx, &rotation.old_key_id, "retired").await?;
+        devices::set_current_key(&mut tx, &device_id, &rotation.new_key_id).await?;
+        rotations::set_state(&mut tx, &device_id, "active", None).await?;
+        events::record(
+            &mut tx,
+            &self.station.actor,
+            Some(&device_id),
+            "rotated",
+            &format!("key {} confirmed", rotation.new_key_id),
+        )
+        .await?;
+        tx.commit().await.map_err(DbError::from)?;
+        // Clear the retained command, and use the new key once so the device erases the old one
+        // now rather than at the end of its grace period.
+        let _ = self.publish(&id.control_topic(), Vec::new(), true).await;
+        if let Ok(new) = self.unseal(id, &rotation.new_key_id).await
+            && let Ok(probe) = e4::protect(&new, unix_now(), &Command::SetIdKey { key: new.clone() }.encode())
+        {
+            let _ = self.publish(&id.control_topic(), probe, false).await;
+        }
+        info!(device = %device_id, key_id = %rotation.new_key_id, "rotation confirmed");
+        Ok(())
+    }
+
+    /// First use: waits for devices' hellos (and late confirmations) and rotates each provisioned
+    /// device once; resolves failed rotations from what the device proves. Runs until
+    /// `stop` resolves.
+    pub async fn watch(
+        self: &Arc<Self>,
+        stop: impl std::future::Future<Output = ()>,
+        progress: impl Fn(RotationProgress) + Send + Sync + 'static,
+    ) -> Result<Vec<RotationReport>, RotationError> {
+        let mut unrouted = self
+            .unrouted
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take())
+            .ok_or_else(|| RotationError::Mqtt("already watching".into()))?;
+        let progress = Arc::new(progress);
+        let window = Arc::new(Semaphore::new(self.settings.window.max(1)));
+        let busy: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut reports = Vec::new();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok(Some(report)) = joined { reports.push(report); }
+                }
+                message = unrouted.recv() => {
+                    let Some((topic, payload)) = message else { break };
+                    let Some(device_id) = device_hex(&topic).map(str::to_owned) else { continue };
+                    // One contact at a time per device: a hello and a confirmation arriving
+                    // together must not settle the same rotation twice.
+                    let Some(claim) = ContactClaim::take(&busy, &device_id) else { continue };
+                    let rotator = self.clone();
+                    let window = window.clone();
+                    let progress = progress.clone();
+                    tasks.spawn(async move {
+                        let _permit = window.acquire_owned().await;
+                        let report = rotator.on_contact(&device_id, &topic, &payload, &*progress).await;
+                        drop(claim);
+                        report
+                    });
+                }
+            }
+        }
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(Some(report)) = joined {
+                reports.push(report);
+            }
+        }
+        Ok(reports)
+    }
+
+    /// A device spoke: settle a failed rotation from the key it used, or start its first rotation.
+    async fn on_contact(
+        &self,
+        device_id: &str,
+        topic: &str,
+        payload: &[u8],
+        progress: &(dyn Fn(RotationProgress) + Send + Sync),
+    ) -> Option<RotationReport> {
+        let pool = self.station.inventory.pool();
+        let device = devices::get(pool, device_id).await.ok().flatten()?;
+        if device.state != DeviceState::Provisioned {
+            return None;
+        }
+        let id = DeviceId::from_hex(device_id)?;
+        let rotation = rotations::get(pool, device_id).await.ok().flatten();
+        let now = unix_now();
+        match rotation {
+            Some(rotation) if rotation.state == "active" => None,
+            Some(rotation) => {
+                let new = self.unseal(&id, &rotation.new_key_id).await.ok()?;
+                let uses_new = if topic.starts_with(CONFIRM_TOPIC_PREFIX) {
+                    confirms(&new, payload, &rotation.sent_timestamps())
+                } else {
+                    e4::unprotect(&new, payload, now, TimestampPolicy::C_CLIENT)
+                        .is_ok_and(|p| p.as_slice() == HELLO_PLAINTEXT)
+                };
+                if uses_new {
+                    let result = self.finish(&id, &rotation).await.map(|()| rotation.new_key_id.clone());
+                    progress(RotationProgress::Rotated { device: device_id.to_owned() });
+                    return Some(RotationReport { device_id: device_id.to_owned(), name: device.name, result });
+                }
+                // Still on the old key: drive the same rotation again.
+                Some(self.rotate(device_id, progress).await)
+            }
+            None if topic.starts_with(HELLO_TOPIC_PREFIX) => {
+                let current = self.unseal(&id, device.key_id.as_deref()?).await.ok()?;
+                let genuine = e4::unprotect(&current, payload, now, TimestampPolicy::C_CLIENT)
+                    .is_ok_and(|p| p.as_slice() == HELLO_PLAINTEXT);
+                if !genuine {
+                    warn!(device = device_id, "hello that does not open under the device's key");
+                    return None;
+                }
+                Some(self.rotate(device_id, progress).await)
+            }
+            None => None,
+        }
+    }
+}
+
+/// A device marked as being handled by the watcher until dropped.
+struct ContactClaim {
+    busy: Arc<Mutex<std::collections::HashSet<String>>>,
+    device_id: String,
+}
+
+impl ContactClaim {
+    fn take(busy: &Arc<Mutex<std::collections::HashSet<String>>>, device_id: &str) -> Option<Self> {
+        let inserted = busy.lock().ok()?.insert(device_id.to_owned());
+        inserted.then(|| ContactClaim { busy: busy.clone(), device_id: device_id.to_owned() })
+    }
+}
+
+impl Drop for ContactClaim {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = self.busy.lock() {
+            busy.remove(&self.device_id);
+        }
+    }
+}
+
+/// Whether `payload` is a confirmation of exactly `new` for one of the `sent` commands.
+fn confirms(new: &SecretKey, payload: &[u8], sent: &[u64]) -> bool {
+    let Ok(plaintext) = e4::unprotect(new, payload, unix_now(), TimestampPolicy::C_CLIENT) else { return false };
+    Confirmation::decode(&plaintext).is_ok_and(|c| c.names(new) && sent.contains(&c.command_timestamp))
+}
+
+/// Devices eligible for rotation: provisioned devices without a completed rotation.
+pub async fn rotatable_devices(station: &Station) -> Result<Vec<String>, RotationError> {
+    let pool = station.inventory.pool();
+    let mut out = Vec::new();
+    for device in devices::list(pool, Some(DeviceState::Provisioned)).await? {
+        let done = rotations::get(pool, &device.id).await?.is_some_and(|r| r.state == "active");
+        if !done {
+            out.push(device.id);
+        }
+    }
+    Ok(out)
+}

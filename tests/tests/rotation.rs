@@ -1,0 +1,170 @@
+//! Confirmed first-use key rotation end to end: the real `keyfill rotate` and the real
+//! `keyfill-agent mqtt` over the Mosquitto broker on 127.0.0.1:1883.
+
+use anyhow::Result;
+use keyfill_e2e::{Agent, BROKER, Database, Station, provisioned_device, unique_name};
+use std::time::{Duration, Instant};
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn device(station: &Station, name: &str) -> Result<serde_json::Value> {
+    let output = station.run(&["devices", "show", name, "--json"])?;
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// `keyfill rotate NAME`, by default with a 1 s first wait and 6 attempts.
+fn rotate(station: &Station, name: &str, schedule: &[&str]) -> Result<std::process::Output> {
+    let mut args = vec!["rotate", name, "--broker", BROKER];
+    args.extend(if schedule.is_empty() { &["--first-wait", "1", "--max-attempts", "6"][..] } else { schedule });
+    station.run(&args)
+}
+
+/// Waits until the agent reports it uses `key_id` (it erases the old key on the station's
+/// follow-up under the new key).
+fn wait_for_agent_key(agent: &Agent, key_id: &serde_json::Value) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while agent.status()?["key_id"] != *key_id {
+        anyhow::ensure!(Instant::now() < deadline, "the agent never switched to {key_id}: {}", agent.status()?);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn assert_rotated(station: &Station, agent: &Agent, name: &str, old_key_id: &serde_json::Value) -> Result<()> {
+    let record = device(station, name)?;
+    assert_eq!(record["rotation"], "active", "{record}");
+    assert_ne!(record["key_id"], *old_key_id);
+    let kinds: Vec<&str> =
+        record["history"].as_array().expect("history").iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(kinds.contains(&"rotated"), "{kinds:?}");
+    wait_for_agent_key(agent, &record["key_id"])?;
+    assert_eq!(agent.status()?["rotation_pending"], false);
+    Ok(())
+}
+
+#[test]
+fn rotation_confirmed_by_the_device_sqlite_and_postgres() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    for (label, db) in [("sqlite", Database::sqlite(dir.path())), ("postgres", Database::postgres()?)] {
+        let dir = dir.path().join(label);
+        std::fs::create_dir_all(&dir)?;
+        let name = unique_name(&format!("rot-{label}"));
+        let (station, mut agent) = provisioned_device(&dir, db, &name)?;
+        let old_key_id = device(&station, &name)?["key_id"].clone();
+        agent.mqtt(BROKER, &[])?;
+        let output = rotate(&station, &name, &[])?;
+        assert!(output.status.success(), "{label}: {}", stderr(&output));
+        assert_rotated(&station, &agent, &name, &old_key_id)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn rotation_reaches_a_device_that_was_offline_during_the_first_attempt() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let name = unique_name("rot-offline");
+    let (station, mut agent) = provisioned_device(dir.path(), Database::sqlite(dir.path()), &name)?;
+    let old_key_id = device(&station, &name)?["key_id"].clone();
+    let mut rotating =
+        station.command(&["rotate", &name, "--broker", BROKER, "--first-wait", "1", "--max-attempts", "6"]).spawn()?;
+    std::thread::sleep(Duration::from_millis(2500));
+    agent.mqtt(BROKER, &[])?;
+    let status = rotating.wait()?;
+    assert!(status.success());
+    assert!(
+        device(&station, &name)?["rotation_attempts"].as_i64().unwrap_or(0) >= 2,
+        "the first attempt went unanswered"
+    );
+    assert_rotated(&station, &agent, &name, &old_key_id)
+}
+
+#[test]
+fn rotation_retry_after_a_lost_confirmation_is_idempotent() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let name = unique_name("rot-lost");
+    let (station, mut agent) = provisioned_device(dir.path(), Database::sqlite(dir.path()), &name)?;
+    let old_key_id = device(&station, &name)?["key_id"].clone();
+    agent.mqtt(BROKER, &["--fault", "drop-first-confirmation"])?;
+    let output = rotate(&station, &name, &[])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(device(&station, &name)?["rotation_attempts"], 2);
+    let log = String::from_utf8_lossy(&agent.log()).into_owned();
+    assert!(log.contains("SetIdKey repeated: confirming again"), "the retry found the key already stored");
+    assert_rotated(&station, &agent, &name, &old_key_id)
+}
+
+#[test]
+fn rotation_resumes_after_the_station_is_killed_mid_rotation() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let name = unique_name("rot-resume");
+    let (station, mut agent) = provisioned_device(dir.path(), Database::sqlite(dir.path()), &name)?;
+    let old_key_id = device(&station, &name)?["key_id"].clone();
+    let mut rotating = station.command(&["rotate", &name, "--broker", BROKER, "--first-wait", "30"]).spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while device(&station, &name)?["rotation"] != "rotation_pending"
+        || device(&station, &name)?["rotation_attempts"] != 1
+    {
+        anyhow::ensure!(Instant::now() < deadline, "the rotation never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rotating.kill()?;
+    rotating.wait()?;
+    // The retained command under the old key was published; the device comes online later.
+    let next_key_before = device(&station, &name)?;
+    agent.mqtt(BROKER, &[])?;
+    let output = rotate(&station, &name, &[])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let after = device(&station, &name)?;
+    assert_rotated(&station, &agent, &name, &old_key_id)?;
+    let kinds: Vec<&str> =
+        after["history"].as_array().expect("history").iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "rotation_started").count(), 1, "resumed, not restarted: {kinds:?}");
+    assert_eq!(next_key_before["rotation"], "rotation_pending");
+    Ok(())
+}
+
+#[test]
+fn rotation_agent_killed_between_storing_next_and_confirming_stays_reachable() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let name = unique_name("rot-crash");
+    let (station, mut agent) = provisioned_device(dir.path(), Database::sqlite(dir.path()), &name)?;
+    let old_key_id = device(&station, &name)?["key_id"].clone();
+    agent.mqtt(BROKER, &["--fault", "exit-after-next-stored"])?;
+    let mut rotating =
+        station.command(&["rotate", &name, "--broker", BROKER, "--first-wait", "1", "--max-attempts", "6"]).spawn()?;
+    assert_eq!(agent.wait_exit(Duration::from_secs(10))?, Some(75));
+    let status = agent.status()?;
+    assert_eq!(status["rotation_pending"], true, "the next key was stored before the crash");
+    assert_eq!(status["key_id"], old_key_id, "and the old key is still there");
+    agent.mqtt(BROKER, &[])?;
+    assert!(rotating.wait()?.success());
+    assert_rotated(&station, &agent, &name, &old_key_id)
+}
+
+#[test]
+fn rotation_without_any_answer_ends_rotation_failed_with_both_keys_kept() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let name = unique_name("rot-silent");
+    let (station, mut agent) = provisioned_device(dir.path(), Database::sqlite(dir.path()), &name)?;
+    let output = rotate(&station, &name, &["--max-attempts", "2", "--first-wait", "0.5"])?;
+    assert!(!output.status.success());
+    let record = device(&station, &name)?;
+    assert_eq!(record["rotation"], "rotation_failed");
+    assert_eq!(record["state"], "provisioned", "the old key is still the current one");
+    // The device's next contact settles it: it comes online, takes the retained command, and
+    // its late confirmation (seen by the watcher) proves it holds the new key.
+    let mut watcher = station
+        .command(&["rotate", "--watch", "--watch-for", "8", "--broker", BROKER])
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(watcher.stderr.take().expect("piped")));
+    assert!(lines.any(|line| line.is_ok_and(|l| l.starts_with("watching for devices' first contact"))));
+    std::thread::spawn(move || lines.for_each(drop));
+    agent.mqtt(BROKER, &["--hello"])?;
+    assert!(watcher.wait()?.success());
+    let record = device(&station, &name)?;
+    assert_eq!(record["rotation"], "active", "{record}");
+    Ok(())
+}
