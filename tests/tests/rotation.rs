@@ -126,7 +126,7 @@ fn rotation_resumes_after_the_station_is_killed_mid_rotation() -> Result<()> {
 }
 
 #[test]
-fn rotation_agent_killed_between_storing_next_and_confirming_stays_reachable() -> Result<()> {
+fn rotation_agent_killed_between_storing_next_and_confirming_can_still_be_reached() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let name = unique_name("rot-crash");
     let (station, mut agent) = provisioned_device(dir.path(), Database::sqlite(dir.path()), &name)?;
