@@ -207,15 +207,13 @@ impl E4Client {
         out
     }
 
+    fn topic_key(&self, topic: &str) -> Result<&SecretKey, E4ClientError> {
+        self.state.e4.topic_keys.get(&e4::topic_hash(topic)).ok_or_else(|| E4ClientError::NoTopicKey(topic.into()))
+    }
+
     /// Protects an application message for `topic` with its topic key.
     pub fn protect_message(&self, topic: &str, plaintext: &[u8], now: u64) -> Result<Vec<u8>, E4ClientError> {
-        let key = self
-            .state
-            .e4
-            .topic_keys
-            .get(&e4::topic_hash(topic))
-            .ok_or_else(|| E4ClientError::NoTopicKey(topic.into()))?;
-        Ok(e4::protect(key, now, plaintext)?)
+        Ok(e4::protect(self.topic_key(topic)?, now, plaintext)?)
     }
 
     /// Opens an application message received on `topic`.
@@ -225,13 +223,7 @@ impl E4Client {
         protected: &[u8],
         now: u64,
     ) -> Result<Zeroizing<Vec<u8>>, E4ClientError> {
-        let key = self
-            .state
-            .e4
-            .topic_keys
-            .get(&e4::topic_hash(topic))
-            .ok_or_else(|| E4ClientError::NoTopicKey(topic.into()))?;
-        Ok(e4::unprotect(key, protected, now, self.policy)?)
+        Ok(e4::unprotect(self.topic_key(topic)?, protected, now, self.policy)?)
     }
 }
 

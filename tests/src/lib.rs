@@ -224,6 +224,18 @@ impl Station {
         Ok(serde_json::from_slice(&output.stdout)?)
     }
 
+    /// The kinds of the events in a device's history, oldest first.
+    pub fn history_kinds(&self, name: &str) -> Result<Vec<String>> {
+        let output = self.run(&["devices", "show", name, "--json"])?;
+        let device: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        Ok(device["history"]
+            .as_array()
+            .context("history")?
+            .iter()
+            .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+            .collect())
+    }
+
     /// The state of the device named `name`, if the station knows it.
     pub fn state_of(&self, name: &str) -> Result<Option<String>> {
         Ok(self.devices()?.into_iter().find(|d| d["name"] == name).and_then(|d| d["state"].as_str().map(str::to_owned)))

@@ -66,10 +66,7 @@ fn pcsc_card_removed_mid_session_is_recorded_then_recovered() -> Result<()> {
     let output = provision(&station, &reader, &agent.payload)?;
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(station.state_of("pulled-card")?.as_deref(), Some("provisioned"));
-    let history = station.run(&["devices", "show", "pulled-card", "--json"])?;
-    let history: serde_json::Value = serde_json::from_slice(&history.stdout)?;
-    let kinds: Vec<&str> =
-        history["history"].as_array().expect("history").iter().filter_map(|e| e["kind"].as_str()).collect();
+    let kinds = station.history_kinds("pulled-card")?;
     assert_eq!(kinds, ["key_generated", "unconfirmed", "reconciled", "key_generated", "provisioned"]);
     Ok(())
 }

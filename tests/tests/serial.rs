@@ -197,10 +197,7 @@ fn serial_pending_device_without_the_key_reconciles_to_failed_and_reprovisions()
         station.run(&["provision", "--serial", &pty.station_side.to_string_lossy(), "--qr", &agent.payload])?;
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(station.state_of("lost-key")?.as_deref(), Some("provisioned"));
-    let history = station.run(&["devices", "show", "lost-key", "--json"])?;
-    let history: serde_json::Value = serde_json::from_slice(&history.stdout)?;
-    let kinds: Vec<&str> =
-        history["history"].as_array().expect("history").iter().filter_map(|e| e["kind"].as_str()).collect();
+    let kinds = station.history_kinds("lost-key")?;
     assert_eq!(kinds, ["key_generated", "unconfirmed", "reconciled", "key_generated", "provisioned"]);
     Ok(())
 }

@@ -15,8 +15,10 @@ pub struct SealedKeyRow {
     pub confirmed_at: Option<i64>,
 }
 
-pub async fn insert_pending(
+/// A new key as generated for provisioning (`pending`) or for a rotation (`next`).
+async fn insert(
     tx: &mut Transaction<'_, Any>,
+    state: &str,
     key_id: &str,
     device_id: &str,
     kind: &str,
@@ -25,17 +27,29 @@ pub async fn insert_pending(
 ) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO device_keys (key_id, device_id, kind, sealed_key, state, station_id, created_at, confirmed_at) \
-         VALUES ($1, $2, $3, $4, 'pending', $5, $6, NULL)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
     )
     .bind(key_id)
     .bind(device_id)
     .bind(kind)
     .bind(sealed_key.to_vec())
+    .bind(state)
     .bind(station_id)
     .bind(now_millis())
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+pub async fn insert_pending(
+    tx: &mut Transaction<'_, Any>,
+    key_id: &str,
+    device_id: &str,
+    kind: &str,
+    sealed_key: &[u8],
+    station_id: &str,
+) -> Result<(), DbError> {
+    insert(tx, "pending", key_id, device_id, kind, sealed_key, station_id).await
 }
 
 pub async fn get(pool: &AnyPool, key_id: &str) -> Result<Option<SealedKeyRow>, DbError> {
@@ -73,19 +87,7 @@ pub async fn insert_next(
     sealed_key: &[u8],
     station_id: &str,
 ) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO device_keys (key_id, device_id, kind, sealed_key, state, station_id, created_at, confirmed_at) \
-         VALUES ($1, $2, $3, $4, 'next', $5, $6, NULL)",
-    )
-    .bind(key_id)
-    .bind(device_id)
-    .bind(kind)
-    .bind(sealed_key.to_vec())
-    .bind(station_id)
-    .bind(now_millis())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    insert(tx, "next", key_id, device_id, kind, sealed_key, station_id).await
 }
 
 pub async fn set_state(tx: &mut Transaction<'_, Any>, key_id: &str, state: &str) -> Result<(), DbError> {
