@@ -2,7 +2,7 @@
 //! `keyfill-agent mqtt` over the Mosquitto broker on 127.0.0.1:1883.
 
 use anyhow::Result;
-use keyfill_e2e::{Agent, BROKER, Database, Station, provisioned_device, unique_name};
+use keyfill_e2e::{Agent, BROKER, Database, Station, contains_key, provisioned_device, read_tree, unique_name};
 use std::time::{Duration, Instant};
 
 fn stderr(output: &std::process::Output) -> String {
@@ -57,6 +57,12 @@ fn rotation_confirmed_by_the_device_sqlite_and_postgres() -> Result<()> {
         let output = rotate(&station, &name, &[])?;
         assert!(output.status.success(), "{label}: {}", stderr(&output));
         assert_rotated(&station, &agent, &name, &old_key_id)?;
+        // The rotated key is nowhere in the clear: database, station home, station and agent logs.
+        let key = agent.key_bytes()?.expect("the device holds its new key");
+        assert!(!contains_key(&station.db.dump()?, &key), "{label}: database");
+        assert!(!contains_key(&read_tree(&station.home), &key), "{label}: station home");
+        assert!(!contains_key(&station.transcript.borrow(), &key), "{label}: station output and trace logs");
+        assert!(!contains_key(&agent.log(), &key), "{label}: agent logs");
     }
     Ok(())
 }
