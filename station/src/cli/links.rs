@@ -90,6 +90,14 @@ impl LinkSpec {
         }
     }
 
+    /// A BLE link without a target names the device it is for.
+    pub fn or_ble_target(self, name: &str) -> LinkSpec {
+        match self {
+            LinkSpec::Ble(None) => LinkSpec::Ble(Some(name.to_owned())),
+            other => other,
+        }
+    }
+
     /// Opens the link; `device` (its label) names the BLE peripheral when the link does not.
     pub async fn open(&self, settings: LinkSettings, device: Option<&OnboardingPayload>) -> Result<AnyLink> {
         Ok(match self {

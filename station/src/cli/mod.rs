@@ -389,7 +389,7 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
                     }
                 }
             };
-            let mut link = link.single()?.open(link.settings(), None).await?;
+            let mut link = link.single()?.or_ble_target(&target.name).open(link.settings(), None).await?;
             let verdict = station.reconcile(&mut link, &target).await?;
             match verdict {
                 ReconcileVerdict::Provisioned => {
