@@ -305,13 +305,28 @@ impl AgentCore {
                 }
                 // An initial key is accepted once; a provisioned device is re-keyed by E4
                 // rotation, or factory-reset (`keyfill-agent reset`) first.
-                // Only an exact repeat (same key, same id, same station) is a retry to confirm again.
-                if let Some(held) = &self.stored
-                    && !(held.key_id == delivery.key_id
+                // Only an exact repeat (same key, same id, same station) is a retry: it is confirmed
+                // from what is stored, without writing the keystore again.
+                if let Some(held) = &self.stored {
+                    let exact_repeat = held.key_id == delivery.key_id
                         && held.station_id == delivery.station_id
-                        && held.key.constant_time_eq(&delivery.key))
-                {
-                    return self.send_sealed_abort(session, AbortReason::AlreadyProvisioned);
+                        && held.key.constant_time_eq(&delivery.key);
+                    if !exact_repeat {
+                        return self.send_sealed_abort(session, AbortReason::AlreadyProvisioned);
+                    }
+                    let device_id = self.identity.device_id;
+                    let key_id = held.key_id;
+                    let proof = proof::possession_proof(
+                        ProofPurpose::Confirmation,
+                        &held.key,
+                        &session.handshake_hash,
+                        &device_id,
+                        &key_id,
+                    );
+                    let mut out =
+                        self.send_sealed(session, &SessionMessage::KeyConfirmation { device_id, key_id, proof });
+                    out.push(AgentOutput::Event(AgentEvent::KeyConfirmed { key_id }));
+                    return out;
                 }
                 let key_id = delivery.key_id;
                 let record = StoredKey {

@@ -23,7 +23,7 @@ pub const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
 pub enum E4Output {
     /// Write the whole state durably before the next output.
     Persist(Box<StoredKey>),
-    /// Publish with QoS 2.
+    /// Publish (the MQTT adapter uses QoS 1; every publication is idempotent).
     Publish {
         topic: String,
         payload: Vec<u8>,
@@ -56,6 +56,8 @@ pub enum E4Event {
 #[derive(Debug, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum E4ClientError {
+    #[error("E4 topics are 1..=512 bytes")]
+    InvalidTopic,
     #[error("no E4 key for topic {0:?}")]
     NoTopicKey(String),
     #[error(transparent)]
@@ -208,6 +210,9 @@ impl E4Client {
     }
 
     fn topic_key(&self, topic: &str) -> Result<&SecretKey, E4ClientError> {
+        if !e4::valid_topic(topic) {
+            return Err(E4ClientError::InvalidTopic);
+        }
         self.state.e4.topic_keys.get(&e4::topic_hash(topic)).ok_or_else(|| E4ClientError::NoTopicKey(topic.into()))
     }
 

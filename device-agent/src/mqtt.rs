@@ -73,10 +73,14 @@ pub async fn run_mqtt<K: Keystore>(
     let control = client.control_topic();
     let mut options = MqttOptions::new(format!("keyfill-{}", &control[3..]), host, port);
     options.set_keep_alive(Duration::from_secs(10));
-    // A persistent session: QoS 2 commands sent while the device is offline wait for it.
+    // A persistent session: commands sent while the device is offline wait for it.
     options.set_clean_session(false);
+    // Acknowledge a command only once it is applied and stored: a power loss before that makes
+    // the broker deliver it again.
+    options.set_manual_acks(true);
     let (mqtt, mut events) = AsyncClient::new(options, 64);
     info!(%broker, %control, "E4 client connecting");
+    let mut pending_ack: Option<rumqttc::Publish> = None;
     loop {
         let outputs = tokio::select! {
             event = events.poll() => match event {
@@ -92,7 +96,13 @@ pub async fn run_mqtt<K: Keystore>(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) if publish.topic == control => {
-                    client.handle_control(&publish.payload, unix_now())
+                    let outputs = client.handle_control(&publish.payload, unix_now());
+                    pending_ack = Some(publish);
+                    outputs
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    pending_ack = Some(publish);
+                    Vec::new()
                 }
                 Ok(other) => {
                     debug!(?other, "MQTT event");
@@ -125,6 +135,9 @@ pub async fn run_mqtt<K: Keystore>(
                 }
                 E4Output::Event(event) => log_event(&event),
             }
+        }
+        if let Some(publish) = pending_ack.take() {
+            mqtt.ack(&publish).await?;
         }
     }
 }

@@ -119,6 +119,8 @@ pub struct Rotator {
     station: Arc<Station>,
     mqtt: AsyncClient,
     delivery: Arc<Delivery>,
+    /// Set while [`Rotator::watch`] reads messages no rotation waits for.
+    watching: Arc<std::sync::atomic::AtomicBool>,
     routes: Routes,
     unrouted: Mutex<Option<mpsc::UnboundedReceiver<Message>>>,
     settings: RotationSettings,
@@ -155,6 +157,8 @@ impl Rotator {
         let task_routes = routes.clone();
         let delivery = Arc::new(Delivery::default());
         let task_delivery = delivery.clone();
+        let watching = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task_watching = watching.clone();
         tokio::spawn(async move {
             let mut ready = Some(ready_tx);
             let mut pending_acks = 0;
@@ -183,9 +187,11 @@ impl Rotator {
                             .and_then(|id| task_routes.lock().ok().and_then(|routes| routes.get(id).cloned()));
                         match route {
                             Some(route) if route.send(message.clone()).is_ok() => {}
-                            _ => {
+                            // Only a watcher reads unrouted messages; otherwise they are dropped.
+                            _ if task_watching.load(std::sync::atomic::Ordering::SeqCst) => {
                                 let _ = unrouted_tx.send(message);
                             }
+                            _ => {}
                         }
                     }
                     Ok(_) => {}
@@ -200,7 +206,7 @@ impl Rotator {
             .await
             .map_err(|_| RotationError::Mqtt("no answer from the broker".into()))?
             .map_err(|_| RotationError::Mqtt("connection task ended".into()))?;
-        Ok(Rotator { station, mqtt, delivery, routes, unrouted: Mutex::new(Some(unrouted_rx)), settings })
+        Ok(Rotator { station, mqtt, delivery, watching, routes, unrouted: Mutex::new(Some(unrouted_rx)), settings })
     }
 
     /// Rotates every device in `device_ids` with at most `window` in flight.
@@ -274,6 +280,11 @@ impl Rotator {
             && rotation.state != "active"
         {
             info!(device = device_id, state = %rotation.state, "resuming rotation");
+            if rotation.state != "rotation_pending" {
+                let mut tx = pool.begin().await.map_err(DbError::from)?;
+                rotations::set_state(&mut tx, device_id, "rotation_pending", None).await?;
+                tx.commit().await.map_err(DbError::from)?;
+            }
             return Ok((id, rotation));
         }
         let old_key_id = device.key_id.ok_or_else(|| DbError::Inconsistent(format!("{device_id} has no key")))?;
@@ -333,7 +344,12 @@ impl Rotator {
         let mut wait = self.settings.first_wait;
         for attempt in 0..self.settings.max_attempts {
             // A fresh timestamp for every attempt: E4 receivers drop commands older than 10 minutes.
-            let timestamp = unix_now().max(sent.last().map_or(0, |last| last + 1));
+            // Never a timestamp ahead of the clock (receivers may refuse any future one): wait
+            // for the clock to pass the last one sent instead.
+            while sent.last().is_some_and(|last| unix_now() <= *last) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let timestamp = unix_now();
             sent.push(timestamp);
             rotations::record_attempt(pool, &device_id, &sent).await?;
             let set_id_key = Command::SetIdKey { key: new.clone() }.encode();
@@ -434,6 +450,7 @@ impl Rotator {
             .ok()
             .and_then(|mut slot| slot.take())
             .ok_or_else(|| RotationError::Mqtt("already watching".into()))?;
+        self.watching.store(true, std::sync::atomic::Ordering::SeqCst);
         let progress = Arc::new(progress);
         let window = Arc::new(Semaphore::new(self.settings.window.max(1)));
         let busy: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
@@ -503,7 +520,15 @@ impl Rotator {
                     progress(RotationProgress::Rotated { device: device_id.to_owned() });
                     return Some(RotationReport { device_id: device_id.to_owned(), name: device.name, result });
                 }
-                // Still on the old key: drive the same rotation again.
+                // Only a device that proves it still uses the old key gets the rotation again.
+                let old = self.unseal(&id, &rotation.old_key_id).await.ok()?;
+                let on_old = topic.starts_with(HELLO_TOPIC_PREFIX)
+                    && e4::unprotect(&old, payload, now, TimestampPolicy::C_CLIENT)
+                        .is_ok_and(|p| p.as_slice() == HELLO_PLAINTEXT);
+                if !on_old {
+                    debug!(device = device_id, "contact that proves neither key; ignored");
+                    return None;
+                }
                 Some(self.rotate(device_id, progress).await)
             }
             None if topic.starts_with(HELLO_TOPIC_PREFIX) => {

@@ -6,7 +6,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use keyfill_station::db::devices;
 use keyfill_station::provision::Station;
-use keyfill_station::rotation::{RotationProgress, RotationSettings, Rotator, rotatable_devices};
+use keyfill_station::rotation::{RotationError, RotationProgress, RotationSettings, Rotator, rotatable_devices};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -99,7 +99,10 @@ pub async fn run(station: Station, args: RotateArgs, interactive: bool) -> Resul
             .iter()
             .map(|r| match &r.result {
                 Ok(key_id) => serde_json::json!({"id": r.device_id, "name": r.name, "rotation": "active", "key_id": key_id}),
-                Err(error) => serde_json::json!({"id": r.device_id, "name": r.name, "rotation": "rotation_failed", "error": error.to_string()}),
+                Err(error) => {
+                    let state = if matches!(error, RotationError::Unconfirmed { .. }) { "rotation_failed" } else { "error" };
+                    serde_json::json!({"id": r.device_id, "name": r.name, "rotation": state, "error": error.to_string()})
+                }
             })
             .collect();
         print_json(&rows)?;
