@@ -298,6 +298,25 @@ impl Station {
         })
     }
 
+    /// Gives up on a `pending` device that cannot be asked any more (replaced, destroyed or
+    /// re-initialised): the record becomes `failed`, the pending key stays sealed for the audit
+    /// trail. An operator decision, recorded with its reason.
+    pub async fn abandon(&self, device: &Device, reason: &str) -> Result<(), ProvisionError> {
+        if device.state != DeviceState::Pending {
+            return Err(ProvisionError::NotPending { id: device.id.clone(), state: device.state.as_str() });
+        }
+        let pool = self.inventory.pool();
+        let mut tx = pool.begin().await.map_err(DbError::from)?;
+        if let Some(key_id) = &device.key_id {
+            keys::mark_failed(&mut tx, key_id).await?;
+        }
+        devices::mark_failed(&mut tx, &device.id, &format!("abandoned: {reason}")).await?;
+        events::record(&mut tx, &self.actor, Some(&device.id), "abandoned", reason).await?;
+        tx.commit().await.map_err(DbError::from)?;
+        warn!(id = %device.id, %reason, "pending record abandoned");
+        Ok(())
+    }
+
     /// Resolves a `pending` device by asking it over `link` whether it holds the pending key.
     pub async fn reconcile<L: Link>(&self, link: &mut L, device: &Device) -> Result<ReconcileVerdict, ProvisionError> {
         if device.state != DeviceState::Pending {

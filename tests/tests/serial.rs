@@ -275,3 +275,25 @@ fn serial_demo_provisions_a_simulated_device() -> Result<()> {
     assert_eq!(devices[0]["state"], "provisioned");
     Ok(())
 }
+
+#[test]
+fn serial_pending_device_that_cannot_be_asked_can_be_abandoned() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+    let station = Station::init(dir, Database::sqlite(dir))?;
+    let mut agent = Agent::init(dir, "gone-for-good", &station.factory_root_file(), &[])?;
+    let pty = PtyPair::new(dir)?;
+    agent.serve(&pty.device_side, &["--fault", "exit-after-store"])?;
+    let _ = station.run(&["provision", "--serial", &pty.station_side.to_string_lossy(), "--qr", &agent.payload])?;
+    agent.wait_exit(Duration::from_secs(5))?;
+    assert_eq!(station.state_of("gone-for-good")?.as_deref(), Some("pending"));
+    let unconfirmed = station.run(&["devices", "abandon", "gone-for-good", "--reason", "device scrapped"])?;
+    assert!(!unconfirmed.status.success(), "abandoning needs --yes");
+    let output = station.run(&["devices", "abandon", "gone-for-good", "--reason", "device scrapped", "--yes"])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(station.state_of("gone-for-good")?.as_deref(), Some("failed"));
+    assert_eq!(station.history_kinds("gone-for-good")?.last().map(String::as_str), Some("abandoned"));
+    let again = station.run(&["devices", "abandon", "gone-for-good", "--reason", "twice", "--yes"])?;
+    assert!(!again.status.success(), "only pending records can be abandoned");
+    Ok(())
+}

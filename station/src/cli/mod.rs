@@ -109,6 +109,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DevicesCommand {
+    /// Give up on a pending device that can no longer be asked (it becomes failed).
+    Abandon {
+        /// Device id or name.
+        device: String,
+        /// Why, for the event log.
+        #[arg(long)]
+        reason: String,
+        /// Confirm: if the device does hold the key, it refuses a new one until factory-reset.
+        #[arg(long)]
+        yes: bool,
+    },
     /// List devices.
     List {
         #[arg(long)]
@@ -365,6 +376,17 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
                 }
             }
             inventory.close().await;
+        }
+        DevicesCommand::Abandon { device, reason, yes } => {
+            if !yes {
+                bail!("abandoning forgets whether {device} holds its pending key; pass --yes to confirm");
+            }
+            let station = global.station(home).await?;
+            let target =
+                devices::find(station.inventory.pool(), &device).await?.ok_or_else(|| anyhow!("no device {device}"))?;
+            station.abandon(&target, &reason).await?;
+            println!("{} ({}) abandoned: now failed", target.name, target.id);
+            station.inventory.close().await;
         }
         DevicesCommand::Reconcile { link, device } => {
             let station = global.station(home).await?;
