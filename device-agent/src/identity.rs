@@ -35,6 +35,8 @@ pub enum IdentityError {
     Read { path: String, source: std::io::Error },
     #[error("identity file {path} is malformed: {reason}")]
     Malformed { path: String, reason: String },
+    #[error("cannot encode the identity: {0}")]
+    Encode(String),
     #[error("cannot generate key: {0}")]
     KeyGeneration(String),
 }
@@ -121,7 +123,7 @@ impl DeviceIdentity {
         payload
     }
 
-    pub fn to_json(&self) -> String {
+    pub fn to_json(&self) -> Result<String, IdentityError> {
         let (mode, private_key, setup_secret) = match &self.credential {
             DeviceCredential::Identity { private_key, .. } => {
                 ("identity", Some(hex::encode(private_key.expose())), None)
@@ -138,7 +140,7 @@ impl DeviceIdentity {
             factory_root: hex::encode(self.factory_root),
             serial_hint: self.hints.serial,
         };
-        serde_json::to_string_pretty(&file).unwrap_or_default()
+        serde_json::to_string_pretty(&file).map_err(|e| IdentityError::Encode(e.to_string()))
     }
 
     pub fn from_json(text: &str, path: &Path) -> Result<Self, IdentityError> {

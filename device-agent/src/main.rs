@@ -173,7 +173,7 @@ async fn main() -> Result<()> {
             // Validate everything before touching the old identity or key.
             let payload = identity.onboarding_payload().encode()?;
             erase_key(&cli.state)?;
-            write_atomically(&path, identity.to_json().as_bytes()).context("cannot write identity")?;
+            write_atomically(&path, identity.to_json()?.as_bytes()).context("cannot write identity")?;
             if let Some(label) = label {
                 write_label(&payload, &label)?;
             }

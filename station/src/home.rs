@@ -40,6 +40,8 @@ pub enum HomeError {
     BadRootKey,
     #[error("the station certificate is not valid now (valid {not_before}..={not_after}, now {now})")]
     CertificateNotValid { not_before: u64, not_after: u64, now: u64 },
+    #[error("cannot encode a home file: {0}")]
+    Encode(String),
     #[error("the station certificate is not signed by this home's factory root")]
     CertificateUntrusted,
 }
@@ -195,11 +197,11 @@ impl StationHome {
             sealed_noise_private: hex::encode(master.seal(STATION_STATIC_CONTEXT, static_private.expose())?),
             certificate: hex::encode(certificate.encode()),
         };
-        self.write(MASTER_KEY_FILE, to_json(&sealed_master).as_bytes())?;
-        self.write(FACTORY_ROOT_FILE, to_json(&root_file).as_bytes())?;
+        self.write(MASTER_KEY_FILE, to_json(&sealed_master)?.as_bytes())?;
+        self.write(FACTORY_ROOT_FILE, to_json(&root_file)?.as_bytes())?;
         self.write(FACTORY_ROOT_PUBLIC_FILE, format!("{}\n", hex::encode(root_public)).as_bytes())?;
         // Written last: its presence marks the home as initialised.
-        self.write(STATION_FILE, to_json(&station_file).as_bytes())?;
+        self.write(STATION_FILE, to_json(&station_file)?.as_bytes())?;
         self.info()
     }
 
@@ -258,6 +260,6 @@ fn truncate_to_bytes(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-fn to_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string_pretty(value).unwrap_or_default()
+fn to_json<T: Serialize>(value: &T) -> Result<String, HomeError> {
+    serde_json::to_string_pretty(value).map_err(|e| HomeError::Encode(e.to_string()))
 }
