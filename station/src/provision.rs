@@ -191,7 +191,8 @@ impl Station {
         let record = new_device(payload, &self.unlocked)?;
         let mut tx = pool.begin().await.map_err(DbError::from)?;
         devices::begin_provisioning(&mut tx, &record, &key_id_hex, transport, &port).await?;
-        keys::insert_pending(&mut tx, &key_id_hex, &id, KEY_KIND, &sealed_key, &self.station_id()).await?;
+        keys::insert(&mut tx, keys::NewKeyState::Pending, &key_id_hex, &id, KEY_KIND, &sealed_key, &self.station_id())
+            .await?;
         events::record(
             &mut tx,
             &self.actor,

@@ -293,7 +293,7 @@ impl Rotator {
         let sealed = self.station.unlocked.master_key.seal(&self.key_context(&id, &new_key_id)?, new_key.expose())?;
         let station_id = hex::encode(self.station.unlocked.info.station_id);
         let mut tx = pool.begin().await.map_err(DbError::from)?;
-        keys::insert_next(&mut tx, &new_key_id, device_id, KEY_KIND, &sealed, &station_id).await?;
+        keys::insert(&mut tx, keys::NewKeyState::Next, &new_key_id, device_id, KEY_KIND, &sealed, &station_id).await?;
         rotations::start(&mut tx, device_id, &old_key_id, &new_key_id).await?;
         events::record(
             &mut tx,
@@ -411,8 +411,8 @@ impl Rotator {
     async fn finish(&self, id: &DeviceId, rotation: &Rotation) -> Result<(), RotationError> {
         let device_id = id.to_hex();
         let mut tx = self.station.inventory.pool().begin().await.map_err(DbError::from)?;
-        keys::set_state(&mut tx, &rotation.new_key_id, "active").await?;
-        keys::set_state(&mut tx, &rotation.old_key_id, "retired").await?;
+        keys::mark_active(&mut tx, &rotation.new_key_id).await?;
+        keys::retire(&mut tx, &rotation.old_key_id).await?;
         devices::set_current_key(&mut tx, &device_id, &rotation.new_key_id).await?;
         rotations::set_state(&mut tx, &device_id, "active", None).await?;
         events::record(

@@ -44,8 +44,16 @@ async fn fill_inventory(station: &Station, prefix: &str) -> Result<HashMap<Strin
         let key_id_hex = hex::encode(key_id);
         let mut tx = inventory.pool().begin().await?;
         devices::begin_provisioning(&mut tx, &record, &key_id_hex, "serial", "fleet").await?;
-        keys::insert_pending(&mut tx, &key_id_hex, &id.to_hex(), "e4-symmetric-client-key", &sealed, &station_id)
-            .await?;
+        keys::insert(
+            &mut tx,
+            keys::NewKeyState::Pending,
+            &key_id_hex,
+            &id.to_hex(),
+            "e4-symmetric-client-key",
+            &sealed,
+            &station_id,
+        )
+        .await?;
         keys::mark_active(&mut tx, &key_id_hex).await?;
         devices::mark_provisioned(&mut tx, &id.to_hex(), &key_id_hex, "serial", "fleet").await?;
         tx.commit().await?;

@@ -15,10 +15,19 @@ pub struct SealedKeyRow {
     pub confirmed_at: Option<i64>,
 }
 
-/// A new key as generated for provisioning (`pending`) or for a rotation (`next`).
-async fn insert(
+/// The state a key is born in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewKeyState {
+    /// Generated for provisioning, about to be delivered.
+    Pending,
+    /// Generated for a rotation, sent but not yet confirmed.
+    Next,
+}
+
+/// Records a newly generated key, sealed.
+pub async fn insert(
     tx: &mut Transaction<'_, Any>,
-    state: &str,
+    state: NewKeyState,
     key_id: &str,
     device_id: &str,
     kind: &str,
@@ -33,23 +42,15 @@ async fn insert(
     .bind(device_id)
     .bind(kind)
     .bind(sealed_key.to_vec())
-    .bind(state)
+    .bind(match state {
+        NewKeyState::Pending => "pending",
+        NewKeyState::Next => "next",
+    })
     .bind(station_id)
     .bind(now_millis())
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-pub async fn insert_pending(
-    tx: &mut Transaction<'_, Any>,
-    key_id: &str,
-    device_id: &str,
-    kind: &str,
-    sealed_key: &[u8],
-    station_id: &str,
-) -> Result<(), DbError> {
-    insert(tx, "pending", key_id, device_id, kind, sealed_key, station_id).await
 }
 
 pub async fn get(pool: &AnyPool, key_id: &str) -> Result<Option<SealedKeyRow>, DbError> {
@@ -61,6 +62,7 @@ pub async fn get(pool: &AnyPool, key_id: &str) -> Result<Option<SealedKeyRow>, D
     .await?)
 }
 
+/// The device proved it holds the key.
 pub async fn mark_active(tx: &mut Transaction<'_, Any>, key_id: &str) -> Result<(), DbError> {
     sqlx::query("UPDATE device_keys SET state = 'active', confirmed_at = $1 WHERE key_id = $2")
         .bind(now_millis())
@@ -78,25 +80,8 @@ pub async fn mark_failed(tx: &mut Transaction<'_, Any>, key_id: &str) -> Result<
     Ok(())
 }
 
-/// Inserts a key sent in a rotation, not yet confirmed.
-pub async fn insert_next(
-    tx: &mut Transaction<'_, Any>,
-    key_id: &str,
-    device_id: &str,
-    kind: &str,
-    sealed_key: &[u8],
-    station_id: &str,
-) -> Result<(), DbError> {
-    insert(tx, "next", key_id, device_id, kind, sealed_key, station_id).await
-}
-
-pub async fn set_state(tx: &mut Transaction<'_, Any>, key_id: &str, state: &str) -> Result<(), DbError> {
-    sqlx::query("UPDATE device_keys SET state = $1, confirmed_at = CASE WHEN $2 = 'active' THEN $3 ELSE confirmed_at END WHERE key_id = $4")
-        .bind(state)
-        .bind(state)
-        .bind(now_millis())
-        .bind(key_id)
-        .execute(&mut **tx)
-        .await?;
+/// A key replaced by a confirmed successor.
+pub async fn retire(tx: &mut Transaction<'_, Any>, key_id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE device_keys SET state = 'retired' WHERE key_id = $1").bind(key_id).execute(&mut **tx).await?;
     Ok(())
 }
