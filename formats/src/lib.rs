@@ -4,6 +4,8 @@
 //! - [`message`]: provisioning protocol messages (deterministic CBOR, versioned, size-bounded).
 //! - [`frame`]: serial framing (COBS + CRC-32, bounded, resynchronising decoder).
 //! - [`cert`]: the station certificate signed by the factory root.
+//! - [`bundle`]: the offline C2 export bundle (manifest, entries, signed envelope) and, in
+//!   [`cert`], its signer's certificate; the HPKE and Ed25519 calls are made by the station.
 //! - [`ids`]: device ids, which are E4 client ids (SHA3-256 of the name, first 16 bytes).
 //!
 //! Every decoder here is bounded and returns a typed error on bad input; none panics.
@@ -12,6 +14,7 @@
 pub mod apdu;
 pub mod base45;
 pub mod ble;
+pub mod bundle;
 mod cbor;
 pub mod cert;
 pub mod e4;

@@ -1,6 +1,9 @@
 //! The station home directory: sealed master key, factory root, station identity and
 //! certificate. Everything secret here is sealed; the directory is created with mode 0700.
 
+use crate::bundle::{
+    BundleSigner, BundleSignerCertificate, SignerError, certify_bundle_signer, signer_certificate_trusted,
+};
 use crate::protocol::StationCredentials;
 use crate::seal::{self, MasterKey, SealError, SealedMasterKey};
 use keyfill_agent::identity::x25519_public_key as x25519_public;
@@ -20,6 +23,7 @@ pub const FACTORY_ROOT_PUBLIC_FILE: &str = "factory-root.pub";
 const STATION_FILE: &str = "station.json";
 const ROOT_SIGNING_CONTEXT: &[u8] = b"keyfill factory root v1\0";
 const STATION_STATIC_CONTEXT: &[u8] = b"keyfill station static v1\0";
+const BUNDLE_SIGNER_CONTEXT: &[u8] = b"keyfill bundle signer v1\0";
 /// Certificates are valid for two years from issue.
 pub const CERTIFICATE_LIFETIME_SECS: u64 = 2 * 365 * 24 * 3600;
 
@@ -44,6 +48,23 @@ pub enum HomeError {
     Encode(String),
     #[error("the station certificate is not signed by this home's factory root")]
     CertificateUntrusted,
+    #[error(
+        "this station has no valid bundle-signing key, and its home does not hold the factory root's private key \
+         (the root was imported): pass the factory root key (PKCS#8) to create and certify one"
+    )]
+    FactoryRootRequired,
+    #[error("the factory root key given is not this station's factory root")]
+    FactoryRootMismatch,
+    #[error("the bundle-signer certificate is not signed by this home's factory root or does not match its key")]
+    BundleSignerUntrusted,
+    #[error("bundle-signing key: {source}")]
+    BundleSigner { source: SignerError },
+}
+
+impl From<SignerError> for HomeError {
+    fn from(source: SignerError) -> Self {
+        HomeError::BundleSigner { source }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -63,6 +84,18 @@ struct StationFile {
     noise_public: String,
     sealed_noise_private: String,
     certificate: String,
+    /// Absent in homes created before bundle signing: [`StationHome::bundle_signer`] adds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bundle_signer: Option<BundleSignerFile>,
+}
+
+/// The station's bundle-signing key, sealed, and its certificate from the factory root.
+#[derive(Serialize, Deserialize)]
+struct BundleSignerFile {
+    /// Hex of the `BundleSignerCertificate` encoding.
+    certificate: String,
+    /// Hex of the Ed25519 PKCS#8 document sealed under the master key.
+    sealed_pkcs8: String,
 }
 
 /// Public facts about this station.
@@ -180,6 +213,7 @@ impl StationHome {
         let signature: [u8; 64] =
             root.sign(&CertificateBody::signing_input(&tbs)).as_ref().try_into().map_err(|_| HomeError::BadRootKey)?;
         let certificate = StationCertificate { body, tbs, signature };
+        let (bundle_signer, _) = issue_bundle_signer(&root, station_id, &certificate.body.station_name, &master, now)?;
 
         let root_file = FactoryRootFile {
             version: 1,
@@ -196,6 +230,7 @@ impl StationHome {
             noise_public: hex::encode(noise_public),
             sealed_noise_private: hex::encode(master.seal(STATION_STATIC_CONTEXT, static_private.expose())?),
             certificate: hex::encode(certificate.encode()),
+            bundle_signer: Some(bundle_signer),
         };
         self.write(MASTER_KEY_FILE, to_json(&sealed_master)?.as_bytes())?;
         self.write(FACTORY_ROOT_FILE, to_json(&root_file)?.as_bytes())?;
@@ -249,6 +284,116 @@ impl StationHome {
         let credentials = StationCredentials { static_private, certificate: info.certificate.encode() };
         Ok(UnlockedStation { info, master_key, credentials })
     }
+}
+
+impl StationHome {
+    /// The station's bundle-signing key, ready to sign. A home created before bundle signing has
+    /// none, and a certificate expires: then a new key is created, certified by the factory root
+    /// (the one sealed in this home, else `offline_root_pkcs8`) and saved in station.json.
+    /// Without either root, [`HomeError::FactoryRootRequired`].
+    pub fn bundle_signer(
+        &self,
+        unlocked: &UnlockedStation,
+        offline_root_pkcs8: Option<&[u8]>,
+    ) -> Result<BundleSigner, HomeError> {
+        let mut station: StationFile = self.read_json(STATION_FILE)?;
+        let now = unix_now();
+        if let Some(stored) = &station.bundle_signer {
+            let signer = self.open_bundle_signer(stored, unlocked)?;
+            if signer.certificate().body.valid_at(now) {
+                return Ok(signer);
+            }
+        }
+        let root = self.factory_root_key_pair(unlocked, offline_root_pkcs8)?;
+        let info = &unlocked.info;
+        let (file, signer) =
+            issue_bundle_signer(&root, info.station_id, &info.station_name, &unlocked.master_key, now)?;
+        station.bundle_signer = Some(file);
+        self.write(STATION_FILE, to_json(&station)?.as_bytes())?;
+        Ok(signer)
+    }
+
+    /// The bundle-signer certificate, if the home has one; needs no passphrase.
+    pub fn bundle_signer_certificate(&self) -> Result<Option<BundleSignerCertificate>, HomeError> {
+        let station: StationFile = self.read_json(STATION_FILE)?;
+        station.bundle_signer.map(|stored| self.decode_signer_certificate(&stored)).transpose()
+    }
+
+    fn decode_signer_certificate(&self, stored: &BundleSignerFile) -> Result<BundleSignerCertificate, HomeError> {
+        let path = self.root.join(STATION_FILE);
+        let malformed = |reason: String| HomeError::Malformed { path: path.clone(), reason };
+        let bytes =
+            hex::decode(&stored.certificate).map_err(|_| malformed("bundle signer certificate is not hex".into()))?;
+        BundleSignerCertificate::decode(&bytes).map_err(|e| malformed(format!("bundle signer certificate: {e}")))
+    }
+
+    fn open_bundle_signer(
+        &self,
+        stored: &BundleSignerFile,
+        unlocked: &UnlockedStation,
+    ) -> Result<BundleSigner, HomeError> {
+        let certificate = self.decode_signer_certificate(stored)?;
+        if !signer_certificate_trusted(&certificate, &unlocked.info.factory_root)
+            || certificate.body.station_id != unlocked.info.station_id
+        {
+            return Err(HomeError::BundleSignerUntrusted);
+        }
+        let sealed = hex::decode(&stored.sealed_pkcs8).map_err(|_| HomeError::Malformed {
+            path: self.root.join(STATION_FILE),
+            reason: "sealed bundle signer key is not hex".into(),
+        })?;
+        let pkcs8 = unlocked.master_key.open(BUNDLE_SIGNER_CONTEXT, &sealed)?;
+        BundleSigner::new(&pkcs8, certificate).map_err(|e| match e {
+            SignerError::KeyMismatch => HomeError::BundleSignerUntrusted,
+            other => other.into(),
+        })
+    }
+
+    /// The factory root's key pair: `offline_pkcs8` if given, else the one sealed in this home.
+    fn factory_root_key_pair(
+        &self,
+        unlocked: &UnlockedStation,
+        offline_pkcs8: Option<&[u8]>,
+    ) -> Result<Ed25519KeyPair, HomeError> {
+        let pkcs8 = match offline_pkcs8 {
+            Some(document) => zeroize::Zeroizing::new(document.to_vec()),
+            None => {
+                let root: FactoryRootFile = self.read_json(FACTORY_ROOT_FILE)?;
+                let sealed = root.sealed_pkcs8.ok_or(HomeError::FactoryRootRequired)?;
+                let sealed = hex::decode(sealed).map_err(|_| HomeError::Malformed {
+                    path: self.root.join(FACTORY_ROOT_FILE),
+                    reason: "sealed key is not hex".into(),
+                })?;
+                unlocked.master_key.open(ROOT_SIGNING_CONTEXT, &sealed)?
+            }
+        };
+        let root = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8).map_err(|_| HomeError::BadRootKey)?;
+        if root.public_key().as_ref() != unlocked.info.factory_root {
+            return Err(HomeError::FactoryRootMismatch);
+        }
+        Ok(root)
+    }
+}
+
+/// A new bundle-signing key certified by `root` for as long as a station certificate, sealed
+/// for station.json.
+fn issue_bundle_signer(
+    root: &Ed25519KeyPair,
+    station_id: [u8; 16],
+    station_name: &str,
+    master: &MasterKey,
+    now: u64,
+) -> Result<(BundleSignerFile, BundleSigner), HomeError> {
+    let pkcs8 = BundleSigner::generate_pkcs8()?;
+    let public = BundleSigner::public_key_of_pkcs8(&pkcs8)?;
+    let not_after = now + CERTIFICATE_LIFETIME_SECS;
+    let certificate =
+        certify_bundle_signer(root, station_id, station_name, public, now.saturating_sub(3600), not_after)?;
+    let file = BundleSignerFile {
+        certificate: hex::encode(certificate.encode()),
+        sealed_pkcs8: hex::encode(master.seal(BUNDLE_SIGNER_CONTEXT, &pkcs8)?),
+    };
+    Ok((file, BundleSigner::new(&pkcs8, certificate)?))
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.

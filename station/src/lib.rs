@@ -9,9 +9,12 @@
 //! - [`demo`]: a simulated device on a pseudo-terminal.
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod db;
 pub mod demo;
+pub mod export;
 pub mod home;
+pub mod label;
 pub mod link;
 pub mod protocol;
 pub mod provision;

@@ -2,6 +2,7 @@
 //! over pseudo-terminal pairs, against SQLite files and a real PostgreSQL server.
 
 pub mod bluez;
+pub mod c2;
 pub mod pcscd;
 
 use anyhow::{Context, Result, bail};

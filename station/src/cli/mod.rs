@@ -1,6 +1,9 @@
 //! The `keyfill` command line: argument parsing, passphrase handling, progress and output.
 //! The work itself lives in the library.
 
+mod bundle;
+mod export;
+mod label;
 mod links;
 mod output;
 mod rotate;
@@ -16,7 +19,7 @@ use keyfill_station::home::{StationHome, unix_now};
 use keyfill_station::link::list_readers;
 use keyfill_station::provision::{Progress, ReconcileVerdict, Station};
 use links::LinkArgs;
-use output::{DeviceJson, EventJson};
+use output::{DeviceJson, EventJson, ExportJson};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -98,6 +101,23 @@ enum Command {
     },
     /// Rotate devices' E4 client keys over MQTT, confirmed by each device under its new key.
     Rotate(rotate::RotateArgs),
+    /// Export device keys to C2, online over HTTPS or as an offline bundle.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
+    /// On the C2 side: import an offline bundle into C2.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+    /// The C2 operator's bundle key, and bundle inspection.
+    Bundle {
+        #[command(subcommand)]
+        command: bundle::BundleCommand,
+    },
+    /// Print device labels (QR payload, name, id, date) as PNG, SVG or PDF for label printers.
+    Label(label::LabelArgs),
     /// Show the station identity and where its state lives.
     Info,
     /// List PC/SC readers (smart-card and NFC).
@@ -105,6 +125,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// Register each device's confirmed key with C2 (POST /e4/client/{name}), with a per-device
+    /// report: created, replaced, unchanged or failed.
+    C2(export::ExportC2Args),
+    /// Write an offline bundle of confirmed keys, encrypted to the C2 operator and signed by
+    /// this station, for `keyfill import bundle` on the C2 side.
+    Bundle(bundle::ExportBundleArgs),
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Verify a bundle (signer certified by the factory root, signature), decrypt it, and
+    /// export its keys to C2 with the same per-device report as `keyfill export c2`.
+    Bundle(bundle::ImportBundleArgs),
 }
 
 #[derive(Subcommand)]
@@ -282,6 +319,15 @@ pub async fn run(cli: Cli) -> Result<()> {
                 output::rfc3339(info.certificate.body.not_before as i64 * 1000),
                 output::rfc3339(info.certificate.body.not_after as i64 * 1000)
             );
+            match home.bundle_signer_certificate()? {
+                Some(signer) => println!(
+                    "bundle signer {} valid {} .. {}",
+                    hex::encode(signer.body.signing_public),
+                    output::rfc3339(signer.body.not_before as i64 * 1000),
+                    output::rfc3339(signer.body.not_after as i64 * 1000)
+                ),
+                None => println!("bundle signer none yet (created by the first `keyfill export bundle`)"),
+            }
         }
         Command::Provision { link, qr, qr_image, json } => {
             let specs = link.specs();
@@ -309,6 +355,31 @@ pub async fn run(cli: Cli) -> Result<()> {
             if !rotate::run(station, args, interactive).await? {
                 bail!("not every rotation was confirmed; see the report above");
             }
+        }
+        Command::Export { command } => match command {
+            ExportCommand::C2(args) => {
+                let station = global.station(&home).await?;
+                if !export::export_c2(station, args, interactive).await? {
+                    bail!("not every device was exported; see the report above");
+                }
+            }
+            ExportCommand::Bundle(args) => {
+                let station = global.station(&home).await?;
+                if !bundle::export_bundle(station, &home, args).await? {
+                    bail!("not every selected device is in the bundle; see the reasons above");
+                }
+            }
+        },
+        Command::Import { command: ImportCommand::Bundle(args) } => {
+            if !bundle::import_bundle(args, interactive).await? {
+                bail!("not every key reached C2; see the report above");
+            }
+        }
+        Command::Bundle { command } => bundle::bundle_command(command)?,
+        Command::Label(args) => {
+            let inventory = global.inventory(&home).await?;
+            label::run(args, &inventory).await?;
+            inventory.close().await;
         }
         Command::Readers { json } => {
             let readers = list_readers()?;
@@ -358,6 +429,8 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
             if json {
                 let mut value = serde_json::to_value(DeviceJson::from(&found))?;
                 value["history"] = serde_json::to_value(history.iter().map(EventJson::from).collect::<Vec<_>>())?;
+                let exports = keyfill_station::db::exports::for_device(inventory.pool(), &found.id).await?;
+                value["c2_exports"] = serde_json::to_value(exports.iter().map(ExportJson::from).collect::<Vec<_>>())?;
                 print_json(&value)?;
             } else {
                 output::print_device_table(std::slice::from_ref(&found));

@@ -1,10 +1,11 @@
 //! The device inventory: SQLite (default, WAL) or PostgreSQL, through sqlx with migrations.
 //!
-//! One module per aggregate: [`devices`], [`keys`], [`events`]. Functions that must compose
-//! take a transaction. Timestamps are Unix milliseconds; keys are only ever stored sealed.
+//! One module per aggregate: [`devices`], [`keys`], [`events`], [`rotations`], [`exports`].
+//! Functions that must compose take a transaction. Timestamps are Unix milliseconds; keys are only ever stored sealed.
 
 pub mod devices;
 pub mod events;
+pub mod exports;
 pub mod keys;
 pub mod rotations;
 

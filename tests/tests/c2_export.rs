@@ -1,0 +1,395 @@
+//! Export to C2 end to end: the real `keyfill export c2` against the C2 test server (HTTPS with
+//! a test CA, PostgreSQL behind it), on devices provisioned by the real agent over
+//! pseudo-terminals.
+
+use anyhow::{Context, Result};
+use keyfill_e2e::c2::{C2Server, CryptoMode};
+use keyfill_e2e::{Agent, Database, PtyPair, Station, contains_key, unique_name};
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A station with one provisioned device per name; the agents are stopped again.
+fn provisioned(dir: &Path, db: Database, names: &[String]) -> Result<(Station, Vec<Agent>)> {
+    let station = Station::init(dir, db)?;
+    let mut agents = Vec::new();
+    for name in names {
+        let mut agent = Agent::init(dir, name, &station.factory_root_file(), &[])?;
+        let pty_dir = dir.join(format!("pty-{name}"));
+        std::fs::create_dir_all(&pty_dir)?;
+        let pty = PtyPair::new(&pty_dir)?;
+        agent.serve(&pty.device_side, &[])?;
+        let output =
+            station.run(&["provision", "--serial", &pty.station_side.to_string_lossy(), "--qr", &agent.payload])?;
+        anyhow::ensure!(output.status.success(), "provisioning {name}: {}", stderr(&output));
+        agent.stop();
+        agents.push(agent);
+    }
+    Ok((station, agents))
+}
+
+fn names(prefix: &str, count: usize) -> Vec<String> {
+    let base = unique_name(prefix);
+    (0..count).map(|i| format!("{base}-{i}")).collect()
+}
+
+/// `keyfill export c2 --url URL --ca CA --json ARGS…`, parsed.
+fn export(station: &Station, c2: &C2Server, args: &[&str]) -> Result<(Output, serde_json::Value)> {
+    let url = c2.url();
+    let ca = c2.ca_file();
+    let mut all = vec!["export", "c2", "--url", url.as_str(), "--ca", ca.to_str().context("ca path")?, "--json"];
+    all.extend_from_slice(args);
+    let output = station.run(&all)?;
+    let report = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    Ok((output, report))
+}
+
+/// Outcome per device name in a JSON report.
+fn outcomes(report: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    report["devices"]
+        .as_array()
+        .map(|devices| {
+            devices
+                .iter()
+                .map(|d| (d["name"].as_str().unwrap_or("").to_owned(), d["outcome"].as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn device_posts(c2: &C2Server) -> usize {
+    c2.requests().iter().filter(|(method, path, _)| method == "POST" && path.starts_with("/e4/client/")).count()
+}
+
+#[test]
+fn c2_export_creates_then_reports_unchanged_sqlite_and_postgres() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    for (label, db) in [("sqlite", Database::sqlite(dir.path())), ("postgres", Database::postgres()?)] {
+        let dir = dir.path().join(label);
+        std::fs::create_dir_all(&dir)?;
+        let names = names(&format!("c2-{label}"), 2);
+        let (station, agents) = provisioned(&dir, db, &names)?;
+        let c2 = C2Server::start(&dir, CryptoMode::SymKey)?;
+
+        let (output, report) = export(&station, &c2, &[])?;
+        assert!(output.status.success(), "{label}: {}", stderr(&output));
+        assert!(outcomes(&report).values().all(|o| o == "created"), "{report}");
+        assert_eq!(report["summary"]["created"], 2);
+        let held = c2.clients()?;
+        for (name, agent) in names.iter().zip(&agents) {
+            let key = agent.key_bytes()?.context("the device holds its key")?;
+            assert_eq!(held.get(name), Some(&key), "{label}: C2 holds the device's key for {name}");
+        }
+
+        let posts_before = device_posts(&c2);
+        let (output, report) = export(&station, &c2, &[])?;
+        assert!(output.status.success(), "{label}: {}", stderr(&output));
+        assert!(outcomes(&report).values().all(|o| o == "unchanged"), "{report}");
+        assert_eq!(device_posts(&c2), posts_before, "{label}: an unchanged key is not sent again");
+
+        let history = station.history_kinds(&names[0])?;
+        assert_eq!(history.iter().filter(|k| *k == "c2_exported").count(), 2, "{history:?}");
+        // No key in the clear: station database, home, output and trace logs, C2's database.
+        for agent in &agents {
+            let key = agent.key_bytes()?.context("key")?;
+            assert!(!contains_key(&station.db.dump()?, &key), "{label}: station database");
+            assert!(!contains_key(&keyfill_e2e::read_tree(&station.home), &key), "{label}: station home");
+            assert!(!contains_key(&station.transcript.borrow(), &key), "{label}: station output and logs");
+            assert!(!contains_key(&c2.dump()?, &key), "{label}: C2's database");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn c2_export_refuses_a_public_key_mode_c2_before_sending_anything() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (station, _agents) = provisioned(dir.path(), Database::sqlite(dir.path()), &names("c2-pub", 1))?;
+    let c2 = C2Server::start(dir.path(), CryptoMode::PubKey)?;
+    let (output, _) = export(&station, &c2, &[])?;
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("CRYPTOMODE_PUBKEY"), "{}", stderr(&output));
+    assert_eq!(device_posts(&c2), 0);
+    assert!(c2.clients()?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn c2_export_retries_server_errors() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let names = names("c2-5xx", 1);
+    let (station, _agents) = provisioned(dir.path(), Database::sqlite(dir.path()), &names)?;
+    let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
+    c2.fail_next_posts(2, 503);
+    let (output, report) = export(&station, &c2, &[])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(outcomes(&report)[&names[0]], "created");
+    assert_eq!(report["devices"][0]["attempts"], 3, "{report}");
+    assert!(c2.clients()?.contains_key(&names[0]));
+    Ok(())
+}
+
+#[test]
+fn c2_export_partial_failure_then_resume() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let names = names("c2-partial", 3);
+    let (station, _agents) = provisioned(dir.path(), Database::sqlite(dir.path()), &names)?;
+    let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
+    c2.reject_client(&names[1], 400, "invalid client name for this deployment");
+    let (output, report) = export(&station, &c2, &[])?;
+    assert!(!output.status.success(), "a failed device fails the run");
+    let first = outcomes(&report);
+    assert_eq!((first[&names[0]].as_str(), first[&names[1]].as_str()), ("created", "failed"));
+    assert_eq!(first[&names[2]], "created");
+    let reason = report["devices"].as_array().context("devices")?.iter().find(|d| d["name"] == names[1].as_str());
+    assert!(
+        reason.and_then(|d| d["reason"].as_str()).is_some_and(|r| r.contains("invalid client name")),
+        "C2's reason is reported: {report}"
+    );
+    assert_eq!(report["devices"][1]["attempts"], 1, "a 400 is not retried");
+
+    c2.clear_faults();
+    let (output, report) = export(&station, &c2, &[])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let second = outcomes(&report);
+    assert_eq!(second[&names[1]], "created");
+    assert_eq!((second[&names[0]].as_str(), second[&names[2]].as_str()), ("unchanged", "unchanged"));
+    assert_eq!(c2.clients()?.len(), 3);
+    Ok(())
+}
+
+#[test]
+fn c2_export_resumes_after_the_station_is_killed_mid_export() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let names = names("c2-kill", 3);
+    let (station, _agents) = provisioned(dir.path(), Database::sqlite(dir.path()), &names)?;
+    let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
+    // C2 stores a key before it waits: a key it holds is a POST the station still waits on.
+    c2.set_post_delay(Duration::from_secs(30));
+    let url = c2.url();
+    let ca = c2.ca_file();
+    let mut exporting = station
+        .command(&["export", "c2", "--url", &url, "--ca", &ca.to_string_lossy(), "--concurrency", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c2.clients()?.is_empty() {
+        anyhow::ensure!(Instant::now() < deadline, "the export never reached C2");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    exporting.kill()?;
+    exporting.wait()?;
+    assert_eq!(c2.clients()?.len(), 1, "killed during the first POST");
+
+    c2.set_post_delay(Duration::ZERO);
+    let (output, report) = export(&station, &c2, &[])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    // The interrupted POST is sent again and reported as what it was meant to do.
+    assert!(outcomes(&report).values().all(|o| o == "created"), "every device lands exactly once: {report}");
+    assert_eq!(c2.clients()?.len(), 3);
+    Ok(())
+}
+
+#[test]
+fn c2_export_never_overwrites_a_client_it_did_not_export_unless_told() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let names = names("c2-foreign", 1);
+    let (station, agents) = provisioned(dir.path(), Database::sqlite(dir.path()), &names)?;
+    let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
+    let foreign = [0x5a; 32];
+    c2.insert_client(&names[0], &foreign)?;
+    let (output, report) = export(&station, &c2, &[])?;
+    assert!(!output.status.success());
+    assert_eq!(outcomes(&report)[&names[0]], "failed", "{report}");
+    assert!(report["devices"][0]["reason"].as_str().is_some_and(|r| r.contains("--replace")), "{report}");
+    assert_eq!(c2.clients()?[&names[0]], foreign.to_vec(), "C2's key is untouched");
+
+    let (output, report) = export(&station, &c2, &["--replace"])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(outcomes(&report)[&names[0]], "replaced");
+    assert_eq!(Some(&c2.clients()?[&names[0]]), agents[0].key_bytes()?.as_ref());
+    Ok(())
+}
+
+#[test]
+fn c2_export_needs_the_ca_and_a_reachable_c2() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (station, _agents) = provisioned(dir.path(), Database::sqlite(dir.path()), &names("c2-tls", 1))?;
+    let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
+    // Without the test CA the server is not trusted.
+    let output = station.run(&["export", "c2", "--url", &c2.url()])?;
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("crypto mode"), "{}", stderr(&output));
+    assert_eq!(device_posts(&c2), 0);
+    // Unreachable: a clear error, and nothing is recorded as delivered.
+    c2.pause();
+    let (output, _) = export(&station, &c2, &["--max-attempts", "2"])?;
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("unreachable"), "{}", stderr(&output));
+    c2.resume();
+    let (output, report) = export(&station, &c2, &[])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(outcomes(&report).values().all(|o| o == "created"));
+    Ok(())
+}
+
+const OPERATOR_PASSPHRASE: &str = "c2 operator passphrase";
+
+/// `keyfill import bundle FILE … --json`, parsed.
+fn import(
+    station: &Station,
+    c2: &C2Server,
+    bundle: &Path,
+    key: &Path,
+    root: &Path,
+) -> Result<(Output, serde_json::Value)> {
+    let (url, ca) = (c2.url(), c2.ca_file());
+    let args = [
+        "import",
+        "bundle",
+        bundle.to_str().context("path")?,
+        "--c2",
+        url.as_str(),
+        "--ca",
+        ca.to_str().context("path")?,
+        "--key",
+        key.to_str().context("path")?,
+        "--factory-root",
+        root.to_str().context("path")?,
+        "--json",
+    ];
+    let output = station.run_env(&args, &[("KEYFILL_BUNDLE_KEY_PASSPHRASE", OPERATOR_PASSPHRASE)])?;
+    let report = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    Ok((output, report))
+}
+
+#[test]
+fn c2_export_bundle_carries_keys_across_the_air_gap_into_c2() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let names = names("c2-bundle", 2);
+    let (station, agents) = provisioned(dir.path(), Database::sqlite(dir.path()), &names)?;
+    let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
+    let operator_key = dir.path().join("c2-operator.key");
+    let passphrase = [("KEYFILL_BUNDLE_KEY_PASSPHRASE", OPERATOR_PASSPHRASE)];
+    let output =
+        station.run_env(&["bundle", "new-key", "--out", operator_key.to_str().context("path")?], &passphrase)?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let public = dir.path().join("c2-operator.key.pub");
+    let bundle = dir.path().join("keys.kfb");
+    let output = station.run(&[
+        "export",
+        "bundle",
+        "--recipient",
+        public.to_str().context("path")?,
+        "--out",
+        bundle.to_str().context("path")?,
+        "--json",
+    ])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let written: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(written["manifest"]["count"], 2, "{written}");
+    assert_eq!(station.history_kinds(&names[0])?.last().map(String::as_str), Some("c2_bundled"));
+
+    let root = station.factory_root_file();
+    let output = station.run(&[
+        "bundle",
+        "inspect",
+        bundle.to_str().context("path")?,
+        "--factory-root",
+        root.to_str().context("path")?,
+        "--json",
+    ])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let inspected: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(inspected["manifest"]["bundle_id"], written["manifest"]["bundle_id"]);
+
+    // A tampered copy is refused before anything reaches C2.
+    let mut bytes = std::fs::read(&bundle)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    let tampered = dir.path().join("tampered.kfb");
+    std::fs::write(&tampered, &bytes)?;
+    let (output, _) = import(&station, &c2, &tampered, &operator_key, &root)?;
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("nothing was sent to C2"), "{}", stderr(&output));
+    // So is a bundle checked against another factory's root.
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir_all(&other_dir)?;
+    let other = Station::init(&other_dir, Database::sqlite(&other_dir))?;
+    let (output, _) = import(&station, &c2, &bundle, &operator_key, &other.factory_root_file())?;
+    assert!(!output.status.success());
+    assert_eq!(device_posts(&c2), 0);
+
+    let (output, report) = import(&station, &c2, &bundle, &operator_key, &root)?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(outcomes(&report).values().all(|o| o == "created"), "{report}");
+    assert_eq!(report["bundle"]["bundle_id"], written["manifest"]["bundle_id"]);
+    let held = c2.clients()?;
+    for (name, agent) in names.iter().zip(&agents) {
+        assert_eq!(held.get(name), agent.key_bytes()?.as_ref(), "C2 holds {name}'s key");
+    }
+    // Importing the same bundle again resumes from its journal: nothing to send.
+    let (output, report) = import(&station, &c2, &bundle, &operator_key, &root)?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(outcomes(&report).values().all(|o| o == "unchanged"), "{report}");
+
+    // The keys appear in the clear nowhere: bundle, journal, key files, station home, output, logs.
+    let mut files = keyfill_e2e::read_tree(&station.home);
+    for path in [&bundle, &operator_key, &public, &dir.path().join("keys.kfb.import.jsonl")] {
+        files.extend(std::fs::read(path)?);
+    }
+    for agent in &agents {
+        let key = agent.key_bytes()?.context("key")?;
+        assert!(!contains_key(&files, &key), "bundle, journal, key files or station home");
+        assert!(!contains_key(&station.transcript.borrow(), &key), "station output and logs");
+    }
+    Ok(())
+}
+
+#[test]
+fn c2_export_after_a_confirmed_rotation_replaces_the_key_and_holds_back_unsettled_ones() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let names = names("c2-rotated", 2);
+    let (station, mut agents) = provisioned(dir.path(), Database::sqlite(dir.path()), &names)?;
+    let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
+    let (output, _) = export(&station, &c2, &[])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // The first device rotates with its agent online; the second has no agent: its rotation fails.
+    agents[0].mqtt(keyfill_e2e::BROKER, &[])?;
+    let output = station.run(&["rotate", &names[0], "--broker", keyfill_e2e::BROKER, "--first-wait", "1"])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = station.run(&[
+        "rotate",
+        &names[1],
+        "--broker",
+        keyfill_e2e::BROKER,
+        "--first-wait",
+        "0.3",
+        "--max-attempts",
+        "1",
+    ])?;
+    assert!(!output.status.success(), "no device answers the second rotation");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while agents[0].status()?["rotation_pending"] != false {
+        anyhow::ensure!(Instant::now() < deadline, "the agent never switched keys");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let (output, report) = export(&station, &c2, &[])?;
+    assert!(!output.status.success(), "an unsettled rotation is reported as a failure");
+    let result = outcomes(&report);
+    assert_eq!(result[&names[0]], "replaced", "{report}");
+    assert_eq!(result[&names[1]], "failed", "{report}");
+    let unsettled = report["devices"].as_array().context("devices")?.iter().find(|d| d["name"] == names[1].as_str());
+    assert!(unsettled.and_then(|d| d["reason"].as_str()).is_some_and(|r| r.contains("unsettled")), "{report}");
+    let held = c2.clients()?;
+    assert_eq!(held.get(&names[0]), agents[0].key_bytes()?.as_ref(), "C2 holds the rotated key");
+    assert_eq!(held.get(&names[1]), agents[1].key_bytes()?.as_ref(), "C2 keeps the last confirmed key");
+    Ok(())
+}
