@@ -61,12 +61,102 @@ pub fn root_key_id(root_public_key: &[u8]) -> [u8; 8] {
     id
 }
 
+/// What tells the two certificate types apart in error messages; the layout is the same.
+struct Names {
+    envelope: &'static str,
+    body: &'static str,
+    key: &'static str,
+}
+
+const STATION_NAMES: Names = Names { envelope: "certificate", body: "certificate body", key: "noise static key" };
+const SIGNER_NAMES: Names =
+    Names { envelope: "bundle signer certificate", body: "bundle signer certificate body", key: "signing public key" };
+
+/// The fields both certificate bodies hold, in their order on the wire.
+struct Fields {
+    station_id: [u8; 16],
+    station_name: String,
+    key: [u8; 32],
+    not_before: u64,
+    not_after: u64,
+    root_key_id: [u8; 8],
+}
+
+fn encode_fields(
+    station_id: &[u8; 16],
+    station_name: &str,
+    key: &[u8; 32],
+    validity: (u64, u64),
+    root_key_id: &[u8; 8],
+) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.array(7).uint(VERSION).bytes(station_id).text(station_name);
+    w.bytes(key).uint(validity.0).uint(validity.1).bytes(root_key_id);
+    w.finish()
+}
+
+fn decode_fields(input: &[u8], names: &Names) -> Result<Fields, CertificateError> {
+    let mut r = Reader::new(input);
+    if r.array(names.body)? != 7 {
+        return Err(CborError::UnexpectedShape { field: names.body, expected: "7 fields" }.into());
+    }
+    let version = r.uint("version")?;
+    if version != VERSION {
+        return Err(CertificateError::UnsupportedVersion(version));
+    }
+    let fields = Fields {
+        station_id: r.bytes_exact::<16>("station id")?,
+        station_name: r.text("station name", MAX_STATION_NAME)?.to_owned(),
+        key: r.bytes_exact::<32>(names.key)?,
+        not_before: r.uint("not before")?,
+        not_after: r.uint("not after")?,
+        root_key_id: r.bytes_exact::<8>("root key id")?,
+    };
+    r.finish()?;
+    let again = encode_fields(
+        &fields.station_id,
+        &fields.station_name,
+        &fields.key,
+        (fields.not_before, fields.not_after),
+        &fields.root_key_id,
+    );
+    cbor::require_deterministic(input, &again)?;
+    if fields.not_after < fields.not_before {
+        return Err(CertificateError::EmptyValidity);
+    }
+    Ok(fields)
+}
+
+fn encode_envelope(tbs: &[u8], signature: &[u8; 64]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.array(3).uint(VERSION).bytes(tbs).bytes(signature);
+    w.finish()
+}
+
+/// `tbs` and signature of `[1, tbs, signature]`, strictly and within [`MAX_ENCODED`].
+fn decode_envelope(input: &[u8], names: &Names) -> Result<(Vec<u8>, [u8; 64]), CertificateError> {
+    if input.len() > MAX_ENCODED {
+        return Err(CertificateError::TooLarge { len: input.len() });
+    }
+    let mut r = Reader::new(input);
+    if r.array(names.envelope)? != 3 {
+        return Err(CborError::UnexpectedShape { field: names.envelope, expected: "3 fields" }.into());
+    }
+    let version = r.uint("version")?;
+    if version != VERSION {
+        return Err(CertificateError::UnsupportedVersion(version));
+    }
+    let tbs = r.bytes("tbs", MAX_ENCODED)?.to_vec();
+    let signature = r.bytes_exact::<64>("signature")?;
+    r.finish()?;
+    cbor::require_deterministic(input, &encode_envelope(&tbs, &signature))?;
+    Ok((tbs, signature))
+}
+
 impl CertificateBody {
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.array(7).uint(VERSION).bytes(&self.station_id).text(&self.station_name);
-        w.bytes(&self.noise_static).uint(self.not_before).uint(self.not_after).bytes(&self.root_key_id);
-        w.finish()
+        let validity = (self.not_before, self.not_after);
+        encode_fields(&self.station_id, &self.station_name, &self.noise_static, validity, &self.root_key_id)
     }
 
     /// The exact bytes the factory root signs.
@@ -75,59 +165,29 @@ impl CertificateBody {
     }
 
     fn decode(input: &[u8]) -> Result<Self, CertificateError> {
-        let mut r = Reader::new(input);
-        if r.array("certificate body")? != 7 {
-            return Err(CborError::UnexpectedShape { field: "certificate body", expected: "7 fields" }.into());
-        }
-        let version = r.uint("version")?;
-        if version != VERSION {
-            return Err(CertificateError::UnsupportedVersion(version));
-        }
-        let body = CertificateBody {
-            station_id: r.bytes_exact::<16>("station id")?,
-            station_name: r.text("station name", MAX_STATION_NAME)?.to_owned(),
-            noise_static: r.bytes_exact::<32>("noise static key")?,
-            not_before: r.uint("not before")?,
-            not_after: r.uint("not after")?,
-            root_key_id: r.bytes_exact::<8>("root key id")?,
-        };
-        r.finish()?;
-        cbor::require_deterministic(input, &body.encode())?;
-        if body.not_after < body.not_before {
-            return Err(CertificateError::EmptyValidity);
-        }
-        Ok(body)
+        let f = decode_fields(input, &STATION_NAMES)?;
+        Ok(CertificateBody {
+            station_id: f.station_id,
+            station_name: f.station_name,
+            noise_static: f.key,
+            not_before: f.not_before,
+            not_after: f.not_after,
+            root_key_id: f.root_key_id,
+        })
     }
 }
 
 impl StationCertificate {
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.array(3).uint(VERSION).bytes(&self.tbs).bytes(&self.signature);
-        w.finish()
+        encode_envelope(&self.tbs, &self.signature)
     }
 
     /// Parses the structure; the caller must still verify the signature over
     /// [`CertificateBody::signing_input`] of `tbs` against its pinned root.
     pub fn decode(input: &[u8]) -> Result<Self, CertificateError> {
-        if input.len() > MAX_ENCODED {
-            return Err(CertificateError::TooLarge { len: input.len() });
-        }
-        let mut r = Reader::new(input);
-        if r.array("certificate")? != 3 {
-            return Err(CborError::UnexpectedShape { field: "certificate", expected: "3 fields" }.into());
-        }
-        let version = r.uint("version")?;
-        if version != VERSION {
-            return Err(CertificateError::UnsupportedVersion(version));
-        }
-        let tbs = r.bytes("tbs", MAX_ENCODED)?.to_vec();
-        let signature = r.bytes_exact::<64>("signature")?;
-        r.finish()?;
+        let (tbs, signature) = decode_envelope(input, &STATION_NAMES)?;
         let body = CertificateBody::decode(&tbs)?;
-        let cert = StationCertificate { body, tbs, signature };
-        cbor::require_deterministic(input, &cert.encode())?;
-        Ok(cert)
+        Ok(StationCertificate { body, tbs, signature })
     }
 }
 
@@ -162,10 +222,8 @@ pub struct BundleSignerCertificate {
 
 impl BundleSignerBody {
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.array(7).uint(VERSION).bytes(&self.station_id).text(&self.station_name);
-        w.bytes(&self.signing_public).uint(self.not_before).uint(self.not_after).bytes(&self.root_key_id);
-        w.finish()
+        let validity = (self.not_before, self.not_after);
+        encode_fields(&self.station_id, &self.station_name, &self.signing_public, validity, &self.root_key_id)
     }
 
     /// The exact bytes the factory root signs.
@@ -179,60 +237,28 @@ impl BundleSignerBody {
     }
 
     fn decode(input: &[u8]) -> Result<Self, CertificateError> {
-        let mut r = Reader::new(input);
-        if r.array("bundle signer certificate body")? != 7 {
-            return Err(
-                CborError::UnexpectedShape { field: "bundle signer certificate body", expected: "7 fields" }.into()
-            );
-        }
-        let version = r.uint("version")?;
-        if version != VERSION {
-            return Err(CertificateError::UnsupportedVersion(version));
-        }
-        let body = BundleSignerBody {
-            station_id: r.bytes_exact::<16>("station id")?,
-            station_name: r.text("station name", MAX_STATION_NAME)?.to_owned(),
-            signing_public: r.bytes_exact::<32>("signing public key")?,
-            not_before: r.uint("not before")?,
-            not_after: r.uint("not after")?,
-            root_key_id: r.bytes_exact::<8>("root key id")?,
-        };
-        r.finish()?;
-        cbor::require_deterministic(input, &body.encode())?;
-        if body.not_after < body.not_before {
-            return Err(CertificateError::EmptyValidity);
-        }
-        Ok(body)
+        let f = decode_fields(input, &SIGNER_NAMES)?;
+        Ok(BundleSignerBody {
+            station_id: f.station_id,
+            station_name: f.station_name,
+            signing_public: f.key,
+            not_before: f.not_before,
+            not_after: f.not_after,
+            root_key_id: f.root_key_id,
+        })
     }
 }
 
 impl BundleSignerCertificate {
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.array(3).uint(VERSION).bytes(&self.tbs).bytes(&self.signature);
-        w.finish()
+        encode_envelope(&self.tbs, &self.signature)
     }
 
     /// Parses the structure; the caller must still verify the signature over
     /// [`BundleSignerBody::signing_input`] of `tbs` against its pinned root.
     pub fn decode(input: &[u8]) -> Result<Self, CertificateError> {
-        if input.len() > MAX_ENCODED {
-            return Err(CertificateError::TooLarge { len: input.len() });
-        }
-        let mut r = Reader::new(input);
-        if r.array("bundle signer certificate")? != 3 {
-            return Err(CborError::UnexpectedShape { field: "bundle signer certificate", expected: "3 fields" }.into());
-        }
-        let version = r.uint("version")?;
-        if version != VERSION {
-            return Err(CertificateError::UnsupportedVersion(version));
-        }
-        let tbs = r.bytes("tbs", MAX_ENCODED)?.to_vec();
-        let signature = r.bytes_exact::<64>("signature")?;
-        r.finish()?;
+        let (tbs, signature) = decode_envelope(input, &SIGNER_NAMES)?;
         let body = BundleSignerBody::decode(&tbs)?;
-        let cert = BundleSignerCertificate { body, tbs, signature };
-        cbor::require_deterministic(input, &cert.encode())?;
-        Ok(cert)
+        Ok(BundleSignerCertificate { body, tbs, signature })
     }
 }

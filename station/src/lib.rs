@@ -12,6 +12,7 @@
 pub mod bundle;
 pub mod db;
 pub mod demo;
+pub mod detect;
 pub mod export;
 pub mod home;
 pub mod label;
@@ -21,3 +22,4 @@ pub mod provision;
 pub mod qr_image;
 pub mod rotation;
 pub mod seal;
+pub mod time;

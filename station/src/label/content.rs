@@ -149,7 +149,7 @@ impl LabelContent {
 
     /// The provisioning date as printed, `YYYY-MM-DD UTC`.
     pub(crate) fn provisioned_date(&self) -> Option<String> {
-        self.provisioned_at.map(|millis| format!("{} UTC", utc_date(millis)))
+        self.provisioned_at.map(|millis| format!("{} UTC", crate::time::utc_date(millis)))
     }
 }
 
@@ -169,21 +169,6 @@ impl fmt::Debug for LabelContent {
             .field("provisioned_at", &self.provisioned_at)
             .finish()
     }
-}
-
-/// `YYYY-MM-DD` of Unix milliseconds, UTC (civil-from-days, H. Hinnant's algorithm).
-pub(crate) fn utc_date(millis: i64) -> String {
-    let days = millis.div_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
 }
 
 #[cfg(test)]
@@ -251,12 +236,5 @@ mod tests {
         assert_eq!(content.kind(), QrKind::ScannedSetupSecretPayload);
         assert!(!format!("{content:?}").contains(&text));
         assert!(LabelContent::from_scanned_text("hello").is_err());
-    }
-
-    #[test]
-    fn label_utc_date_civil_calendar() {
-        assert_eq!(utc_date(0), "1970-01-01");
-        assert_eq!(utc_date(951_782_400_000), "2000-02-29");
-        assert_eq!(utc_date(-1), "1969-12-31");
     }
 }
