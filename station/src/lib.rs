@@ -12,7 +12,6 @@
 pub mod bundle;
 pub mod db;
 pub mod demo;
-pub mod detect;
 pub mod export;
 pub mod home;
 pub mod label;
@@ -21,5 +20,6 @@ pub mod protocol;
 pub mod provision;
 pub mod qr_image;
 pub mod rotation;
+pub mod scan;
 pub mod seal;
 pub mod time;

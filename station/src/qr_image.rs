@@ -1,5 +1,7 @@
-//! Decoding a label photograph or scan with rqrr.
+//! Decoding a label photograph or scan; a thin layer over [`crate::scan`] kept for
+//! `keyfill provision --qr-image`.
 
+use crate::scan::{ScanError, Scanner};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -14,17 +16,11 @@ pub enum QrImageError {
 /// Decodes every QR code in the image at `path`; returns their texts.
 pub fn decode_file(path: &std::path::Path) -> Result<Vec<String>, QrImageError> {
     let shown = path.display().to_string();
-    let image = image::open(path).map_err(|e| QrImageError::Read { path: shown.clone(), reason: e.to_string() })?;
-    let gray = image.to_luma8();
-    // rqrr can panic on some inputs inside grid detection; contain it so bad input is an error.
-    let texts = std::panic::catch_unwind(move || {
-        let mut prepared = rqrr::PreparedImage::prepare(gray);
-        prepared
-            .detect_grids()
-            .into_iter()
-            .filter_map(|grid| grid.decode().ok().map(|(_, text)| text))
-            .collect::<Vec<_>>()
-    })
-    .unwrap_or_default();
-    if texts.is_empty() { Err(QrImageError::NotFound(shown)) } else { Ok(texts) }
+    let results = Scanner::default().scan_file(path).map_err(|error| match error {
+        ScanError::Read { reason, .. } => QrImageError::Read { path: shown.clone(), reason },
+    })?;
+    if results.is_empty() {
+        return Err(QrImageError::NotFound(shown));
+    }
+    Ok(results.into_iter().map(|result| result.text).collect())
 }

@@ -7,6 +7,7 @@ mod label;
 mod links;
 mod output;
 mod rotate;
+mod scan;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -118,6 +119,9 @@ enum Command {
     },
     /// Print device labels (QR payload, name, id, date) as PNG, SVG or PDF for label printers.
     Label(label::LabelArgs),
+    /// Decode QR codes in label photographs or scans: the raw text and, for Keyfill labels, the
+    /// parsed payload.
+    Scan(scan::ScanArgs),
     /// Show the station identity and where its state lives.
     Info,
     /// List PC/SC readers (smart-card and NFC).
@@ -376,6 +380,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Bundle { command } => bundle::bundle_command(command)?,
+        Command::Scan(args) => {
+            if !scan::run(args).await? {
+                bail!("not every file held a Keyfill label; see above");
+            }
+        }
         Command::Label(args) => {
             let inventory = global.inventory(&home).await?;
             label::run(args, &inventory).await?;

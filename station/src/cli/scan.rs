@@ -1,0 +1,253 @@
+//! `keyfill scan FILE…`: reads QR codes from image files and says, for each, whether it holds a
+//! Keyfill label (docs/scanning.md).
+
+use anyhow::Result;
+use clap::Args;
+use keyfill_formats::qr::{DeviceCredential, OnboardingPayload};
+use keyfill_station::scan::{Label, Origin, ScanError, ScanResult, Scanner};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Image files (PNG or JPEG) holding a QR code.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Scans every file; true if every file held a valid Keyfill label.
+pub async fn run(args: ScanArgs) -> Result<bool> {
+    let mut reports = Vec::with_capacity(args.files.len());
+    for path in args.files {
+        // Decoding is CPU work: keep it off the async runtime's worker threads.
+        let scanned = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || Scanner::default().scan_file(&path)
+        })
+        .await?;
+        let report = FileReport::new(&path, scanned);
+        if !args.json {
+            report.print();
+        }
+        reports.push(report);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    Ok(reports.iter().all(|r| r.status == Status::Keyfill))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Status {
+    /// At least one code is a valid Keyfill label.
+    Keyfill,
+    /// A code starts like a Keyfill label but does not parse.
+    InvalidLabel,
+    /// Codes were found, none of them a Keyfill label.
+    NotKeyfill,
+    NoCode,
+    Unreadable,
+}
+
+/// The documented JSON shape of one scanned file.
+#[derive(Debug, Serialize)]
+struct FileReport {
+    file: String,
+    status: Status,
+    error: Option<String>,
+    codes: Vec<CodeReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct CodeReport {
+    kind: Status,
+    /// The decoded text; withheld (null) when it carries a setup secret.
+    text: Option<String>,
+    /// Which decoder and preparation read it, e.g. `rxing-hybrid/as-is`.
+    read_by: String,
+    /// Why a text that starts like a Keyfill label is not a valid one.
+    problem: Option<String>,
+    label: Option<LabelJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct LabelJson {
+    name: String,
+    device_id: String,
+    serial_number: String,
+    credential_mode: &'static str,
+    model: Option<String>,
+    serial_hint: bool,
+    ble_address: Option<String>,
+    ble_name: Option<String>,
+    pcsc_aid: Option<String>,
+}
+
+impl FileReport {
+    fn new(path: &std::path::Path, scanned: Result<Vec<ScanResult>, ScanError>) -> Self {
+        let file = path.display().to_string();
+        let results = match scanned {
+            Ok(results) => results,
+            Err(error) => {
+                return FileReport {
+                    file,
+                    status: Status::Unreadable,
+                    error: Some(error.to_string()),
+                    codes: Vec::new(),
+                };
+            }
+        };
+        let codes: Vec<CodeReport> = results.iter().map(CodeReport::new).collect();
+        let status = [Status::Keyfill, Status::InvalidLabel, Status::NotKeyfill]
+            .into_iter()
+            .find(|wanted| codes.iter().any(|code| code.kind == *wanted))
+            .unwrap_or(Status::NoCode);
+        FileReport { file, status, error: None, codes }
+    }
+
+    fn print(&self) {
+        match self.status {
+            Status::Unreadable => println!("{}: {}", self.file, self.error.as_deref().unwrap_or("unreadable")),
+            Status::NoCode => println!("{}: no QR code found", self.file),
+            _ => {
+                for code in &self.codes {
+                    println!("{}: {}", self.file, code.headline());
+                    match &code.text {
+                        Some(text) => println!("  text: {}", printable(text)),
+                        None => println!("  text: (withheld: it carries the device's setup secret)"),
+                    }
+                    println!("  read by {}", code.read_by);
+                }
+            }
+        }
+    }
+}
+
+impl CodeReport {
+    fn new(result: &ScanResult) -> Self {
+        let read_by = match result.origin {
+            Origin::Image(stage) => stage.to_string(),
+            Origin::Typed => "scanner input".to_owned(),
+        };
+        let text = Some(result.text.clone());
+        match &result.label {
+            Label::Keyfill(payload) => CodeReport {
+                kind: Status::Keyfill,
+                text: match payload.credential {
+                    DeviceCredential::SetupSecret(_) => None,
+                    DeviceCredential::Identity { .. } => text,
+                },
+                read_by,
+                problem: None,
+                label: Some(LabelJson::new(payload)),
+            },
+            Label::Invalid(error) => {
+                CodeReport { kind: Status::InvalidLabel, text, read_by, problem: Some(error.to_string()), label: None }
+            }
+            Label::NotKeyfill => CodeReport { kind: Status::NotKeyfill, text, read_by, problem: None, label: None },
+        }
+    }
+
+    fn headline(&self) -> String {
+        match (&self.label, &self.problem) {
+            (Some(label), _) => {
+                let mut line = format!(
+                    "Keyfill label: device {} (id {}), serial {}, {} mode",
+                    printable(&label.name),
+                    label.device_id,
+                    printable(&label.serial_number),
+                    label.credential_mode
+                );
+                if let Some(model) = &label.model {
+                    line += &format!(", model {}", printable(model));
+                }
+                line
+            }
+            (None, Some(problem)) => format!("looks like a Keyfill label but is not valid: {problem}"),
+            (None, None) => "a QR code was found, but it is not a Keyfill label".to_owned(),
+        }
+    }
+}
+
+impl LabelJson {
+    fn new(payload: &OnboardingPayload) -> Self {
+        let hints = &payload.hints;
+        LabelJson {
+            name: payload.name.clone(),
+            device_id: payload.device_id.to_string(),
+            serial_number: payload.serial_number.clone(),
+            credential_mode: match payload.credential {
+                DeviceCredential::Identity { .. } => "identity",
+                DeviceCredential::SetupSecret(_) => "secret",
+            },
+            model: payload.model.clone(),
+            serial_hint: hints.serial,
+            ble_address: hints.ble_address.map(|a| a.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")),
+            ble_name: hints.ble_name.clone(),
+            pcsc_aid: hints.pcsc_aid.as_ref().map(hex::encode),
+        }
+    }
+}
+
+/// A decoded text for the terminal: control characters escaped, so that a code holding escape
+/// sequences cannot rewrite the operator's screen and a multi-line text stays on one line.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyfill_formats::qr::SetupSecret;
+
+    fn report_of(texts: &[&str]) -> FileReport {
+        let results = texts.iter().filter_map(|t| keyfill_station::scan::from_typed_text(t)).collect();
+        FileReport::new(std::path::Path::new("label.png"), Ok(results))
+    }
+
+    #[test]
+    fn scan_cli_file_status_prefers_a_keyfill_label() {
+        let label = OnboardingPayload::new("dev-1", "SN-1", DeviceCredential::Identity { public_key: [7; 32] });
+        let text = label.encode().unwrap_or_default();
+        assert_eq!(report_of(&["https://example.com", &text]).status, Status::Keyfill);
+        assert_eq!(report_of(&["https://example.com", "KF1:%%"]).status, Status::InvalidLabel);
+        assert_eq!(report_of(&["https://example.com"]).status, Status::NotKeyfill);
+        assert_eq!(report_of(&[]).status, Status::NoCode);
+        let unreadable = FileReport::new(
+            std::path::Path::new("x.png"),
+            Err(ScanError::Read { path: "x.png".into(), reason: "gone".into() }),
+        );
+        assert_eq!(unreadable.status, Status::Unreadable);
+    }
+
+    #[test]
+    fn scan_cli_withholds_the_text_of_setup_secret_labels() {
+        let secret = DeviceCredential::SetupSecret(SetupSecret([9; 16]));
+        let text = OnboardingPayload::new("dev-2", "SN-2", secret).encode().unwrap_or_default();
+        let report = report_of(&[&text]);
+        assert_eq!(report.status, Status::Keyfill);
+        assert_eq!(report.codes[0].text, None);
+        let json = serde_json::to_string(&report).unwrap_or_default();
+        assert!(!json.contains(&text[4..]), "{json}");
+        assert!(json.contains("\"credential_mode\":\"secret\""), "{json}");
+    }
+
+    #[test]
+    fn scan_cli_escapes_control_characters() {
+        assert_eq!(printable("a\nb\t\x1b[2J\\"), "a\\nb\\t\\u{1b}[2J\\\\");
+    }
+}

@@ -1,0 +1,3 @@
+//! Helpers shared by the scanner tests and benchmark.
+
+pub mod photos;
