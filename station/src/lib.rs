@@ -12,6 +12,7 @@
 pub mod bundle;
 pub mod db;
 pub mod demo;
+pub mod detect;
 pub mod export;
 pub mod home;
 pub mod label;

@@ -1,80 +1,95 @@
-//! The bridge between the UI thread and the station core running on a tokio runtime thread.
+//! The channels between the UI thread and the station: commands go to a [`StationHandle`], which
+//! never blocks; events come back over one channel, and whoever queues one wakes the UI so that
+//! the next frame drains it.
 
-use keyfill_station::db::Inventory;
-use keyfill_station::db::devices::{self, Device};
-use std::sync::mpsc;
+use crate::messages::{Command, Event};
+use crate::station_handle::StationHandle;
+use eframe::egui;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
-/// What a panel asks of the station.
-#[derive(Debug)]
-pub enum Command {
-    RefreshDevices,
-}
+/// Asks the UI for a frame. Holds the egui context once the first frame has handed it over.
+#[derive(Clone, Default)]
+pub struct Waker(Arc<Mutex<Option<egui::Context>>>);
 
-/// What the station reports back.
-#[derive(Debug)]
-pub enum Event {
-    Devices(Vec<Device>),
-    Error(String),
-}
-
-#[derive(Debug)]
-pub struct Bridge {
-    commands: tokio::sync::mpsc::UnboundedSender<Command>,
-    events: mpsc::Receiver<Event>,
-    repaint: std::sync::Arc<std::sync::Mutex<Option<eframe::egui::Context>>>,
-}
-
-impl Bridge {
-    pub fn send(&self, command: Command) {
-        // The station thread only stops when the app exits, so a send error has no one to tell.
-        let _ = self.commands.send(command);
-    }
-
-    pub fn try_recv(&self) -> Option<Event> {
-        self.events.try_recv().ok()
-    }
-
-    /// Lets the station thread wake the UI when an event arrives.
-    pub fn set_repaint_context(&self, context: &eframe::egui::Context) {
-        if let Ok(mut slot) = self.repaint.lock() {
+impl Waker {
+    pub fn set_context(&self, context: &egui::Context) {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
             *slot = Some(context.clone());
+        }
+    }
+
+    pub fn wake(&self) {
+        if let Some(context) = self.0.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            context.request_repaint();
         }
     }
 }
 
-/// Starts the station thread.
-pub fn spawn(db_url: String) -> anyhow::Result<Bridge> {
-    let (command_tx, mut command_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (event_tx, event_rx) = mpsc::channel();
-    let repaint = std::sync::Arc::new(std::sync::Mutex::new(None::<eframe::egui::Context>));
-    let repaint_station = repaint.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    std::thread::Builder::new().name("station".into()).spawn(move || {
-        runtime.block_on(async move {
-            let notify = |event: Event| {
-                let _ = event_tx.send(event);
-                if let Ok(slot) = repaint_station.lock()
-                    && let Some(context) = slot.as_ref()
-                {
-                    context.request_repaint();
-                }
-            };
-            let inventory = match Inventory::open(&db_url).await {
-                Ok(inventory) => inventory,
-                Err(error) => {
-                    notify(Event::Error(format!("cannot open the database: {error}")));
-                    return;
-                }
-            };
-            while let Some(command) = command_rx.recv().await {
-                match command {
-                    Command::RefreshDevices => match devices::list(inventory.pool(), None).await {
-                        Ok(list) => notify(Event::Devices(list)),
-                        Err(error) => notify(Event::Error(error.to_string())),
-                    },
-                }
-            }
-        });
-    })?;
-    Ok(Bridge { commands: command_tx, events: event_rx, repaint })
+impl fmt::Debug for Waker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Waker")
+    }
+}
+
+/// The station side's way back to the UI.
+#[derive(Debug, Clone)]
+pub struct EventSender {
+    events: mpsc::Sender<Event>,
+    waker: Waker,
+}
+
+impl EventSender {
+    /// Queues `event` and wakes the UI. False once the UI has gone.
+    pub fn send(&self, event: Event) -> bool {
+        let sent = self.events.send(event).is_ok();
+        self.waker.wake();
+        sent
+    }
+}
+
+/// The UI's end: send commands, drain events.
+#[derive(Debug)]
+pub struct Bridge {
+    station: Box<dyn StationHandle>,
+    events: mpsc::Receiver<Event>,
+    waker: Waker,
+}
+
+impl Bridge {
+    /// Connects to the station that `connect` starts with the sending end of the event channel.
+    pub fn new(connect: impl FnOnce(EventSender) -> Box<dyn StationHandle>) -> Self {
+        match Self::try_new(|events| Ok::<_, std::convert::Infallible>(connect(events))) {
+            Ok(bridge) => bridge,
+            Err(never) => match never {},
+        }
+    }
+
+    /// As [`Bridge::new`], for a station that may fail to start.
+    pub fn try_new<E>(connect: impl FnOnce(EventSender) -> Result<Box<dyn StationHandle>, E>) -> Result<Self, E> {
+        let (sender, events) = mpsc::channel();
+        let waker = Waker::default();
+        let station = connect(EventSender { events: sender, waker: waker.clone() })?;
+        Ok(Bridge { station, events, waker })
+    }
+
+    pub fn send(&mut self, command: Command) {
+        tracing::debug!(command = command.name(), "to the station");
+        self.station.send(command);
+    }
+
+    /// Every event queued so far, without waiting.
+    pub fn drain(&self) -> Vec<Event> {
+        self.events.try_iter().collect()
+    }
+
+    /// Lets the station side (and the camera decoder) wake the UI.
+    pub fn set_repaint_context(&self, context: &egui::Context) {
+        self.waker.set_context(context);
+    }
+
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
 }

@@ -1,0 +1,262 @@
+//! What the UI asks of the station ([`Command`]) and what the station reports back ([`Event`]).
+//! Plain data: row types are the station library's own public structs.
+
+use crate::problem::Problem;
+use keyfill_formats::qr::OnboardingPayload;
+use keyfill_station::db::devices::Device;
+use keyfill_station::db::events::{Event as StoredEvent, EventFilter, LoggedEvent};
+use keyfill_station::db::exports::StoredExport;
+use keyfill_station::detect::{BlePeripheral, LinkTarget, SerialPortInfo};
+use keyfill_station::export::{DeviceFilter, ItemReport};
+use keyfill_station::label::{LabelFormat, LabelSpec};
+use keyfill_station::provision::Progress;
+use keyfill_station::rotation::{RotationProgress, RotationSettings};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// Ties the events of one provisioning or label to the request that started it.
+pub type JobId = u64;
+
+/// The master-key passphrase on its way to the station: wiped when dropped, never printed.
+pub struct Passphrase(Zeroizing<String>);
+
+impl Passphrase {
+    /// Takes the text, leaving `typed` empty and its old buffer wiped.
+    pub fn take_from(typed: &mut String) -> Self {
+        let passphrase = Passphrase(Zeroizing::new(typed.clone()));
+        zeroize::Zeroize::zeroize(typed);
+        passphrase
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Passphrase(<redacted>)")
+    }
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Unlock(Passphrase),
+    /// Drops the unlocked master key once the work in progress has finished.
+    Lock,
+    DetectLinks,
+    Provision(Box<ProvisionRequest>),
+    LoadDevices,
+    LoadDeviceDetail {
+        id: String,
+    },
+    LoadHistory(HistoryQuery),
+    SaveLabel(Box<LabelRequest>),
+    Rotate(RotationRequest),
+    ExportC2(ExportRequest),
+}
+
+impl Command {
+    /// A short name, for test transcripts and logs (never the passphrase).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Unlock(_) => "unlock",
+            Command::Lock => "lock",
+            Command::DetectLinks => "detect_links",
+            Command::Provision(_) => "provision",
+            Command::LoadDevices => "load_devices",
+            Command::LoadDeviceDetail { .. } => "load_device_detail",
+            Command::LoadHistory(_) => "load_history",
+            Command::SaveLabel(_) => "save_label",
+            Command::Rotate(_) => "rotate",
+            Command::ExportC2(_) => "export_c2",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProvisionRequest {
+    pub job: JobId,
+    pub link: LinkTarget,
+    /// How long to wait for a card to be presented or a BLE device to advertise.
+    pub card_wait: Duration,
+    pub payload: OnboardingPayload,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub limit: u32,
+    pub filter: EventFilter,
+}
+
+/// A label for a provisioned device: saved to `folder`, printed if `printer_queue` is set.
+#[derive(Debug, Clone)]
+pub struct LabelRequest {
+    pub job: JobId,
+    pub device: Device,
+    pub folder: PathBuf,
+    pub format: LabelFormat,
+    pub spec: LabelSpec,
+    pub printer_queue: Option<String>,
+}
+
+impl LabelRequest {
+    /// `sensor-0042-3f1a2b3c.png`: the name made safe for any file system, and the start of the id.
+    pub fn file_name(&self) -> String {
+        let name: String = self
+            .device
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+            .collect();
+        let id = self.device.id.get(..8).unwrap_or(&self.device.id);
+        format!("{}-{id}.{}", name.trim_start_matches('.'), self.format.extension())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum RotationTargets {
+    /// Every provisioned device without a completed rotation (and interrupted ones).
+    AllUnrotated,
+    /// These devices, by id or name.
+    Devices(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct RotationRequest {
+    pub broker: String,
+    pub targets: RotationTargets,
+    pub settings: RotationSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    pub url: String,
+    pub ca: Option<PathBuf>,
+    pub filter: DeviceFilter,
+    pub replace_foreign: bool,
+}
+
+/// Public facts about the station, known before it is unlocked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StationSummary {
+    pub home: PathBuf,
+    /// The database URL with any password hidden.
+    pub database: String,
+    pub operator: String,
+    /// `None` when the home is not initialised.
+    pub identity: Option<StationIdentity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StationIdentity {
+    pub name: String,
+    pub id: String,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    /// Sent once at start: who the station is, where its state lives.
+    Station(StationSummary),
+    Unlocked,
+    UnlockFailed(Problem),
+    /// The master key is dropped.
+    Locked,
+    Links(LinkReport),
+    Provision {
+        job: JobId,
+        update: ProvisionUpdate,
+    },
+    Devices(Vec<Device>),
+    /// One device's record changed (provisioned, failed, now pending).
+    DeviceChanged(Device),
+    DeviceDetail(DeviceDetail),
+    History(Vec<LoggedEvent>),
+    Label {
+        job: JobId,
+        outcome: Result<LabelSaved, Problem>,
+    },
+    Rotation(RotationUpdate),
+    Export(ExportUpdate),
+    /// A command failed outside any job (the database, a locked station); `command` is
+    /// [`Command::name`] of the one that failed.
+    Problem {
+        command: &'static str,
+        problem: Problem,
+    },
+}
+
+/// What each link detector found, or why it found nothing.
+#[derive(Debug, Clone)]
+pub struct LinkReport {
+    pub serial: Result<Vec<SerialPortInfo>, Problem>,
+    pub pcsc: Result<Vec<String>, Problem>,
+    pub ble: Result<Vec<BlePeripheral>, Problem>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProvisionUpdate {
+    /// Opening the link (waiting for a card or an advertisement on PC/SC and BLE).
+    Opening {
+        link: String,
+    },
+    Step(Progress),
+    Provisioned {
+        device: Box<Device>,
+        reconciled: bool,
+    },
+    Failed(Problem),
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceDetail {
+    pub device: Device,
+    pub history: Vec<StoredEvent>,
+    pub exports: Vec<StoredExport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelSaved {
+    pub path: PathBuf,
+    /// The queue the label went to, if one is configured.
+    pub printed_on: Option<String>,
+    /// Printing was asked for and failed; the file is saved all the same.
+    pub print_problem: Option<Problem>,
+}
+
+/// One device's rotation result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationRow {
+    pub device_id: String,
+    pub name: String,
+    /// The confirmed new key id, or why not.
+    pub result: Result<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RotationUpdate {
+    Started { total: usize, broker: String },
+    Progress(RotationProgress),
+    Finished(Vec<RotationRow>),
+    Failed(Problem),
+}
+
+#[derive(Debug, Clone)]
+pub enum ExportUpdate {
+    /// Asking C2 for its crypto mode and its clients.
+    Connecting {
+        target: String,
+    },
+    Started {
+        total: usize,
+    },
+    Item(ItemReport),
+    Finished {
+        target: String,
+        run_id: String,
+        reports: Vec<ItemReport>,
+    },
+    Failed(Problem),
+}

@@ -1,0 +1,238 @@
+//! Errors as the operator reads them: what happened, and what to do about it. Built from the
+//! station library's typed errors, so each help line fits the actual cause.
+
+use keyfill_formats::message::AbortReason;
+use keyfill_station::db::DbError;
+use keyfill_station::detect::LinkTarget;
+use keyfill_station::export::{C2Error, ExportError};
+use keyfill_station::home::HomeError;
+use keyfill_station::label::LabelError;
+use keyfill_station::link::LinkError;
+use keyfill_station::protocol::SessionError;
+use keyfill_station::provision::{ProvisionError, SessionOrLinkError};
+use keyfill_station::rotation::RotationError;
+use keyfill_station::seal::SealError;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What happened, in one sentence.
+    pub message: String,
+    /// What the operator should do next.
+    pub help: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} — {}", self.message, self.help)
+    }
+}
+
+const CHECK_DATABASE: &str =
+    "Check that the database in Settings > Station is reachable and its disk is not full, then try again.";
+
+impl Problem {
+    pub fn new(message: impl Into<String>, help: impl Into<String>) -> Self {
+        Problem { message: message.into(), help: help.into() }
+    }
+
+    pub fn locked() -> Self {
+        Problem::new("The station is locked.", "Unlock it with the master-key passphrase.")
+    }
+
+    pub fn unlock(error: &HomeError) -> Self {
+        match error {
+            HomeError::Seal(SealError::WrongPassphrase) => Problem::new(
+                "Wrong passphrase.",
+                "Type the master-key passphrase again (check Caps Lock and the keyboard layout).",
+            ),
+            HomeError::Seal(SealError::EmptyPassphrase) => {
+                Problem::new("The passphrase is empty.", "Type the master-key passphrase.")
+            }
+            HomeError::NotInitialised(path) => Problem::not_initialised(&path.display().to_string()),
+            HomeError::CertificateNotValid { .. } => Problem::new(
+                error.to_string(),
+                "Check the computer's clock. If it is right, the station certificate has expired: ask the \
+                 factory administrator for a new station.",
+            ),
+            _ => Problem::new(
+                format!("Cannot unlock the station: {error}."),
+                "The station home may be damaged: check its files, or restore them from the backup.",
+            ),
+        }
+    }
+
+    pub fn not_initialised(home: &str) -> Self {
+        Problem::new(
+            format!("No station in {home}."),
+            format!(
+                "Create it once with `keyfill init --home {home}`, or choose the right station home in Settings > Station."
+            ),
+        )
+    }
+
+    pub fn database(error: &DbError) -> Self {
+        Problem::new(format!("The inventory database failed: {error}."), CHECK_DATABASE)
+    }
+
+    pub fn link(error: &LinkError, link: &LinkTarget) -> Self {
+        let place = link.describe();
+        let help = match error {
+            LinkError::Open { .. } => format!(
+                "Check that {place} exists (choose it again under Link), that no other program uses it, and that \
+                 you may open it (the `dialout` group)."
+            ),
+            LinkError::Closed | LinkError::Io(_) | LinkError::Frame(_) => {
+                "The link dropped: check the cable and the device's power, then provision again.".to_owned()
+            }
+            LinkError::NoReader { .. } | LinkError::AmbiguousReader { .. } => {
+                "Connect the reader, check that pcscd runs, and choose the reader under Link.".to_owned()
+            }
+            LinkError::NoCard { .. } => "Present the card or device to the reader, then provision again.".to_owned(),
+            LinkError::CardRemoved { .. } => {
+                "Keep the card or device on the reader until the status says provisioned, then provision again."
+                    .to_owned()
+            }
+            LinkError::NotKeyfillCard { .. } => {
+                "This card has no Keyfill application: present the device that belongs to this label.".to_owned()
+            }
+            LinkError::NoBluetoothAdapter => {
+                "Plug in a Bluetooth adapter and check that bluetoothd runs, or choose another link.".to_owned()
+            }
+            LinkError::BleNotFound { .. } => {
+                "Check that the device is powered and advertising, and close to the station; then provision again."
+                    .to_owned()
+            }
+            _ => "Check the link and the device, then provision again.".to_owned(),
+        };
+        Problem::new(format!("Cannot use {place}: {error}."), help)
+    }
+
+    pub fn provision(error: &ProvisionError) -> Self {
+        match error {
+            ProvisionError::AlreadyProvisioned { name, .. } => Problem::new(
+                format!("{name} is already provisioned."),
+                "It holds its key from this station: nothing to do. Put the next device on the link and scan its label.",
+            ),
+            ProvisionError::Failed { source } => Problem::new(
+                format!("Provisioning failed: {source}."),
+                format!("{} The device holds no key from this station.", session_help(source)),
+            ),
+            ProvisionError::Unconfirmed { source } => Problem::new(
+                format!("The key was sent but not confirmed: {source}."),
+                "The record stays pending. Keep the device on the link and provision it again: the station first \
+                 asks it whether it holds the key.",
+            ),
+            ProvisionError::ReconcileIncomplete { source } => Problem::new(
+                format!("The device could not be asked about its pending key: {source}."),
+                format!("{} The record stays pending.", session_help(source)),
+            ),
+            ProvisionError::Db(db) => Problem::database(db),
+            _ => Problem::new(
+                format!("Provisioning failed: {error}."),
+                "Provision again; if it fails again, note the message for support.",
+            ),
+        }
+    }
+
+    pub fn rotation(error: &RotationError) -> Self {
+        let help = match error {
+            RotationError::BadBroker(_) => "Write the broker as mqtt://HOST:PORT.",
+            RotationError::Mqtt(_) => {
+                "Check that the MQTT broker runs and this station may reach it, then start again."
+            }
+            RotationError::Unconfirmed { .. } => {
+                "Both keys are kept. The device's next contact tells which one it uses: run the rotation again later."
+            }
+            RotationError::Db(_) => CHECK_DATABASE,
+            _ => "Check the devices chosen, then start again.",
+        };
+        Problem::new(format!("Rotation: {error}."), help)
+    }
+
+    pub fn export(error: &ExportError) -> Self {
+        let help = match error {
+            ExportError::CryptoModeMismatch { .. } => {
+                "Configure C2 for symmetric keys (CRYPTOMODE_SYMKEY), then export again."
+            }
+            ExportError::C2 { source, .. } => c2_help(source),
+            ExportError::UnknownDevice(_) => "Check the device names or ids.",
+            ExportError::Db(_) | ExportError::Ledger(_) => CHECK_DATABASE,
+            _ => "Export again: a run resumes where the last one stopped.",
+        };
+        Problem::new(format!("Export to C2: {error}."), help)
+    }
+
+    pub fn c2(error: &C2Error) -> Self {
+        Problem::new(format!("C2: {error}."), c2_help(error))
+    }
+
+    pub fn label(error: &LabelError) -> Self {
+        let help = match error {
+            LabelError::PayloadTooLarge { .. } | LabelError::TextDoesNotFit { .. } => {
+                "Choose a larger label size in Settings > Labels."
+            }
+            LabelError::InvalidSpec { .. } => "Fix the label size and resolution in Settings > Labels.",
+            _ => "Check the label settings; the device itself is provisioned.",
+        };
+        Problem::new(format!("Cannot make the label: {error}."), help)
+    }
+}
+
+fn session_help(source: &SessionOrLinkError) -> String {
+    match source {
+        SessionOrLinkError::Link(_) => "Check the cable and the device's power, then provision again.".to_owned(),
+        SessionOrLinkError::Session(session) => match session {
+            SessionError::DeviceAuthenticationFailed => {
+                "This device is not the one on the label (or the label was copied): scan the label of the device on the link."
+                    .to_owned()
+            }
+            SessionError::Timeout { .. } => {
+                "The device did not answer: check that it runs its provisioning agent on the chosen link, then provision again."
+                    .to_owned()
+            }
+            SessionError::RefusedByDevice { reason } | SessionError::DeclinedByDevice { reason } => match reason {
+                AbortReason::AlreadyProvisioned => {
+                    "The device already holds a key: factory-reset it before provisioning it again.".to_owned()
+                }
+                AbortReason::BadCertificate | AbortReason::CertificateExpired => {
+                    "The device does not trust this station: check that it pins this factory's root.".to_owned()
+                }
+                AbortReason::WrongDevice => "The label belongs to another device: scan this device's label.".to_owned(),
+                AbortReason::Busy => "The device is busy: wait a moment and provision again.".to_owned(),
+                _ => "Provision again; if the device refuses again, factory-reset it.".to_owned(),
+            },
+            _ => "Provision again; if it fails again, restart the device.".to_owned(),
+        },
+    }
+}
+
+fn c2_help(error: &C2Error) -> &'static str {
+    match error {
+        C2Error::BadUrl { .. } => "Write C2's address as https://HOST:PORT.",
+        C2Error::BadCa { .. } => "Choose the PEM file of the CA that signed C2's certificate, or leave it empty.",
+        C2Error::Unreachable(_) => "Check the network and C2's address, then export again: the run resumes.",
+        C2Error::Status { .. } => "Check C2's logs; export again once it answers: the run resumes.",
+        _ => "Check C2's address and version, then export again.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gui_problem_tells_what_to_do_for_a_wrong_passphrase() {
+        let problem = Problem::unlock(&HomeError::Seal(SealError::WrongPassphrase));
+        assert_eq!(problem.message, "Wrong passphrase.");
+        assert!(problem.help.contains("Caps Lock"));
+    }
+
+    #[test]
+    fn gui_problem_for_an_unopenable_port_names_it() {
+        let target = LinkTarget::Serial { path: "/dev/ttyUSB7".into(), baud: 115_200 };
+        let problem = Problem::link(&LinkError::Closed, &target);
+        assert!(problem.message.contains("/dev/ttyUSB7"), "{problem}");
+        assert!(problem.help.contains("cable"));
+    }
+}

@@ -1,0 +1,83 @@
+//! The live table of what this session did, newest first.
+
+use crate::theme;
+use crate::widgets::{self, Tone};
+use eframe::egui::{self, RichText};
+use egui_extras::{Column, TableBuilder};
+use std::collections::VecDeque;
+
+const KEPT: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct LogRow {
+    pub at: i64,
+    pub name: String,
+    pub id: String,
+    pub link: String,
+    pub outcome: String,
+    pub tone: Tone,
+}
+
+#[derive(Debug, Default)]
+pub struct SessionLog {
+    rows: VecDeque<LogRow>,
+    provisioned: usize,
+    failed: usize,
+}
+
+impl SessionLog {
+    pub fn push(&mut self, row: LogRow) {
+        match row.tone {
+            Tone::Ok => self.provisioned += 1,
+            Tone::Failed => self.failed += 1,
+            _ => {}
+        }
+        self.rows.push_front(row);
+        self.rows.truncate(KEPT);
+    }
+
+    pub fn ui(&self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("This session").heading().strong());
+            ui.label(
+                RichText::new(format!("{} provisioned · {} failed", self.provisioned, self.failed))
+                    .color(theme::MUTED_TEXT),
+            );
+        });
+        if self.rows.is_empty() {
+            ui.label(RichText::new("Nothing provisioned yet in this session.").color(theme::MUTED_TEXT));
+            return;
+        }
+        let height = ui.available_height();
+        TableBuilder::new(ui)
+            .id_salt("session-log")
+            .striped(true)
+            .max_scroll_height(height)
+            .column(Column::exact(86.0))
+            .column(Column::initial(170.0).at_least(110.0).clip(true))
+            .column(Column::remainder().at_least(100.0).clip(true))
+            .header(theme::ROW_HEIGHT, |mut header| {
+                for title in ["Time", "Device", "Result"] {
+                    header.col(|ui| {
+                        ui.strong(title);
+                    });
+                }
+            })
+            .body(|body| {
+                body.rows(theme::ROW_HEIGHT, self.rows.len(), |mut row| {
+                    let Some(entry) = self.rows.get(row.index()) else { return };
+                    row.col(|ui| {
+                        let time = widgets::utc_time(entry.at);
+                        ui.label(time.get(11..19).unwrap_or(&time));
+                    });
+                    row.col(|ui| {
+                        ui.label(&entry.name).on_hover_text(format!("{} over {}", entry.id, entry.link));
+                    });
+                    row.col(|ui| {
+                        ui.label(RichText::new(&entry.outcome).color(entry.tone.color()).strong())
+                            .on_hover_text(&entry.outcome);
+                    });
+                });
+            });
+    }
+}

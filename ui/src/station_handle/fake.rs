@@ -1,0 +1,448 @@
+//! A station that answers every command at once with the events the real one would send, from
+//! an in-memory inventory. For the screen tests (deterministic: no threads, no clock) and the
+//! screenshots. A test holds a [`FakeControl`] to change its behaviour and read what it was
+//! asked.
+
+use crate::bridge::EventSender;
+use crate::messages::{
+    Command, DeviceDetail, Event, ExportUpdate, LabelSaved, LinkReport, ProvisionRequest, ProvisionUpdate, RotationRow,
+    RotationUpdate, StationIdentity, StationSummary,
+};
+use crate::problem::Problem;
+use crate::station_handle::StationHandle;
+use keyfill_formats::qr::DeviceCredential;
+use keyfill_station::db::devices::{Device, DeviceState};
+use keyfill_station::db::events::{Event as StoredEvent, EventFilter, LoggedEvent};
+use keyfill_station::db::now_millis;
+use keyfill_station::detect::{LinkTarget, SerialPortInfo};
+use keyfill_station::export::{ItemReport, Outcome};
+use keyfill_station::home::HomeError;
+use keyfill_station::provision::{Progress, ProvisionError};
+use keyfill_station::rotation::RotationProgress;
+use keyfill_station::seal::SealError;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// What the fake station holds and how it behaves.
+#[derive(Debug)]
+pub struct FakeState {
+    pub summary: StationSummary,
+    pub passphrase: String,
+    pub devices: Vec<Device>,
+    /// Newest last.
+    pub history: Vec<LoggedEvent>,
+    pub links: LinkReport,
+    /// The next provisioning fails with this problem after the handshake.
+    pub provision_failure: Option<Problem>,
+    /// Provisionings stop once the key is sent, until [`FakeControl::finish_provisioning`].
+    pub hold_provisioning: bool,
+    /// Commands received, by [`Command::name`].
+    pub received: Vec<&'static str>,
+    held: Option<ProvisionRequest>,
+    lock_waiting: bool,
+}
+
+impl FakeState {
+    /// An empty, initialised station whose passphrase is `passphrase`.
+    pub fn new(passphrase: &str) -> Self {
+        FakeState {
+            summary: StationSummary {
+                home: PathBuf::from("/var/lib/keyfill"),
+                database: "sqlite:///var/lib/keyfill/keyfill.db".into(),
+                operator: "operator".into(),
+                identity: Some(StationIdentity {
+                    name: "line-3-station".into(),
+                    id: "5f0c1e2d3a4b5c6d7e8f901a2b3c4d5e".into(),
+                }),
+            },
+            passphrase: passphrase.to_owned(),
+            devices: Vec::new(),
+            history: Vec::new(),
+            links: LinkReport {
+                serial: Ok(vec![SerialPortInfo {
+                    path: "/dev/ttyUSB0".into(),
+                    description: "USB 0403:6001 FTDI FT232R USB UART".into(),
+                    usb: true,
+                }]),
+                pcsc: Err(Problem::new(
+                    "PC/SC: pcscd is not running",
+                    "Start pcscd (systemctl start pcscd) and connect the reader, then detect again.",
+                )),
+                ble: Err(Problem::new(
+                    "BLE: no Bluetooth adapter",
+                    "Plug in a Bluetooth adapter and check that bluetoothd runs.",
+                )),
+            },
+            provision_failure: None,
+            hold_provisioning: false,
+            received: Vec::new(),
+            held: None,
+            lock_waiting: false,
+        }
+    }
+
+    fn record(&mut self, device: Option<&Device>, kind: &str, detail: String) {
+        let id = self.history.last().map_or(1, |event| event.id + 1);
+        self.history.push(LoggedEvent {
+            id,
+            at: now_millis(),
+            device_id: device.map(|d| d.id.clone()),
+            device_name: device.map(|d| d.name.clone()),
+            station_id: self.summary.identity.as_ref().map(|i| i.id.clone()).unwrap_or_default(),
+            operator: self.summary.operator.clone(),
+            kind: kind.to_owned(),
+            detail,
+        });
+    }
+
+    fn upsert(&mut self, device: Device) {
+        match self.devices.iter_mut().find(|d| d.id == device.id) {
+            Some(slot) => *slot = device,
+            None => self.devices.push(device),
+        }
+    }
+}
+
+/// A device record as the station writes it for `request`'s label over its link.
+pub fn device_for(request: &ProvisionRequest, state: DeviceState, key_id: &str) -> Device {
+    let payload = &request.payload;
+    let (transport, port) = match &request.link {
+        LinkTarget::Serial { path, .. } => ("serial", path.display().to_string()),
+        LinkTarget::Pcsc { reader } => ("pcsc", reader.clone().unwrap_or_else(|| "reader 0".into())),
+        LinkTarget::Ble { target } => ("ble", target.clone().unwrap_or_else(|| payload.name.clone())),
+    };
+    let (mode, public_key) = match &payload.credential {
+        DeviceCredential::Identity { public_key } => ("identity", Some(public_key.to_vec())),
+        DeviceCredential::SetupSecret(_) => ("secret", None),
+    };
+    let now = now_millis();
+    Device {
+        id: payload.device_id.to_hex(),
+        name: payload.name.clone(),
+        serial_number: payload.serial_number.clone(),
+        credential_mode: mode.into(),
+        identity_public_key: public_key,
+        sealed_setup_secret: None,
+        model: payload.model.clone(),
+        state,
+        transport: Some(transport.into()),
+        port: Some(port),
+        key_id: Some(key_id.into()),
+        failure: None,
+        created_at: now,
+        updated_at: now,
+        provisioned_at: (state == DeviceState::Provisioned).then_some(now),
+        rotation: None,
+        rotation_attempts: None,
+    }
+}
+
+/// 32 hex digits that look like a random key id, the same for the same seed.
+fn fake_hex(seed: u64) -> String {
+    format!("{:032x}", (u128::from(seed) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+}
+
+/// The test's handle on the fake station.
+#[derive(Debug, Clone)]
+pub struct FakeControl {
+    state: Arc<Mutex<FakeState>>,
+    events: Arc<Mutex<Option<EventSender>>>,
+}
+
+impl FakeControl {
+    pub fn new(state: FakeState) -> Self {
+        FakeControl { state: Arc::new(Mutex::new(state)), events: Arc::default() }
+    }
+
+    /// For [`crate::bridge::Bridge::new`]: starts the fake station on the bridge's event channel.
+    pub fn connect(&self) -> impl FnOnce(EventSender) -> Box<dyn StationHandle> + use<> {
+        let control = self.clone();
+        move |events| {
+            *control.events.lock().unwrap_or_else(PoisonError::into_inner) = Some(events.clone());
+            events.send(Event::Station(control.with(|state| state.summary.clone())));
+            Box::new(FakeStation { control })
+        }
+    }
+
+    pub fn with<R>(&self, change: impl FnOnce(&mut FakeState) -> R) -> R {
+        change(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub fn received(&self) -> Vec<&'static str> {
+        self.with(|state| state.received.clone())
+    }
+
+    fn send(&self, event: Event) {
+        if let Some(events) = self.events.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            events.send(event);
+        }
+    }
+
+    /// Completes a provisioning held by [`FakeState::hold_provisioning`] (and a lock waiting on it).
+    pub fn finish_provisioning(&self) {
+        let (held, lock_waiting) = self.with(|state| (state.held.take(), std::mem::take(&mut state.lock_waiting)));
+        if let Some(request) = held {
+            self.complete(&request);
+        }
+        if lock_waiting {
+            self.send(Event::Locked);
+        }
+    }
+
+    fn complete(&self, request: &ProvisionRequest) {
+        let key_id = fake_hex(request.job);
+        let device = device_for(request, DeviceState::Provisioned, &key_id);
+        self.with(|state| {
+            state.upsert(device.clone());
+            state.record(Some(&device), "provisioned", format!("key {key_id} confirmed"));
+        });
+        self.send(Event::Provision { job: request.job, update: ProvisionUpdate::Step(Progress::Confirmed) });
+        self.send(Event::DeviceChanged(device.clone()));
+        let update = ProvisionUpdate::Provisioned { device: Box::new(device), reconciled: false };
+        self.send(Event::Provision { job: request.job, update });
+    }
+
+    fn provision(&self, request: Box<ProvisionRequest>) {
+        let job = request.job;
+        let step = |progress| self.send(Event::Provision { job, update: ProvisionUpdate::Step(progress) });
+        self.send(Event::Provision { job, update: ProvisionUpdate::Opening { link: request.link.describe() } });
+        let id = request.payload.device_id.to_hex();
+        let already =
+            self.with(|state| state.devices.iter().any(|d| d.id == id && d.state == DeviceState::Provisioned));
+        if already {
+            let error = ProvisionError::AlreadyProvisioned { name: request.payload.name.clone(), id };
+            self.send(Event::Provision { job, update: ProvisionUpdate::Failed(Problem::provision(&error)) });
+            return;
+        }
+        let key_id = fake_hex(job);
+        step(Progress::KeyGenerated { key_id: key_id.clone() });
+        step(Progress::Handshake);
+        if let Some(problem) = self.with(|state| state.provision_failure.take()) {
+            let mut device = device_for(&request, DeviceState::Failed, &key_id);
+            device.failure = Some(problem.message.clone());
+            self.with(|state| {
+                state.upsert(device.clone());
+                state.record(Some(&device), "failed", problem.message.clone());
+            });
+            self.send(Event::DeviceChanged(device));
+            self.send(Event::Provision { job, update: ProvisionUpdate::Failed(problem) });
+            return;
+        }
+        step(Progress::KeySent);
+        if self.with(|state| state.hold_provisioning) {
+            self.with(|state| state.held = Some(*request));
+        } else {
+            self.complete(&request);
+        }
+    }
+
+    fn answer(&self, command: Command) {
+        self.with(|state| state.received.push(command.name()));
+        match command {
+            Command::Unlock(passphrase) => {
+                if self.with(|state| state.passphrase == passphrase.expose()) {
+                    self.send(Event::Unlocked);
+                } else {
+                    self.send(Event::UnlockFailed(Problem::unlock(&HomeError::Seal(SealError::WrongPassphrase))));
+                }
+            }
+            Command::Lock => {
+                if self.with(|state| state.held.is_some()) {
+                    self.with(|state| state.lock_waiting = true);
+                } else {
+                    self.send(Event::Locked);
+                }
+            }
+            Command::DetectLinks => self.send(Event::Links(self.with(|state| state.links.clone()))),
+            Command::Provision(request) => self.provision(request),
+            Command::LoadDevices => self.send(Event::Devices(self.with(|state| state.devices.clone()))),
+            Command::LoadDeviceDetail { id } => {
+                let detail = self.with(|state| {
+                    let device = state.devices.iter().find(|d| d.id == id)?.clone();
+                    let history = state
+                        .history
+                        .iter()
+                        .filter(|e| e.device_id.as_deref() == Some(id.as_str()))
+                        .map(|e| StoredEvent {
+                            id: e.id,
+                            at: e.at,
+                            device_id: e.device_id.clone(),
+                            station_id: e.station_id.clone(),
+                            operator: e.operator.clone(),
+                            kind: e.kind.clone(),
+                            detail: e.detail.clone(),
+                        })
+                        .collect();
+                    Some(DeviceDetail { device, history, exports: Vec::new() })
+                });
+                if let Some(detail) = detail {
+                    self.send(Event::DeviceDetail(detail));
+                }
+            }
+            Command::LoadHistory(query) => {
+                let rows = self.with(|state| {
+                    state
+                        .history
+                        .iter()
+                        .rev()
+                        .filter(|e| matches(e, &query.filter))
+                        .take(query.limit as usize)
+                        .cloned()
+                        .collect()
+                });
+                self.send(Event::History(rows));
+            }
+            Command::SaveLabel(request) => {
+                let path = request.folder.join(request.file_name());
+                let saved = LabelSaved { path, printed_on: request.printer_queue.clone(), print_problem: None };
+                self.send(Event::Label { job: request.job, outcome: Ok(saved) });
+            }
+            Command::Rotate(request) => self.rotate(&request.broker),
+            Command::ExportC2(request) => self.export(&request.url),
+        }
+    }
+
+    fn rotate(&self, broker: &str) {
+        let devices: Vec<Device> =
+            self.with(|state| state.devices.iter().filter(|d| d.state == DeviceState::Provisioned).cloned().collect());
+        self.send(Event::Rotation(RotationUpdate::Started { total: devices.len(), broker: broker.to_owned() }));
+        let mut rows = Vec::new();
+        for device in &devices {
+            self.send(Event::Rotation(RotationUpdate::Progress(RotationProgress::Attempt {
+                device: device.id.clone(),
+                attempt: 1,
+            })));
+            self.send(Event::Rotation(RotationUpdate::Progress(RotationProgress::Rotated {
+                device: device.id.clone(),
+            })));
+            self.with(|state| state.record(Some(device), "rotated", "key confirmed".into()));
+            rows.push(RotationRow {
+                device_id: device.id.clone(),
+                name: device.name.clone(),
+                result: Ok(fake_hex(device.created_at as u64 ^ 0x5bd1_e995)),
+            });
+        }
+        self.send(Event::Rotation(RotationUpdate::Finished(rows)));
+    }
+
+    fn export(&self, url: &str) {
+        let devices: Vec<Device> =
+            self.with(|state| state.devices.iter().filter(|d| d.state == DeviceState::Provisioned).cloned().collect());
+        self.send(Event::Export(ExportUpdate::Connecting { target: url.to_owned() }));
+        self.send(Event::Export(ExportUpdate::Started { total: devices.len() }));
+        let reports: Vec<ItemReport> = devices
+            .iter()
+            .map(|device| ItemReport {
+                device_id: device.id.clone(),
+                name: device.name.clone(),
+                key_id: device.key_id.clone(),
+                outcome: Outcome::Created,
+                reason: None,
+                attempts: 1,
+            })
+            .collect();
+        for report in &reports {
+            self.send(Event::Export(ExportUpdate::Item(report.clone())));
+        }
+        self.send(Event::Export(ExportUpdate::Finished {
+            target: url.to_owned(),
+            run_id: "0011223344556677".into(),
+            reports,
+        }));
+    }
+}
+
+fn matches(event: &LoggedEvent, filter: &EventFilter) -> bool {
+    let text = filter.text.as_deref().map(str::to_lowercase);
+    (filter.kinds.is_empty() || filter.kinds.contains(&event.kind))
+        && filter.operator.as_ref().is_none_or(|o| *o == event.operator)
+        && filter.device_id.as_ref().is_none_or(|d| event.device_id.as_ref() == Some(d))
+        && filter.before_id.is_none_or(|before| event.id < before)
+        && text.is_none_or(|text| {
+            [Some(&event.detail), Some(&event.kind), event.device_name.as_ref(), event.device_id.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|field| field.to_lowercase().contains(&text))
+        })
+}
+
+#[derive(Debug)]
+struct FakeStation {
+    control: FakeControl,
+}
+
+impl StationHandle for FakeStation {
+    fn send(&mut self, command: Command) {
+        self.control.answer(command);
+    }
+}
+
+/// A station with a few days of work behind it, for screenshots and demos.
+pub fn demo_state(passphrase: &str) -> FakeState {
+    let mut state = FakeState::new(passphrase);
+    let day = 86_400_000;
+    let start = now_millis() - 3 * day;
+    let models = ["TH-200", "TH-200", "GW-10", "VL-4"];
+    for n in 0..240usize {
+        let at = start + (n as i64) * 1_075_000;
+        let name = format!("sensor-{:04}", 1000 + n);
+        let state_of = match n % 23 {
+            7 => DeviceState::Failed,
+            15 => DeviceState::Pending,
+            _ => DeviceState::Provisioned,
+        };
+        let (transport, port) = match n % 5 {
+            3 => ("pcsc", "ACS ACR1252 Dual Reader"),
+            4 => ("ble", "E4:5F:01:2A:9C:3B"),
+            _ => ("serial", "/dev/ttyUSB0"),
+        };
+        let id = keyfill_formats::DeviceId::from_name(&name).to_hex();
+        let device = Device {
+            id: id.clone(),
+            name: name.clone(),
+            serial_number: format!("SN-24-{:06}", 310_000 + n * 7),
+            credential_mode: if n % 9 == 4 { "secret".into() } else { "identity".into() },
+            identity_public_key: None,
+            sealed_setup_secret: None,
+            model: Some(models[n % models.len()].into()),
+            state: state_of,
+            transport: Some(transport.into()),
+            port: Some(port.into()),
+            key_id: Some(fake_hex(n as u64 + 1_000)),
+            failure: match state_of {
+                DeviceState::Failed => Some("no answer from the device within 10 s while handshake".into()),
+                DeviceState::Pending => Some("unconfirmed: link closed".into()),
+                DeviceState::Provisioned => None,
+            },
+            created_at: at,
+            updated_at: at + 900,
+            provisioned_at: (state_of == DeviceState::Provisioned).then_some(at + 900),
+            rotation: (n < 120 && state_of == DeviceState::Provisioned).then(|| "active".into()),
+            rotation_attempts: (n < 120 && state_of == DeviceState::Provisioned).then_some(1),
+        };
+        state.devices.push(device.clone());
+        let operator = if n % 3 == 0 { "maria" } else { "jonas" };
+        let mut push = |kind: &str, detail: String, offset: i64| {
+            let id = state.history.len() as i64 + 1;
+            state.history.push(LoggedEvent {
+                id,
+                at: at + offset,
+                device_id: Some(device.id.clone()),
+                device_name: Some(device.name.clone()),
+                station_id: "5f0c1e2d3a4b5c6d7e8f901a2b3c4d5e".into(),
+                operator: operator.into(),
+                kind: kind.into(),
+                detail,
+            });
+        };
+        let key = device.key_id.clone().unwrap_or_default();
+        push("key_generated", format!("key {key} over {transport} {port}"), 100);
+        match state_of {
+            DeviceState::Provisioned => push("provisioned", format!("key {key} confirmed"), 900),
+            DeviceState::Failed => push("failed", "no answer from the device within 10 s while handshake".into(), 900),
+            DeviceState::Pending => push("unconfirmed", "link closed".into(), 900),
+        }
+    }
+    state.summary.operator = "maria".into();
+    state
+}

@@ -1,0 +1,187 @@
+//! The real station: the station library on a tokio runtime thread of its own.
+//!
+//! One task takes commands in order. Quick ones (the inventory, the event log) and long ones
+//! (provisioning, rotation, export, labels) run as tasks of their own, so a slow link never
+//! holds up the device table. Locking stops taking work that needs the master key, waits for
+//! the tasks in flight, then drops the unlocked station: its keys are zeroized on drop.
+
+mod export;
+mod inventory;
+mod labels;
+mod links;
+mod provision;
+mod rotation;
+
+use crate::bridge::EventSender;
+use crate::messages::{Command, Event, Passphrase, StationIdentity, StationSummary};
+use crate::problem::Problem;
+use crate::station_handle::StationHandle;
+use keyfill_station::db::events::Actor;
+use keyfill_station::db::{Inventory, redact_url};
+use keyfill_station::home::StationHome;
+use keyfill_station::provision::Station;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// Where the station's state lives and who operates it.
+#[derive(Debug, Clone)]
+pub struct StationConfig {
+    pub home: PathBuf,
+    pub db_url: String,
+    pub operator: String,
+}
+
+#[derive(Debug)]
+pub struct RealStation {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl RealStation {
+    /// Starts the station thread; its first event is [`Event::Station`].
+    pub fn spawn(config: StationConfig, events: EventSender) -> std::io::Result<Self> {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        std::thread::Builder::new().name("station".into()).spawn(move || {
+            runtime.block_on(StationTask { config, events, station: None, jobs: JoinSet::new() }.run(receiver));
+        })?;
+        Ok(RealStation { commands })
+    }
+}
+
+impl StationHandle for RealStation {
+    fn send(&mut self, command: Command) {
+        // The station thread ends only with the app, so nobody is left to tell.
+        let _ = self.commands.send(command);
+    }
+}
+
+struct StationTask {
+    config: StationConfig,
+    events: EventSender,
+    /// Unlocked; shared with the jobs that need it.
+    station: Option<Arc<Station>>,
+    jobs: JoinSet<()>,
+}
+
+impl StationTask {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        self.events.send(Event::Station(self.summary()));
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command).await,
+                    None => break,
+                },
+                // Reap finished jobs so the set does not grow.
+                Some(_) = self.jobs.join_next(), if !self.jobs.is_empty() => {}
+            }
+        }
+        self.lock().await;
+    }
+
+    fn summary(&self) -> StationSummary {
+        let home = StationHome::new(&self.config.home);
+        let identity = home.info().ok().map(|info| StationIdentity {
+            name: info.station_name,
+            id: info.station_id.iter().map(|b| format!("{b:02x}")).collect(),
+        });
+        StationSummary {
+            home: self.config.home.clone(),
+            database: redact_url(&self.config.db_url),
+            operator: self.config.operator.clone(),
+            identity,
+        }
+    }
+
+    fn spawn(&mut self, job: impl Future<Output = ()> + Send + 'static) {
+        self.jobs.spawn(job);
+    }
+
+    async fn handle(&mut self, command: Command) {
+        let events = self.events.clone();
+        match command {
+            Command::Unlock(passphrase) => self.unlock(passphrase).await,
+            Command::Lock => self.lock().await,
+            Command::DetectLinks => self.spawn(links::detect(events)),
+            Command::SaveLabel(request) => self.spawn(labels::save(request, events)),
+            command => {
+                let name = command.name();
+                let Some(station) = self.station.clone() else {
+                    events.send(Event::Problem { command: name, problem: Problem::locked() });
+                    return;
+                };
+                match command {
+                    Command::Provision(request) => self.spawn(provision::run(station, request, events)),
+                    Command::LoadDevices => self.spawn(inventory::devices(station, events)),
+                    Command::LoadDeviceDetail { id } => self.spawn(inventory::detail(station, id, events)),
+                    Command::LoadHistory(query) => self.spawn(inventory::history(station, query, events)),
+                    Command::Rotate(request) => self.spawn(rotation::run(station, request, events)),
+                    Command::ExportC2(request) => self.spawn(export::run(station, request, events)),
+                    Command::Unlock(_) | Command::Lock | Command::DetectLinks | Command::SaveLabel(_) => {}
+                }
+            }
+        }
+    }
+
+    async fn unlock(&mut self, passphrase: Passphrase) {
+        if self.station.is_some() {
+            self.events.send(Event::Unlocked);
+            return;
+        }
+        let home = StationHome::new(&self.config.home);
+        if !home.is_initialised() {
+            let problem = Problem::not_initialised(&self.config.home.display().to_string());
+            self.events.send(Event::UnlockFailed(problem));
+            return;
+        }
+        // PBKDF2 with 600,000 iterations: seconds of CPU, off the async workers. The passphrase
+        // is moved in and wiped when the closure drops it.
+        let unlocked = tokio::task::spawn_blocking(move || home.unlock(passphrase.expose())).await;
+        let unlocked = match unlocked {
+            Ok(Ok(unlocked)) => unlocked,
+            Ok(Err(error)) => {
+                self.events.send(Event::UnlockFailed(Problem::unlock(&error)));
+                return;
+            }
+            Err(join) => {
+                let problem = Problem::new(format!("Unlocking stopped: {join}."), "Try again.");
+                self.events.send(Event::UnlockFailed(problem));
+                return;
+            }
+        };
+        let inventory = match Inventory::open(&self.config.db_url).await {
+            Ok(inventory) => inventory,
+            Err(error) => {
+                self.events.send(Event::UnlockFailed(Problem::database(&error)));
+                return;
+            }
+        };
+        let actor = Actor {
+            station_id: unlocked.info.station_id.iter().map(|b| format!("{b:02x}")).collect(),
+            operator: self.config.operator.clone(),
+        };
+        self.station = Some(Arc::new(Station { inventory, unlocked, actor }));
+        self.events.send(Event::Unlocked);
+    }
+
+    /// Takes no new work, waits for the work in flight, then drops the unlocked station.
+    async fn lock(&mut self) {
+        let station = self.station.take();
+        while self.jobs.join_next().await.is_some() {}
+        if let Some(station) = station {
+            match Arc::try_unwrap(station) {
+                Ok(station) => {
+                    station.inventory.close().await;
+                    drop(station);
+                }
+                // Every job holding a clone has ended, so this cannot happen; dropping our
+                // clone still leaves the last holder to zeroize the keys.
+                Err(station) => drop(station),
+            }
+        }
+        self.events.send(Event::Locked);
+    }
+}

@@ -1,0 +1,74 @@
+//! First-use rotation over MQTT, as `keyfill rotate` runs it.
+
+use crate::bridge::EventSender;
+use crate::messages::{Event, RotationRequest, RotationRow, RotationTargets, RotationUpdate};
+use crate::problem::Problem;
+use keyfill_station::db::devices;
+use keyfill_station::provision::Station;
+use keyfill_station::rotation::{RotationError, Rotator, rotatable_devices};
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn targets(station: &Station, targets: &RotationTargets) -> Result<Vec<String>, Problem> {
+    let mut ids = match targets {
+        RotationTargets::AllUnrotated => rotatable_devices(station).await.map_err(|e| Problem::rotation(&e))?,
+        RotationTargets::Devices(wanted) => {
+            let mut ids = Vec::new();
+            for name in wanted {
+                match devices::find(station.inventory.pool(), name).await {
+                    Ok(Some(device)) => ids.push(device.id),
+                    Ok(None) => {
+                        return Err(Problem::new(format!("No device {name}."), "Check the device names or ids."));
+                    }
+                    Err(error) => return Err(Problem::database(&error)),
+                }
+            }
+            ids
+        }
+    };
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Err(Problem::new(
+            "Nothing to rotate: every provisioned device has completed its rotation.",
+            "Provision devices first, or name the devices to rotate.",
+        ));
+    }
+    Ok(ids)
+}
+
+pub async fn run(station: Arc<Station>, request: RotationRequest, events: EventSender) {
+    let update = |update: RotationUpdate| {
+        events.send(Event::Rotation(update));
+    };
+    let ids = match targets(&station, &request.targets).await {
+        Ok(ids) => ids,
+        Err(problem) => return update(RotationUpdate::Failed(problem)),
+    };
+    let rotator = match Rotator::connect(station.clone(), &request.broker, request.settings).await {
+        Ok(rotator) => Arc::new(rotator),
+        Err(error) => return update(RotationUpdate::Failed(Problem::rotation(&error))),
+    };
+    update(RotationUpdate::Started { total: ids.len(), broker: request.broker.clone() });
+    let progress_events = events.clone();
+    let reports = rotator
+        .rotate_all(ids, move |progress| {
+            progress_events.send(Event::Rotation(RotationUpdate::Progress(progress)));
+        })
+        .await;
+    // Let the last commands reach the broker before the connection goes.
+    rotator.flush(Duration::from_secs(10)).await;
+    let mut rows: Vec<RotationRow> = reports
+        .into_iter()
+        .map(|report| RotationRow {
+            device_id: report.device_id,
+            name: report.name,
+            result: report.result.map_err(|error| match error {
+                RotationError::Unconfirmed { .. } => format!("rotation_failed: {error}"),
+                other => other.to_string(),
+            }),
+        })
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    update(RotationUpdate::Finished(rows));
+}

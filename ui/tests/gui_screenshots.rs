@@ -1,0 +1,201 @@
+//! The screenshots of docs/operator-guide.md: a tour of every screen against the fake station
+//! with sample data, driven through the accessibility tree like the other tests, drawn by a
+//! CPU rasterizer (no GPU, no display). Ignored in CI: `scripts/screenshots` runs it and writes
+//! docs/images/gui-*.png (or the folder in KEYFILL_SCREENSHOTS).
+
+mod software_renderer;
+
+use eframe::egui::accesskit::Role;
+use eframe::egui::{Color32, Key};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use keyfill_formats::qr::OnboardingPayload;
+use keyfill_gui::KeyfillApp;
+use keyfill_gui::bridge::Bridge;
+use keyfill_gui::problem::Problem;
+use keyfill_gui::screens::Screen;
+use keyfill_gui::settings::Settings;
+use keyfill_gui::station_handle::fake::{FakeControl, demo_state};
+use keyfill_station::label::{LabelContent, LabelSpec, render_png};
+use keyfill_station::scan::source::ImageFiles;
+use software_renderer::{SoftwareRenderer, Textures};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const PASSPHRASE: &str = "demo";
+/// The window the screenshots show.
+const SIZE: [f32; 2] = [1280.0, 800.0];
+const MARGIN: f32 = 8.0;
+const HARNESS: [f32; 2] = [SIZE[0] + 2.0 * MARGIN, SIZE[1] + 2.0 * MARGIN];
+
+struct Tour {
+    harness: Harness<'static, KeyfillApp>,
+    textures: Textures,
+    control: FakeControl,
+    out: PathBuf,
+}
+
+impl Tour {
+    fn settle(&mut self) {
+        // Spinners keep repainting: a few frames, not `run`.
+        self.harness.run_steps(6);
+    }
+
+    fn snapshot(&mut self, name: &str) {
+        self.settle();
+        let output = self.harness.output();
+        let pixels_per_point = output.pixels_per_point;
+        let primitives = self.harness.ctx.tessellate(output.shapes.clone(), pixels_per_point);
+        let size = [(HARNESS[0] * pixels_per_point) as usize, (HARNESS[1] * pixels_per_point) as usize];
+        let frame = software_renderer::render(&self.textures, &primitives, size, pixels_per_point, Color32::WHITE);
+        // The harness lays the app out inside an 8-point margin: cut it off.
+        let margin = (MARGIN * pixels_per_point) as u32;
+        let (width, height) = ((SIZE[0] * pixels_per_point) as u32, (SIZE[1] * pixels_per_point) as u32);
+        let image = image::imageops::crop_imm(&frame, margin, margin, width, height).to_image();
+        let path = self.out.join(format!("gui-{name}.png"));
+        let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        let file = std::io::BufWriter::new(file);
+        let encoder = image::codecs::png::PngEncoder::new_with_quality(
+            file,
+            image::codecs::png::CompressionType::Best,
+            image::codecs::png::FilterType::Adaptive,
+        );
+        image.write_with_encoder(encoder).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        eprintln!("wrote {}", path.display());
+    }
+
+    fn click(&mut self, role: Role, label: &str) {
+        self.harness.get_by_role_and_label(role, label).click();
+        self.settle();
+    }
+
+    fn type_into(&mut self, role: Role, label: &str, text: &str) {
+        self.harness.get_by_role_and_label(role, label).focus();
+        self.settle();
+        self.harness.get_by_role_and_label(role, label).type_text(text);
+        self.settle();
+    }
+
+    fn wait_for(&mut self, label: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.harness.query_by_label(label).is_none() {
+            assert!(Instant::now() < deadline, "timed out waiting for {label:?}");
+            std::thread::sleep(Duration::from_millis(20));
+            self.harness.step();
+        }
+    }
+
+    fn scan(&mut self, text: &str) {
+        self.type_into(Role::TextInput, "Scan label", text);
+        self.harness.key_press(Key::Enter);
+        self.settle();
+    }
+}
+
+fn label_payload(n: usize) -> String {
+    let identity = keyfill_agent_like_payload(&format!("sensor-{n}"), &format!("SN-24-{:06}", 320_000 + n));
+    identity.encode().expect("a valid payload")
+}
+
+/// A label as the factory prints it (identity mode, with a model).
+fn keyfill_agent_like_payload(name: &str, serial: &str) -> OnboardingPayload {
+    let mut payload = OnboardingPayload::new(
+        name,
+        serial,
+        keyfill_formats::qr::DeviceCredential::Identity { public_key: [0x5a; 32] },
+    );
+    payload.model = Some("TH-200".into());
+    payload
+}
+
+fn output_folder() -> PathBuf {
+    match std::env::var_os("KEYFILL_SCREENSHOTS") {
+        Some(folder) => PathBuf::from(folder),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("docs").join("images"),
+    }
+}
+
+#[test]
+#[ignore = "writes the documentation's screenshots; run by scripts/screenshots"]
+fn gui_screenshots_of_every_screen() {
+    let out = output_folder();
+    std::fs::create_dir_all(&out).unwrap();
+    let control = FakeControl::new(demo_state(PASSPHRASE));
+    let mut settings = Settings::default();
+    settings.link.serial_port = "/dev/ttyUSB0".into();
+    settings.label.folder = "/home/maria/keyfill-labels".into();
+    settings.lock.after_idle_minutes = 15;
+    settings.export.c2_url = "https://c2.factory.example:8888".into();
+    settings.label.printer_queue = "zebra-line-3".into();
+    let app = KeyfillApp::new(Bridge::new(control.connect()), settings, None);
+    let textures = Textures::default();
+    let harness = Harness::builder()
+        .with_size(HARNESS)
+        .with_pixels_per_point(1.0)
+        .renderer(SoftwareRenderer { textures: textures.clone() })
+        .build_ui_state(|ui, app: &mut KeyfillApp| app.show(ui), app);
+    let mut tour = Tour { harness, textures, control, out };
+
+    tour.settle();
+    tour.snapshot("unlock");
+    tour.type_into(Role::PasswordInput, "Master-key passphrase", PASSPHRASE);
+    tour.harness.key_press(Key::Enter);
+    tour.settle();
+
+    // A few devices provisioned by the handheld scanner fill the session table.
+    for n in 1240..1244 {
+        tour.scan(&label_payload(n));
+        tour.harness.key_press(Key::Enter);
+        tour.settle();
+    }
+    // One that fails, for the guide's errors section.
+    tour.control.with(|state| {
+        state.provision_failure = Some(Problem::new(
+            "Provisioning failed: no answer from the device within 10 s while handshake.",
+            "The device did not answer: check that it runs its provisioning agent on the chosen link, then \
+             provision again. The device holds no key from this station.",
+        ))
+    });
+    tour.scan(&label_payload(1244));
+    tour.harness.key_press(Key::Enter);
+    tour.settle();
+    tour.snapshot("provision-failed");
+
+    // The camera reads the next label; the provisioning stops at "key sent" for one picture.
+    let dir = tempfile::tempdir().unwrap();
+    let label_path = dir.path().join("label.png");
+    let payload = keyfill_agent_like_payload("sensor-1245", "SN-24-321245");
+    let png =
+        render_png(&LabelContent::from_scanned(&payload).unwrap(), &LabelSpec::LABEL_50X30.with_dpi(203)).unwrap();
+    std::fs::write(&label_path, png).unwrap();
+    tour.harness
+        .state_mut()
+        .start_camera(Box::new(ImageFiles::new(vec![label_path], Duration::from_millis(100)).repeating()));
+    tour.wait_for("Keyfill label: sensor-1245");
+    tour.settle();
+    tour.control.with(|state| state.hold_provisioning = true);
+    tour.harness.key_press(Key::Enter);
+    tour.settle();
+    tour.snapshot("provision-running");
+    tour.control.finish_provisioning();
+    tour.settle();
+    let id = keyfill_formats::DeviceId::from_name("sensor-1245").to_hex();
+    tour.wait_for(&format!("Label saved to /home/maria/keyfill-labels/sensor-1245-{}.png", &id[..8]));
+    tour.snapshot("provision");
+
+    tour.click(Role::Button, "Show in Devices");
+    tour.wait_for("Device history");
+    tour.snapshot("devices");
+
+    // The event log before the rotation, while it shows the day's provisioning.
+    tour.click(Role::Button, Screen::History.title());
+    tour.snapshot("history");
+
+    tour.click(Role::Button, Screen::RotationExport.title());
+    tour.click(Role::Button, "Start rotation");
+    tour.click(Role::Button, "Export to C2");
+    tour.snapshot("rotation-export");
+
+    tour.click(Role::Button, Screen::Settings.title());
+    tour.snapshot("settings");
+}
