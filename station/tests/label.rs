@@ -341,7 +341,9 @@ async fn label_from_a_real_inventory_follows_the_rule() {
     let provisioned = devices::list(inventory.pool(), Some(DeviceState::Provisioned)).await.expect("list");
     let contents: Vec<LabelContent> =
         provisioned.iter().map(LabelContent::for_device).collect::<Result<_, _>>().expect("contents");
-    let kinds: Vec<(&str, QrKind)> = contents.iter().map(|c| (c.name(), c.kind())).collect();
+    // Both rows may share a creation millisecond, so the inventory's order is not the insertion order.
+    let mut kinds: Vec<(&str, QrKind)> = contents.iter().map(|c| (c.name(), c.kind())).collect();
+    kinds.sort_by_key(|(name, _)| *name);
     assert_eq!(kinds, [("inv-identity", QrKind::IdentityPayload), ("inv-secret", QrKind::DeviceId)]);
     assert!(contents.iter().all(|c| c.provisioned_at().is_some()));
     let pdf = label::render_pdf(&contents, &LabelSpec::LABEL_50X30).expect("render");
