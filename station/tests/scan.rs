@@ -10,7 +10,9 @@ use image::{GrayImage, Luma, imageops};
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload, QrError};
 use keyfill_station::scan::live::{LiveEvent, LiveOptions, LiveScan};
 use keyfill_station::scan::source::{FolderWatch, Frame, FrameSource, ImageFiles, Next, SourceError};
-use keyfill_station::scan::{Label, Origin, ScanResult, Scanner, from_typed_text};
+use keyfill_station::scan::{
+    Corners, Decoder, Label, Origin, Prep, Prepared, ScanResult, Scanner, Stage, from_typed_text, run_stages,
+};
 use proptest::prelude::*;
 use scan_support::photos::{Case, load_cases, shared_photos_dir};
 use std::path::{Path, PathBuf};
@@ -40,6 +42,24 @@ fn scan_photo_subset_regression() {
     let missed = missed(&cases);
     // 13 of 14: the subset holds one t-shirt photograph that no stage reads (zxing-qrcode-4-057).
     assert!(missed.len() <= 1, "decoded {} of {}; missed {missed:?}", cases.len() - missed.len(), cases.len());
+}
+
+#[test]
+fn scan_photographs_get_corners_inside_the_image() {
+    let cases = load_cases(&subset_dir()).unwrap_or_else(|e| panic!("{e}"));
+    for case in &cases {
+        let image = image::open(&case.image).unwrap_or_else(|e| panic!("{e}")).to_luma8();
+        let (width, height) = (image.width() as f32, image.height() as f32);
+        for result in Scanner::default().scan_gray(image) {
+            let name = case.image.display();
+            let corners = result.corners.unwrap_or_else(|| panic!("{name}: read without corners"));
+            // A code may touch the border; a corner well outside the image is a mapping bug.
+            let inside = |p: &keyfill_station::scan::Point| {
+                (-0.05 * width..=1.05 * width).contains(&p.x) && (-0.05 * height..=1.05 * height).contains(&p.y)
+            };
+            assert!(corners.iter().all(inside), "{name} ({width}×{height}): {corners:?}");
+        }
+    }
 }
 
 #[test]
@@ -145,6 +165,145 @@ fn scan_reads_rotated_labels() {
         let result = scan_one(rotate(&label, degrees)).unwrap_or_else(|| panic!("not read rotated {degrees}°"));
         assert_eq!(result.text, text, "rotated {degrees}°");
     }
+}
+
+/// A code drawn into a larger canvas, and where its module grid truly lies.
+struct Placed {
+    canvas: GrayImage,
+    /// The grid's outer corners, clockwise from the code's top-left.
+    corners: [(f64, f64); 4],
+    /// Pixels per module in the canvas.
+    module: f64,
+}
+
+/// Draws the QR code of `text` into a white `width`×`height` canvas: `module` pixels per module,
+/// turned `degrees` clockwise about its centre, which lands at `centre`. Each pixel averages 4×4
+/// samples of the module grid, as a camera's sensor averages light: exact geometry, soft edges.
+fn place(text: &str, (width, height): (u32, u32), centre: (f64, f64), module: f64, degrees: f64) -> Placed {
+    let code = qrcode::QrCode::new(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let n = code.width();
+    let half = n as f64 / 2.0;
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    // Module coordinates (u, v) to canvas pixels, and back.
+    let forward = |u: f64, v: f64| {
+        let (dx, dy) = ((u - half) * module, (v - half) * module);
+        (centre.0 + cos * dx - sin * dy, centre.1 + sin * dx + cos * dy)
+    };
+    let back = |x: f64, y: f64| {
+        let (dx, dy) = (x - centre.0, y - centre.1);
+        ((cos * dx + sin * dy) / module + half, (-sin * dx + cos * dy) / module + half)
+    };
+    let dark = |u: f64, v: f64| {
+        let inside = u >= 0.0 && v >= 0.0 && u < n as f64 && v < n as f64;
+        inside && code[(u as usize, v as usize)] == qrcode::Color::Dark
+    };
+    let mut canvas = GrayImage::from_pixel(width, height, Luma([255]));
+    // Only the pixels the code can touch: the rest stays white.
+    let reach = half * module * std::f64::consts::SQRT_2 + 2.0;
+    let span = |c: f64, limit: u32| ((c - reach).max(0.0) as u32, ((c + reach).max(0.0) as u32).min(limit));
+    let ((x0, x1), (y0, y1)) = (span(centre.0, width), span(centre.1, height));
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let samples = (0..16)
+                .filter(|i| {
+                    let (sx, sy) =
+                        (f64::from(x) + (f64::from(i % 4) + 0.5) / 4.0, f64::from(y) + (f64::from(i / 4) + 0.5) / 4.0);
+                    let (u, v) = back(sx, sy);
+                    dark(u, v)
+                })
+                .count() as u32;
+            canvas.put_pixel(x, y, Luma([(255 - samples * 255 / 16) as u8]));
+        }
+    }
+    let n = n as f64;
+    Placed { canvas, corners: [forward(0.0, 0.0), forward(n, 0.0), forward(n, n), forward(0.0, n)], module }
+}
+
+/// How far, in modules, the farthest reported corner is from the true one (same index: the order
+/// is checked too).
+fn corner_error(placed: &Placed, corners: &Corners) -> f64 {
+    let distance =
+        |(x, y): (f64, f64), p: &keyfill_station::scan::Point| (f64::from(p.x) - x).hypot(f64::from(p.y) - y);
+    placed.corners.iter().zip(corners).map(|(truth, found)| distance(*truth, found)).fold(0.0, f64::max) / placed.module
+}
+
+/// The decoders place a corner to about a pixel; a module is 3 pixels or more in these tests,
+/// so one module of slack still catches an off-by-one-module corner or a swapped order.
+const CORNER_TOLERANCE_MODULES: f64 = 1.0;
+
+fn assert_corners(scanner: &Scanner, placed: &Placed, text: &str, case: &str) -> Stage {
+    check_corners(&scanner.scan_gray(placed.canvas.clone()), placed, text, case)
+}
+
+/// Checks the corners of the code that `found` holds against where `placed` put it; returns the
+/// stage that read it.
+fn check_corners(found: &[ScanResult], placed: &Placed, text: &str, case: &str) -> Stage {
+    let result = found.iter().find(|r| r.text == text).unwrap_or_else(|| panic!("{case}: not read; found {found:?}"));
+    let corners = result.corners.unwrap_or_else(|| panic!("{case}: read without corners"));
+    let error = corner_error(placed, &corners);
+    eprintln!("{case}: farthest corner {error:.2} modules off");
+    assert!(error <= CORNER_TOLERANCE_MODULES, "{case}: {corners:?} vs {:?}: {error:.2} modules off", placed.corners);
+    match result.origin {
+        Origin::Image(stage) => stage,
+        Origin::Typed => panic!("{case}: not read from the image"),
+    }
+}
+
+#[test]
+fn scan_corners_of_a_placed_label_from_every_decoder() {
+    let text = keyfill_payload().encode().unwrap_or_else(|e| panic!("{e}"));
+    // Below 720 px, so the upscaled preparations apply: their corners come back halved.
+    let placements = [
+        ("upright", (230.0, 210.0), 4.0, 0.0),
+        ("quarter turn", (380.0, 250.0), 3.5, 90.0),
+        ("30°", (320.0, 240.0), 4.5, 30.0),
+    ];
+    let stages = [
+        Stage::new(Decoder::RxingHybrid, Prep::AsIs),
+        Stage::new(Decoder::RxingGlobal, Prep::AsIs),
+        Stage::new(Decoder::RxingHybrid, Prep::Upscaled),
+        Stage::new(Decoder::Rqrr, Prep::AsIs),
+        Stage::new(Decoder::Rqrr, Prep::AdaptiveUpscaled),
+    ];
+    for (name, centre, module, degrees) in placements {
+        let placed = place(&text, (640, 480), centre, module, degrees);
+        for stage in stages {
+            let read_by = assert_corners(&Scanner::with_stages([stage]), &placed, &text, &format!("{name}, {stage}"));
+            assert_eq!(read_by, stage);
+        }
+    }
+}
+
+#[test]
+fn scan_corners_survive_the_size_limit_on_large_frames() {
+    let text = keyfill_payload().encode().unwrap_or_else(|e| panic!("{e}"));
+    // 3200×1400 is shrunk to 2560×1120 before decoding: the corners are scaled back by 1.25. The
+    // frame is prepared once for all three decoders (shrinking is slow in the dev profile).
+    let placed = place(&text, (3200, 1400), (2300.0, 800.0), 9.0, 30.0);
+    let prepared = Prepared::new(placed.canvas.clone());
+    assert_eq!(prepared.base().dimensions(), (2560, 1120));
+    let decoders = [Decoder::RxingHybrid, Decoder::RxingGlobal, Decoder::Rqrr];
+    for stage in decoders.map(|decoder| Stage::new(decoder, Prep::AsIs)) {
+        check_corners(&run_stages(&prepared, &[stage]), &placed, &text, &format!("3200×1400, {stage}"));
+    }
+    // Sides that do not shrink by the same ratio (3000 → 2560, 1001 → 854): each axis has its own.
+    let placed = place(&text, (3000, 1001), (700.0, 500.0), 8.0, 90.0);
+    assert_corners(&Scanner::default(), &placed, &text, "3000×1001, cascade");
+}
+
+#[test]
+fn scan_corners_of_an_inverted_label() {
+    let text = keyfill_payload().encode().unwrap_or_else(|e| panic!("{e}"));
+    let mut placed = place(&text, (640, 480), (300.0, 260.0), 4.0, 30.0);
+    imageops::invert(&mut placed.canvas);
+    let stage = assert_corners(&Scanner::default(), &placed, &text, "inverted");
+    assert_eq!(stage.prep, Prep::Inverted);
+}
+
+#[test]
+fn scan_typed_text_has_no_corners() {
+    let text = keyfill_payload().encode().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(from_typed_text(&text).and_then(|r| r.corners), None);
 }
 
 #[test]
@@ -292,7 +451,7 @@ fn scanned_texts(events: &[LiveEvent]) -> Vec<&str> {
     events
         .iter()
         .filter_map(|event| match event {
-            LiveEvent::Scanned(result) => Some(result.text.as_str()),
+            LiveEvent::Scanned { result, .. } => Some(result.text.as_str()),
             _ => None,
         })
         .collect()

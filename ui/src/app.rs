@@ -2,7 +2,9 @@
 //! screens. Everything the station does arrives here as an [`Event`] drained each frame.
 
 use crate::bridge::Bridge;
-use crate::messages::{Command, Event, ExportUpdate, ProvisionUpdate, RotationUpdate, StationSummary};
+use crate::messages::{
+    BundleRefused, Command, Event, ExportUpdate, ProvisionUpdate, RotationUpdate, StationSummary, WatchUpdate,
+};
 use crate::problem::Problem;
 use crate::screens::devices::DevicesScreen;
 use crate::screens::history::HistoryScreen;
@@ -163,24 +165,41 @@ impl KeyfillApp {
                 self.lock = LockState::Locked;
                 self.stop_camera();
             }
-            Event::Links(report) => self.provision.on_links(report),
+            Event::Links(report) => {
+                self.devices.on_links(report.clone());
+                self.provision.on_links(report);
+            }
             Event::Provision { job, update } => {
                 if matches!(update, ProvisionUpdate::Provisioned { .. } | ProvisionUpdate::Failed(_)) {
                     self.history.mark_stale();
                 }
                 return self.provision.on_provision(job, update, &self.settings);
             }
-            Event::Devices(devices) => self.devices.on_devices(devices),
+            Event::DeviceIndex(index) => self.devices.on_index(*index),
             Event::DeviceChanged(device) => return self.devices.on_device_changed(device).into_iter().collect(),
             Event::DeviceDetail(detail) => self.devices.on_detail(detail),
             Event::History(rows) => self.history.on_history(rows),
-            Event::Label { job, outcome } => self.provision.on_label(job, outcome),
+            Event::Label { job, outcome } => {
+                if self.devices.owns_label(job) {
+                    self.devices.on_label(job, outcome);
+                } else {
+                    self.provision.on_label(job, outcome);
+                }
+            }
             Event::Rotation(update) => {
                 let finished = matches!(update, RotationUpdate::Finished(_));
                 self.rotation_export.on_rotation(update);
                 if finished {
                     self.history.mark_stale();
-                    return vec![Command::LoadDevices.into()];
+                    return vec![self.devices.reload()];
+                }
+            }
+            Event::Watch(update) => {
+                let stopped = matches!(update, WatchUpdate::Stopped(_));
+                self.rotation_export.on_watch(update);
+                if stopped {
+                    self.history.mark_stale();
+                    return vec![self.devices.reload()];
                 }
             }
             Event::Export(update) => {
@@ -189,9 +208,30 @@ impl KeyfillApp {
                 }
                 self.rotation_export.on_export(update);
             }
+            Event::Bundle(outcome) => {
+                self.history.mark_stale();
+                self.rotation_export.on_bundle(outcome);
+            }
+            Event::Reconciled { device_id, outcome } => {
+                self.history.mark_stale();
+                self.devices.on_reconciled(&device_id, outcome);
+            }
+            Event::Abandoned { device_id, outcome } => {
+                self.history.mark_stale();
+                self.devices.on_abandoned(&device_id, outcome);
+            }
             Event::Problem { command, problem } => match command {
                 "load_devices" | "load_device_detail" => self.devices.on_problem(problem),
                 "load_history" => self.history.on_problem(problem),
+                // A run refused outright (a locked station): its panel shows why, so it does
+                // not wait for an answer that never comes.
+                "rotate" => self.rotation_export.on_rotation(RotationUpdate::Failed(problem)),
+                "watch_rotation" => self.rotation_export.on_watch(WatchUpdate::Failed(problem)),
+                "export_c2" => self.rotation_export.on_export(ExportUpdate::Failed(problem)),
+                "export_bundle" => {
+                    self.rotation_export.on_bundle(Err(BundleRefused { problem, excluded: Vec::new() }));
+                }
+                "reconcile" | "abandon" => self.devices.on_action_problem(problem),
                 _ => self.show_problem(problem),
             },
         }
@@ -222,6 +262,9 @@ impl KeyfillApp {
     fn lock(&mut self, idle: bool) {
         if self.lock == LockState::Unlocked {
             self.lock = LockState::Locking { idle };
+            // The station stops a watch for first contact before it locks: a watch never ends
+            // by itself, so waiting for it would never lock.
+            self.rotation_export.on_locking();
             self.bridge.send(Command::Lock);
         }
     }
@@ -231,17 +274,19 @@ impl KeyfillApp {
             return Vec::new();
         }
         let mut actions = Vec::new();
-        ui.input_mut(|input| {
+        let lock = ui.input_mut(|input| {
             for screen in Screen::ALL {
                 let (digit, function) = screen.key();
                 if input.consume_key(Modifiers::CTRL, digit) || input.consume_key(Modifiers::NONE, function) {
                     actions.push(Action::Show(screen));
                 }
             }
-            if input.consume_key(Modifiers::CTRL, Key::L) {
-                self.lock(false);
-            }
+            input.consume_key(Modifiers::CTRL, Key::L)
         });
+        // Outside the input lock: a station that answers at once wakes the UI, which takes it.
+        if lock {
+            self.lock(false);
+        }
         actions
     }
 
@@ -341,7 +386,7 @@ impl KeyfillApp {
                         // These two edit settings in place (the link, auto mode, the broker) and
                         // ask for a save once an edit is complete.
                         Screen::Provision => self.provision.ui(ui, &mut self.settings),
-                        Screen::Devices => self.devices.ui(ui),
+                        Screen::Devices => self.devices.ui(ui, &self.settings),
                         Screen::RotationExport => self.rotation_export.ui(ui, &mut self.settings),
                         Screen::History => self.history.ui(ui),
                         Screen::Settings => self.settings_screen.ui(ui, &self.settings),
@@ -422,10 +467,14 @@ impl KeyfillApp {
 
     fn banner_ui(&mut self, ui: &mut egui::Ui) {
         if let LockState::Locking { .. } = self.lock {
-            let waiting = match (self.provision.busy_with(), self.rotation_export.is_busy()) {
-                (Some(device), _) => format!("Locking: waiting for the provisioning of {device} to finish…"),
-                (None, true) => "Locking: waiting for the rotation or export to finish…".to_owned(),
-                (None, false) => "Locking…".to_owned(),
+            let rotation_export = &self.rotation_export;
+            let waiting = match (self.provision.busy_with(), rotation_export.is_watching(), rotation_export.is_busy()) {
+                (Some(device), _, _) => format!("Locking: waiting for the provisioning of {device} to finish…"),
+                (None, true, _) => {
+                    "Locking: stopping the watch for first contact; rotations in flight finish first…".to_owned()
+                }
+                (None, false, true) => "Locking: waiting for the rotation or export to finish…".to_owned(),
+                (None, false, false) => "Locking…".to_owned(),
             };
             widgets::status_banner(ui, Tone::Warning, "Locking", &waiting);
             ui.add_space(theme::SPACING);

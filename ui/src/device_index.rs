@@ -2,9 +2,24 @@
 //! filter. A filter is computed once when it changes, never per frame, and narrowing a search
 //! (typing one more character) only re-checks the rows already shown, so 100,000 devices stay
 //! smooth. Rows are shown newest first.
+//!
+//! Building the index (a lowercase haystack per device, the id map, the counts) is the costly
+//! part: [`DeviceIndex::build`] runs on the station side, never on the UI thread, which only
+//! swaps the finished index in.
 
 use keyfill_station::db::devices::{Device, DeviceState};
+use std::cell::Cell;
 use std::collections::HashMap;
+
+thread_local! {
+    static BUILDS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many indexes [`DeviceIndex::build`] built on the calling thread: the UI thread's stays
+/// 0, which the GUI tests check.
+pub fn builds_on_this_thread() -> u64 {
+    BUILDS.with(Cell::get)
+}
 
 /// What the operator filters on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -78,15 +93,21 @@ fn haystack(device: &Device) -> String {
 }
 
 impl DeviceIndex {
-    pub fn replace_all(&mut self, devices: Vec<Device>) {
-        self.haystacks = devices.iter().map(haystack).collect();
-        self.by_id = devices.iter().enumerate().map(|(index, d)| (d.id.clone(), index)).collect();
-        self.counts = StateCounts::default();
+    /// Every device of `devices`, unfiltered. Linear in the devices, with an allocation per
+    /// device: call it off the UI thread.
+    pub fn build(devices: Vec<Device>) -> Self {
+        BUILDS.with(|builds| builds.set(builds.get() + 1));
+        let mut index = DeviceIndex {
+            haystacks: devices.iter().map(haystack).collect(),
+            by_id: devices.iter().enumerate().map(|(index, d)| (d.id.clone(), index)).collect(),
+            ..DeviceIndex::default()
+        };
         for device in &devices {
-            self.counts.add(device.state, 1);
+            index.counts.add(device.state, 1);
         }
-        self.devices = devices;
-        self.refilter();
+        index.devices = devices;
+        index.refilter();
+        index
     }
 
     /// A device's record changed, or a new device arrived.
@@ -115,6 +136,15 @@ impl DeviceIndex {
                 self.visible.remove(at);
             }
             (Err(at), true) => self.visible.insert(at, index),
+        }
+    }
+
+    /// As [`DeviceIndex::upsert`], unless the index already holds a newer record of the device
+    /// (a change that arrived while this index was being built from a later read).
+    pub fn upsert_if_newer(&mut self, device: Device) {
+        let newer_held = self.by_id(&device.id).is_some_and(|held| held.updated_at > device.updated_at);
+        if !newer_held {
+            self.upsert(device);
         }
     }
 
@@ -207,8 +237,7 @@ mod tests {
 
     #[test]
     fn gui_device_index_filters_by_text_state_and_transport_newest_first() {
-        let mut index = DeviceIndex::default();
-        index.replace_all(vec![
+        let mut index = DeviceIndex::build(vec![
             device(1, DeviceState::Provisioned, "serial"),
             device(2, DeviceState::Failed, "pcsc"),
             device(3, DeviceState::Provisioned, "ble"),
@@ -225,8 +254,7 @@ mod tests {
 
     #[test]
     fn gui_device_index_narrowing_and_widening_agree_with_a_full_filter() {
-        let mut index = DeviceIndex::default();
-        index.replace_all((0..500).map(|n| device(n, DeviceState::Provisioned, "serial")).collect());
+        let mut index = DeviceIndex::build((0..500).map(|n| device(n, DeviceState::Provisioned, "serial")).collect());
         for text in ["sensor-001", "sensor-0012", "sensor-00123", "sensor-0012", ""] {
             index.set_query(DeviceQuery { text: text.into(), ..DeviceQuery::default() });
             let expected: Vec<usize> = (0..500).rev().filter(|n| format!("sensor-{n:05}").contains(text)).collect();
@@ -236,8 +264,10 @@ mod tests {
 
     #[test]
     fn gui_device_index_upsert_keeps_the_filter_and_the_counts() {
-        let mut index = DeviceIndex::default();
-        index.replace_all(vec![device(1, DeviceState::Pending, "serial"), device(2, DeviceState::Pending, "serial")]);
+        let mut index = DeviceIndex::build(vec![
+            device(1, DeviceState::Pending, "serial"),
+            device(2, DeviceState::Pending, "serial"),
+        ]);
         index.set_query(DeviceQuery { state: Some(DeviceState::Pending), ..DeviceQuery::default() });
         index.upsert(device(1, DeviceState::Provisioned, "serial"));
         assert_eq!(names(&index), ["sensor-00002"]);
@@ -247,10 +277,24 @@ mod tests {
     }
 
     #[test]
+    fn gui_device_index_keeps_the_newer_record_when_a_change_raced_a_load() {
+        let mut fresh = device(1, DeviceState::Provisioned, "serial");
+        fresh.updated_at = 20;
+        let mut index = DeviceIndex::build(vec![fresh]);
+        let mut stale = device(1, DeviceState::Pending, "serial");
+        stale.updated_at = 10;
+        index.upsert_if_newer(stale);
+        assert_eq!(index.counts(), StateCounts { pending: 0, provisioned: 1, failed: 0 });
+        let mut newer = device(1, DeviceState::Failed, "serial");
+        newer.updated_at = 30;
+        index.upsert_if_newer(newer);
+        assert_eq!(index.counts(), StateCounts { pending: 0, provisioned: 0, failed: 1 });
+    }
+
+    #[test]
     fn gui_device_index_filters_100k_devices_quickly() {
-        let mut index = DeviceIndex::default();
         let states = [DeviceState::Provisioned, DeviceState::Pending, DeviceState::Failed];
-        index.replace_all((0..100_000).map(|n| device(n, states[n % 3], "serial")).collect());
+        let mut index = DeviceIndex::build((0..100_000).map(|n| device(n, states[n % 3], "serial")).collect());
         let started = std::time::Instant::now();
         for text in ["s", "se", "sen", "sensor-0", "sensor-09", "sensor-099", "sensor-0999", ""] {
             index.set_query(DeviceQuery { text: text.into(), ..DeviceQuery::default() });

@@ -1,6 +1,7 @@
 //! What the UI asks of the station ([`Command`]) and what the station reports back ([`Event`]).
 //! Plain data: row types are the station library's own public structs.
 
+use crate::device_index::DeviceIndex;
 use crate::problem::Problem;
 use keyfill_formats::qr::OnboardingPayload;
 use keyfill_station::db::devices::Device;
@@ -10,6 +11,7 @@ use keyfill_station::detect::{BlePeripheral, LinkTarget, SerialPortInfo};
 use keyfill_station::export::{DeviceFilter, ItemReport};
 use keyfill_station::label::{LabelFormat, LabelSpec};
 use keyfill_station::provision::Progress;
+use keyfill_station::provision::ReconcileVerdict;
 use keyfill_station::rotation::{RotationProgress, RotationSettings};
 use std::fmt;
 use std::path::PathBuf;
@@ -56,6 +58,15 @@ pub enum Command {
     SaveLabel(Box<LabelRequest>),
     Rotate(RotationRequest),
     ExportC2(ExportRequest),
+    /// Rotates devices on their first contact until [`Command::StopWatch`] (or a lock).
+    WatchRotation(WatchRequest),
+    /// Stops listening for contacts; rotations in flight finish first.
+    StopWatch,
+    ExportBundle(Box<BundleRequest>),
+    /// Asks a pending device over a link whether it holds its key.
+    Reconcile(Box<ReconcileRequest>),
+    /// Gives up on a pending device that can no longer be asked.
+    Abandon(AbandonRequest),
 }
 
 impl Command {
@@ -72,6 +83,11 @@ impl Command {
             Command::SaveLabel(_) => "save_label",
             Command::Rotate(_) => "rotate",
             Command::ExportC2(_) => "export_c2",
+            Command::WatchRotation(_) => "watch_rotation",
+            Command::StopWatch => "stop_watch",
+            Command::ExportBundle(_) => "export_bundle",
+            Command::Reconcile(_) => "reconcile",
+            Command::Abandon(_) => "abandon",
         }
     }
 }
@@ -169,7 +185,6 @@ pub enum Event {
         job: JobId,
         update: ProvisionUpdate,
     },
-    Devices(Vec<Device>),
     /// One device's record changed (provisioned, failed, now pending).
     DeviceChanged(Device),
     DeviceDetail(DeviceDetail),
@@ -180,6 +195,21 @@ pub enum Event {
     },
     Rotation(RotationUpdate),
     Export(ExportUpdate),
+    Watch(WatchUpdate),
+    Bundle(Result<BundleWritten, BundleRefused>),
+    /// How asking a pending device ended; its new record follows as [`Event::DeviceChanged`].
+    Reconciled {
+        device_id: String,
+        outcome: Result<ReconcileVerdict, Problem>,
+    },
+    /// How abandoning a pending device ended; its new record follows as [`Event::DeviceChanged`].
+    Abandoned {
+        device_id: String,
+        outcome: Result<(), Problem>,
+    },
+    /// The whole inventory, already indexed for search by the station side so that the UI
+    /// thread only swaps it in: the answer to [`Command::LoadDevices`].
+    DeviceIndex(Box<DeviceIndex>),
     /// A command failed outside any job (the database, a locked station); `command` is
     /// [`Command::name`] of the one that failed.
     Problem {
@@ -259,4 +289,75 @@ pub enum ExportUpdate {
         reports: Vec<ItemReport>,
     },
     Failed(Problem),
+}
+
+#[derive(Debug, Clone)]
+pub struct WatchRequest {
+    pub broker: String,
+    pub settings: RotationSettings,
+}
+
+#[derive(Debug, Clone)]
+pub enum WatchUpdate {
+    /// Connected and subscribed: listening for hellos and late confirmations.
+    Watching {
+        broker: String,
+    },
+    /// A device's rotation moved on, with its name for the table.
+    Progress {
+        device_id: String,
+        name: String,
+        progress: RotationProgress,
+    },
+    /// Watching ended (stopped or locked); every rotation it started or settled, by name.
+    Stopped(Vec<RotationRow>),
+    Failed(Problem),
+}
+
+/// An offline bundle for an air-gapped C2, as `keyfill export bundle` makes it.
+#[derive(Debug, Clone)]
+pub struct BundleRequest {
+    /// The C2 operator's public key: a `.pub` file from `keyfill bundle new-key`, or 64 hex digits.
+    pub recipient: String,
+    /// The bundle file to write; refused if it exists.
+    pub out: PathBuf,
+    pub filter: DeviceFilter,
+    /// The factory root's PKCS#8 file, needed once by a home without a bundle-signing key whose
+    /// factory root is kept offline.
+    pub factory_root_key: Option<PathBuf>,
+}
+
+/// A device in a bundle (ids only), and a selected device left out with its reason: the
+/// station library's own types.
+pub use keyfill_station::export::offline::{BundledDevice, LeftOut};
+
+#[derive(Debug, Clone)]
+pub struct BundleWritten {
+    pub file: PathBuf,
+    /// `bundle ID from station NAME (ID), created …: N key(s) confirmed … .. …`, as the CLI prints it.
+    pub manifest: String,
+    pub included: Vec<BundledDevice>,
+    pub excluded: Vec<LeftOut>,
+}
+
+/// No bundle was written: why, and the devices left out on the way (when every one was).
+#[derive(Debug, Clone)]
+pub struct BundleRefused {
+    pub problem: Problem,
+    pub excluded: Vec<LeftOut>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReconcileRequest {
+    pub device_id: String,
+    /// `Ble { target: None }` means the BLE address the device was last seen at, else its name.
+    pub link: LinkTarget,
+    pub card_wait: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AbandonRequest {
+    pub device_id: String,
+    /// Why, for the event log; never empty.
+    pub reason: String,
 }

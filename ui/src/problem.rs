@@ -2,6 +2,7 @@
 //! station library's typed errors, so each help line fits the actual cause.
 
 use keyfill_formats::message::AbortReason;
+use keyfill_station::bundle::{KeyFileError, SealBundleError};
 use keyfill_station::db::DbError;
 use keyfill_station::detect::LinkTarget;
 use keyfill_station::export::{C2Error, ExportError};
@@ -165,6 +166,87 @@ impl Problem {
 
     pub fn c2(error: &C2Error) -> Self {
         Problem::new(format!("C2: {error}."), c2_help(error))
+    }
+
+    /// Asking a pending device whether it holds its key did not reach a verdict.
+    pub fn reconcile(error: &ProvisionError) -> Self {
+        match error {
+            ProvisionError::ReconcileIncomplete { source } => Problem::new(
+                format!("The device could not be asked about its pending key: {source}."),
+                format!(
+                    "{} The record stays pending: ask again once the device is on the link.",
+                    match source {
+                        SessionOrLinkError::Link(_) =>
+                            "Check the cable, the reader or the radio, and the device's power.",
+                        SessionOrLinkError::Session(SessionError::DeviceAuthenticationFailed) => {
+                            "The device on the link is not this one: put this device on the link."
+                        }
+                        SessionOrLinkError::Session(_) => {
+                            "Check that the device runs its provisioning agent on the chosen link."
+                        }
+                    }
+                ),
+            ),
+            ProvisionError::NotPending { state, .. } => Problem::new(
+                format!("The device is {state}, not pending: there is nothing to ask it."),
+                "Reload the device: another station may have resolved it.",
+            ),
+            ProvisionError::Db(db) => Problem::database(db),
+            other => Problem::new(
+                format!("Cannot ask the device: {other}."),
+                "Ask again; if it fails again, note the message for support.",
+            ),
+        }
+    }
+
+    pub fn abandon(error: &ProvisionError) -> Self {
+        match error {
+            ProvisionError::NotPending { state, .. } => Problem::new(
+                format!("The device is {state}, not pending: only a pending device can be abandoned."),
+                "Reload the device: it may have been reconciled in the meantime.",
+            ),
+            ProvisionError::Db(db) => Problem::database(db),
+            other => Problem::new(format!("Not abandoned: {other}."), "Try again; the record is unchanged."),
+        }
+    }
+
+    /// The recipient key given for a bundle is neither 64 hex digits nor a readable key file.
+    pub fn bundle_recipient(text: &str, error: &KeyFileError) -> Self {
+        let help = match error {
+            KeyFileError::Io { .. } => {
+                "Choose the .pub file the C2 operator made with `keyfill bundle new-key`, or paste its 64 hex digits."
+            }
+            _ => {
+                "The C2 operator's public key is 64 hex digits (the .pub file of `keyfill bundle new-key`): check the file or the text."
+            }
+        };
+        Problem::new(format!("Recipient {text:?}: not a key file nor 64 hex digits ({error})."), help)
+    }
+
+    /// The station cannot sign a bundle.
+    pub fn bundle_signer(error: &HomeError) -> Self {
+        let help = match error {
+            HomeError::FactoryRootRequired => {
+                "Give the factory root key (PKCS#8) once under Factory root key: the station then certifies its own \
+                 bundle-signing key and keeps it."
+            }
+            HomeError::FactoryRootMismatch => "Choose this station's factory root key file.",
+            HomeError::BadRootKey => {
+                "The factory root key file is not an Ed25519 PKCS#8 document: choose the right file."
+            }
+            _ => "The station home may be damaged: check its files, or restore them from the backup.",
+        };
+        Problem::new(format!("No bundle-signing key: {error}."), help)
+    }
+
+    pub fn bundle_seal(error: &SealBundleError) -> Self {
+        let help = match error {
+            SealBundleError::SignerNotValid { .. } => "Check the computer's clock, then export again.",
+            SealBundleError::InvalidRecipient => "Ask the C2 operator for their public key again.",
+            SealBundleError::TooLarge { .. } => "Export fewer devices at once (Confirmed since, or named devices).",
+            _ => "Export again; if it fails again, note the message for support.",
+        };
+        Problem::new(format!("Cannot build the bundle: {error}."), help)
     }
 
     pub fn label(error: &LabelError) -> Self {

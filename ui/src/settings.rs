@@ -267,6 +267,9 @@ pub struct ExportDefaults {
     /// PEM file of the CA that signed C2's certificate; empty: the system's roots.
     pub ca_file: String,
     pub replace_foreign: bool,
+    /// The C2 operator's public key for offline bundles: a `.pub` file, or 64 hex digits. Not
+    /// secret, but its authenticity matters: bundles are readable by whoever holds its pair.
+    pub bundle_recipient: String,
 }
 
 /// `gui-settings.json` in the user's config directory (`~/.config/keyfill/`).

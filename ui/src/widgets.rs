@@ -114,3 +114,12 @@ pub fn state_tone(state: &str) -> Tone {
         _ => Tone::Idle,
     }
 }
+
+/// One labelled text field in a two-column form grid: the label names the field for screen
+/// readers (and the kittest tests). Ends the grid row.
+pub fn form_field(ui: &mut egui::Ui, label: &str, text: &mut String, hint: &str, enabled: bool) -> egui::Response {
+    let label = ui.label(label);
+    let response = ui.add_enabled(enabled, egui::TextEdit::singleline(text).hint_text(hint)).labelled_by(label.id);
+    ui.end_row();
+    response
+}

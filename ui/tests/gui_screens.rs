@@ -15,37 +15,9 @@ use keyfill_gui::settings::{self, LabelMode, Settings};
 use keyfill_gui::station_handle::fake::{FakeControl, FakeState, demo_state};
 use keyfill_station::db::devices::DeviceState;
 
-const PASSPHRASE: &str = "correct horse battery staple";
+mod support;
 
-fn settings() -> Settings {
-    let mut settings = Settings::default();
-    settings.link.serial_port = "/dev/ttyUSB0".into();
-    settings.label.folder = "/tmp/keyfill-labels".into();
-    settings
-}
-
-fn harness_for(control: &FakeControl, settings: Settings) -> Harness<'static, KeyfillApp> {
-    let app = KeyfillApp::new(Bridge::new(control.connect()), settings, None);
-    Harness::builder().with_size([1280.0, 800.0]).build_ui_state(|ui, app: &mut KeyfillApp| app.show(ui), app)
-}
-
-fn unlocked(state: FakeState) -> (Harness<'static, KeyfillApp>, FakeControl) {
-    let control = FakeControl::new(state);
-    let mut harness = harness_for(&control, settings());
-    unlock(&mut harness, PASSPHRASE);
-    assert_eq!(harness.state().lock_state(), LockState::Unlocked);
-    (harness, control)
-}
-
-fn unlock(harness: &mut Harness<'_, KeyfillApp>, passphrase: &str) {
-    harness.run();
-    harness.get_by_role_and_label(Role::PasswordInput, "Master-key passphrase").focus();
-    harness.run();
-    harness.get_by_role_and_label(Role::PasswordInput, "Master-key passphrase").type_text(passphrase);
-    harness.run();
-    harness.key_press(Key::Enter);
-    harness.run();
-}
+use support::{PASSPHRASE, harness_for, settings, show, unlock, unlocked};
 
 fn payload(name: &str) -> String {
     let payload =
@@ -65,12 +37,6 @@ fn scan(harness: &mut Harness<'_, KeyfillApp>, text: &str) {
     harness.run();
     harness.key_press(Key::Enter);
     harness.run();
-}
-
-fn show(harness: &mut Harness<'_, KeyfillApp>, screen: Screen) {
-    harness.get_by_role_and_label(Role::Button, screen.title()).click();
-    harness.run();
-    assert_eq!(harness.state().screen(), screen);
 }
 
 #[test]

@@ -43,6 +43,11 @@ impl Tour {
 
     fn snapshot(&mut self, name: &str) {
         self.settle();
+        self.capture(name);
+    }
+
+    /// Draws the current frame as it is, without the frames `snapshot` lets pass first.
+    fn capture(&mut self, name: &str) {
         let output = self.harness.output();
         let pixels_per_point = output.pixels_per_point;
         let primitives = self.harness.ctx.tessellate(output.shapes.clone(), pixels_per_point);
@@ -73,6 +78,16 @@ impl Tour {
         self.harness.get_by_role_and_label(role, label).focus();
         self.settle();
         self.harness.get_by_role_and_label(role, label).type_text(text);
+        self.settle();
+    }
+
+    /// Replaces what the field holds with `text`.
+    fn retype(&mut self, label: &str, text: &str) {
+        self.harness.get_by_role_and_label(Role::TextInput, label).focus();
+        self.settle();
+        self.harness.key_press_modifiers(eframe::egui::Modifiers::COMMAND, Key::A);
+        self.settle();
+        self.harness.get_by_role_and_label(Role::TextInput, label).type_text(text);
         self.settle();
     }
 
@@ -172,6 +187,8 @@ fn gui_screenshots_of_every_screen() {
         .state_mut()
         .start_camera(Box::new(ImageFiles::new(vec![label_path], Duration::from_millis(100)).repeating()));
     tour.wait_for("Keyfill label: sensor-1245");
+    // At once: the outline fades 2.5 s after the read, and each harness step is a frame of time.
+    tour.capture("provision-camera");
     tour.settle();
     tour.control.with(|state| state.hold_provisioning = true);
     tour.harness.key_press(Key::Enter);
@@ -187,6 +204,25 @@ fn gui_screenshots_of_every_screen() {
     tour.wait_for("Device history");
     tour.snapshot("devices");
 
+    // A pending device: asked over its link whether it holds its key.
+    tour.retype("Search", "sensor-1015");
+    tour.harness.get_by_label("sensor-1015").click();
+    tour.settle();
+    tour.click(Role::Button, "Reconcile…");
+    tour.click(Role::Button, "Ask the device");
+    tour.snapshot("devices-reconcile");
+    tour.click(Role::Button, "Done");
+    // Another one that can no longer be asked, about to be abandoned.
+    tour.retype("Search", "sensor-1038");
+    tour.harness.get_by_label("sensor-1038").click();
+    tour.settle();
+    tour.click(Role::Button, "Abandon…");
+    tour.type_into(Role::TextInput, "Reason (kept in the event log)", "board replaced under RMA 24-0117");
+    tour.click(Role::CheckBox, "I understand: the device may refuse a new key until it is factory-reset");
+    tour.snapshot("devices-abandon");
+    tour.click(Role::Button, "Cancel");
+    tour.retype("Search", "");
+
     // The event log before the rotation, while it shows the day's provisioning.
     tour.click(Role::Button, Screen::History.title());
     tour.snapshot("history");
@@ -195,6 +231,26 @@ fn gui_screenshots_of_every_screen() {
     tour.click(Role::Button, "Start rotation");
     tour.click(Role::Button, "Export to C2");
     tour.snapshot("rotation-export");
+
+    // The watch for first contact, a few devices having said hello.
+    tour.control.with(|state| state.rotation_unconfirmed = vec!["sensor-1134".into()]);
+    tour.click(Role::Button, "Watch for first contact");
+    for device in ["sensor-1132", "sensor-1133", "sensor-1134", "sensor-1135", "sensor-1204"] {
+        tour.control.contact(device);
+    }
+    tour.snapshot("rotation-watch");
+    tour.click(Role::Button, "Stop watching");
+
+    // An offline bundle for an air-gapped C2: what went in, what was left out and why.
+    tour.click(Role::Button, "Offline bundle");
+    tour.type_into(
+        Role::TextInput,
+        "C2 operator's key",
+        "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a",
+    );
+    tour.type_into(Role::TextInput, "Bundle file", "/media/usb/keys-line-3.kfb");
+    tour.click(Role::Button, "Write bundle");
+    tour.snapshot("bundle-export");
 
     tour.click(Role::Button, Screen::Settings.title());
     tour.snapshot("settings");

@@ -4,16 +4,14 @@
 use super::export::{C2Options, DeviceSelection, print_report, run};
 use super::output::rfc3339;
 use super::print_json;
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use keyfill_formats::DeviceId;
-use keyfill_formats::bundle::MAX_ENTRIES;
 use keyfill_station::bundle::{
-    self, BundleEntry, Manifest, RecipientPublicKey, load_recipient_private_key, open_bundle, public_key_path,
-    read_factory_root_public, read_recipient_public_key, seal_bundle, verify_bundle,
+    self, Manifest, RecipientPublicKey, load_recipient_private_key, open_bundle, public_key_path,
+    read_factory_root_public, verify_bundle,
 };
-use keyfill_station::db::events;
 use keyfill_station::db::now_millis;
+use keyfill_station::export::offline::{BundleRequest, describe_manifest, recipient_from_text, write_bundle};
 use keyfill_station::export::{ExportItem, JournalLedger, Ledger, Outcome};
 use keyfill_station::home::StationHome;
 use keyfill_station::provision::Station;
@@ -103,11 +101,7 @@ fn key_passphrase(file: Option<&Path>, confirm: bool) -> Result<String> {
 }
 
 fn recipient(text: &str) -> Result<RecipientPublicKey> {
-    if let Ok(key) = text.parse::<RecipientPublicKey>() {
-        return Ok(key);
-    }
-    read_recipient_public_key(Path::new(text))
-        .with_context(|| format!("--recipient {text}: not a key file nor 64 hex digits"))
+    recipient_from_text(text).with_context(|| format!("--recipient {text}: not a key file nor 64 hex digits"))
 }
 
 fn manifest_json(manifest: &Manifest) -> serde_json::Value {
@@ -123,105 +117,55 @@ fn manifest_json(manifest: &Manifest) -> serde_json::Value {
     })
 }
 
-fn describe_manifest(manifest: &Manifest) -> String {
-    format!(
-        "bundle {} from station {} ({}), created {}: {} key(s) confirmed {} .. {}",
-        hex::encode(manifest.bundle_id),
-        manifest.station_name,
-        hex::encode(manifest.station_id),
-        rfc3339(manifest.created_at_ms as i64),
-        manifest.count,
-        rfc3339(manifest.earliest_provisioned_at_ms as i64),
-        rfc3339(manifest.latest_provisioned_at_ms as i64)
-    )
-}
-
 /// `keyfill export bundle`. Returns whether every selected device is in the bundle.
 pub async fn export_bundle(station: Station, home: &StationHome, args: ExportBundleArgs) -> Result<bool> {
-    let recipient = recipient(&args.recipient)?;
-    if args.out.exists() {
-        bail!("{} exists; choose another --out", args.out.display());
-    }
-    let root_pkcs8 = match &args.factory_root_key {
+    let offline_root_pkcs8 = match &args.factory_root_key {
         Some(path) => Some(zeroize::Zeroizing::new(
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
         )),
         None => None,
     };
-    let signer = home
-        .bundle_signer(&station.unlocked, root_pkcs8.as_deref().map(Vec::as_slice))
-        .context("no bundle-signing key")?;
-    let selected = keyfill_station::export::exportable_items(&station, &args.selection.filter()?).await?;
-    let mut entries = Vec::new();
-    let mut excluded = Vec::new();
-    for (item, facts) in selected {
-        match (item.key, facts, item.key_id.as_deref().and_then(|k| hex::decode(k).ok()?.try_into().ok())) {
-            (Ok(key), Some(facts), Some(key_id)) => entries.push(BundleEntry {
-                device_id: DeviceId::from_hex(&item.device_id)
-                    .ok_or_else(|| anyhow!("bad device id {}", item.device_id))?,
-                name: item.name,
-                key_id,
-                key,
-                provisioned_at_ms: u64::try_from(facts.confirmed_at).unwrap_or(0),
-                from_rotation: facts.rotated,
-            }),
-            (Err(reason), _, _) => excluded.push((item.device_id, item.name, reason)),
-            _ => excluded.push((item.device_id, item.name, "its key has no usable id".into())),
+    let request = BundleRequest {
+        recipient: recipient(&args.recipient)?,
+        out: args.out.clone(),
+        filter: args.selection.filter()?,
+        offline_root_pkcs8,
+    };
+    let written = match write_bundle(&station, home, request).await {
+        Ok(written) => written,
+        Err(error) => {
+            for left in error.excluded() {
+                eprintln!("{} ({}) NOT in the bundle: {}", left.name, left.device_id, left.reason);
+            }
+            return Err(error.into());
         }
-    }
-    if entries.is_empty() {
-        bail!(
-            "no key to put in a bundle{}",
-            if excluded.is_empty() { ": nothing is provisioned" } else { " (see the reasons above)" }
-        );
-    }
-    if entries.len() as u64 > MAX_ENTRIES {
-        bail!(
-            "{} keys are more than a bundle holds ({MAX_ENTRIES}); split the export with --since or --devices",
-            entries.len()
-        );
-    }
-    let bytes = seal_bundle(&signer, &recipient, &entries, now_millis() as u64).context("cannot build the bundle")?;
-    keyfill_agent::keystore::write_atomically(&args.out, &bytes)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    let summary = verify_bundle(&bytes, &station.unlocked.info.factory_root, now_millis() as u64)
-        .context("the bundle just written does not verify")?;
-    let manifest = summary.manifest;
-    let bundle_id = hex::encode(manifest.bundle_id);
-    let mut tx = station.inventory.pool().begin().await?;
-    for entry in &entries {
-        let detail =
-            format!("key {} in bundle {bundle_id} for recipient {}", hex::encode(entry.key_id), recipient.to_hex());
-        events::record(&mut tx, &station.actor, Some(&entry.device_id.to_hex()), "c2_bundled", &detail).await?;
-    }
-    let detail =
-        format!("bundle {bundle_id}: {} key(s) to {} in {}", entries.len(), recipient.to_hex(), args.out.display());
-    events::record(&mut tx, &station.actor, None, "c2_bundle_written", &detail).await?;
-    tx.commit().await?;
+    };
     if args.json {
-        let excluded: Vec<_> = excluded
+        let excluded: Vec<_> = written
+            .excluded
             .iter()
-            .map(|(id, name, reason)| serde_json::json!({"device_id": id, "name": name, "reason": reason}))
+            .map(|l| serde_json::json!({"device_id": l.device_id, "name": l.name, "reason": l.reason}))
             .collect();
-        let included: Vec<_> = entries
+        let included: Vec<_> = written
+            .included
             .iter()
-            .map(|e| serde_json::json!({"device_id": e.device_id.to_hex(), "name": e.name, "key_id": hex::encode(e.key_id)}))
+            .map(|d| serde_json::json!({"device_id": d.device_id, "name": d.name, "key_id": d.key_id}))
             .collect();
         print_json(&serde_json::json!({
             "file": args.out.display().to_string(),
-            "manifest": manifest_json(&manifest),
+            "manifest": manifest_json(&written.manifest),
             "included": included,
             "excluded": excluded,
         }))?;
     } else {
-        for (id, name, reason) in &excluded {
-            eprintln!("{name} ({id}) NOT in the bundle: {reason}");
+        for left in &written.excluded {
+            eprintln!("{} ({}) NOT in the bundle: {}", left.name, left.device_id, left.reason);
         }
-        println!("{}", describe_manifest(&manifest));
+        println!("{}", describe_manifest(&written.manifest));
         println!("written to {}", args.out.display());
     }
     station.inventory.close().await;
-    Ok(excluded.is_empty())
+    Ok(written.excluded.is_empty())
 }
 
 /// `keyfill import bundle`. Returns whether every key reached C2.

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Args;
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload};
-use keyfill_station::scan::{Label, Origin, ScanError, ScanResult, Scanner};
+use keyfill_station::scan::{Corners, Label, Origin, ScanError, ScanResult, Scanner};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -71,6 +71,9 @@ struct CodeReport {
     /// Why a text that starts like a Keyfill label is not a valid one.
     problem: Option<String>,
     label: Option<LabelJson>,
+    /// The code's outer corners in the image's pixels, `[x, y]` clockwise from the code's
+    /// top-left; null when the decoder gave no usable position.
+    corners: Option<[[f32; 2]; 4]>,
 }
 
 #[derive(Debug, Serialize)]
@@ -133,6 +136,7 @@ impl CodeReport {
             Origin::Typed => "scanner input".to_owned(),
         };
         let text = Some(result.text.clone());
+        let corners = result.corners.map(corners_json);
         match &result.label {
             Label::Keyfill(payload) => CodeReport {
                 kind: Status::Keyfill,
@@ -143,11 +147,19 @@ impl CodeReport {
                 read_by,
                 problem: None,
                 label: Some(LabelJson::new(payload)),
+                corners,
             },
-            Label::Invalid(error) => {
-                CodeReport { kind: Status::InvalidLabel, text, read_by, problem: Some(error.to_string()), label: None }
+            Label::Invalid(error) => CodeReport {
+                kind: Status::InvalidLabel,
+                text,
+                read_by,
+                problem: Some(error.to_string()),
+                label: None,
+                corners,
+            },
+            Label::NotKeyfill => {
+                CodeReport { kind: Status::NotKeyfill, text, read_by, problem: None, label: None, corners }
             }
-            Label::NotKeyfill => CodeReport { kind: Status::NotKeyfill, text, read_by, problem: None, label: None },
         }
     }
 
@@ -190,6 +202,13 @@ impl LabelJson {
             pcsc_aid: hints.pcsc_aid.as_ref().map(hex::encode),
         }
     }
+}
+
+/// Corners as `[x, y]` pairs, to a tenth of a pixel: the decoders locate a code to about half a
+/// pixel, and more digits would only be noise.
+fn corners_json(corners: Corners) -> [[f32; 2]; 4] {
+    let tenth = |v: f32| (v * 10.0).round() / 10.0;
+    corners.map(|p| [tenth(p.x), tenth(p.y)])
 }
 
 /// A decoded text for the terminal: control characters escaped, so that a code holding escape
@@ -244,6 +263,25 @@ mod tests {
         let json = serde_json::to_string(&report).unwrap_or_default();
         assert!(!json.contains(&text[4..]), "{json}");
         assert!(json.contains("\"credential_mode\":\"secret\""), "{json}");
+    }
+
+    #[test]
+    fn scan_cli_json_gives_each_code_its_corners_or_null() {
+        let typed = report_of(&["https://example.com"]);
+        let json = serde_json::to_value(&typed).unwrap_or_default();
+        assert_eq!(json["codes"][0]["corners"], serde_json::Value::Null);
+
+        let label = OnboardingPayload::new("dev-3", "SN-3", DeviceCredential::Identity { public_key: [3; 32] });
+        let code = qrcode::QrCode::new(label.encode().unwrap_or_default().as_bytes()).ok();
+        let image = code.map(|c| c.render::<image::Luma<u8>>().module_dimensions(4, 4).build()).unwrap_or_default();
+        let results = Scanner::default().scan_gray(image);
+        let json =
+            serde_json::to_value(FileReport::new(std::path::Path::new("label.png"), Ok(results))).unwrap_or_default();
+        // The quiet zone is 4 modules of 4 pixels: the code starts 16 pixels in.
+        let top_left = &json["codes"][0]["corners"][0];
+        assert_eq!(top_left.as_array().map(Vec::len), Some(2), "{json}");
+        let near = |v: &serde_json::Value| v.as_f64().is_some_and(|v| (v - 16.0).abs() < 2.0);
+        assert!(near(&top_left[0]) && near(&top_left[1]), "{json}");
     }
 
     #[test]

@@ -14,10 +14,12 @@
 //! - [`select`]: which inventory keys may leave (provisioned, or rotated and confirmed).
 //! - [`ledger`]: the ledger, in the inventory (`export c2`) or in a journal file (`import bundle`).
 //! - [`engine`]: the run itself, concurrent and retrying.
+//! - [`offline`]: writing an offline bundle (`keyfill export bundle`, and the desktop app).
 
 pub mod c2_api;
 pub mod engine;
 pub mod ledger;
+pub mod offline;
 pub mod select;
 
 use keyfill_formats::SecretKey;

@@ -52,8 +52,9 @@ impl fmt::Debug for LiveOptions {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum LiveEvent {
-    /// A code came into view.
-    Scanned(ScanResult),
+    /// A code came into view. Its corners are in the pixels of the frame it was read in, of
+    /// `frame_size` (width, height): a preview scales them as it scales that frame.
+    Scanned { result: ScanResult, frame_size: (u32, u32) },
     /// The source failed; no more events follow.
     SourceFailed(SourceError),
     /// The source has no more frames (a file source played to its end); no more events follow.
@@ -276,10 +277,11 @@ fn decode(
             }
             None => Vec::new(),
         };
+        let frame_size = frame.image.dimensions();
         let found = run_stages(&Prepared::new(frame.image), &this_frame);
         counters.decoded.fetch_add(1, Ordering::Relaxed);
         for result in found {
-            if seen.is_new(&result.text, frame.at) && !send(LiveEvent::Scanned(result)) {
+            if seen.is_new(&result.text, frame.at) && !send(LiveEvent::Scanned { result, frame_size }) {
                 return;
             }
         }

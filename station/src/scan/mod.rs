@@ -4,7 +4,8 @@
 //! - [`Scanner`] runs a cascade of [`Stage`]s (a [`Decoder`] on a [`Prep`]ared frame) and stops
 //!   at the first stage that finds a code. Cheap stages come first, so a clear label costs one
 //!   rxing pass; the retries only run on frames that fail.
-//! - [`decoders`]: rxing and rqrr, each isolated against panics.
+//! - [`decoders`]: rxing and rqrr, each isolated against panics; [`locate`]: where each code
+//!   lies, from the decoders' own geometry.
 //! - [`preprocess`]: size limit, rescaling, inversion, adaptive threshold.
 //! - [`source`]: frame sources (image files played as a camera, a watched folder) and
 //!   [`camera`]: V4L2 capture.
@@ -15,10 +16,12 @@
 pub mod camera;
 pub mod decoders;
 pub mod live;
+pub mod locate;
 pub mod preprocess;
 pub mod source;
 
-pub use decoders::{Decoder, DecoderPanicked};
+pub use decoders::{Decoded, Decoder, DecoderPanicked};
+pub use locate::{Corners, Point};
 pub use preprocess::{Prep, Prepared};
 
 use image::GrayImage;
@@ -27,12 +30,17 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-/// One decoded code: the text exactly as the code holds it and what it means to Keyfill.
-#[derive(Clone, PartialEq, Eq)]
+/// One decoded code: the text exactly as the code holds it, what it means to Keyfill, and where
+/// it lies in the frame.
+#[derive(Clone, PartialEq)]
 pub struct ScanResult {
     pub text: String,
     pub label: Label,
     pub origin: Origin,
+    /// The code's outer corners in the pixels of the frame given to the scanner (before any
+    /// preparation), clockwise from the code's top-left ([`Corners`]). `None` when the decoder's
+    /// geometry gave nothing usable, and always for [`Origin::Typed`].
+    pub corners: Option<Corners>,
 }
 
 impl fmt::Debug for ScanResult {
@@ -45,6 +53,7 @@ impl fmt::Debug for ScanResult {
             .field("text", text)
             .field("label", &self.label)
             .field("origin", &self.origin)
+            .field("corners", &self.corners)
             .finish()
     }
 }
@@ -70,14 +79,19 @@ pub enum Origin {
 }
 
 impl ScanResult {
-    /// Classifies `text` (the decoded content of one code).
+    /// Classifies `text` (the decoded content of one code); no position yet.
     pub fn new(text: String, origin: Origin) -> Self {
         let label = match OnboardingPayload::parse(&text) {
             Ok(payload) => Label::Keyfill(Box::new(payload)),
             Err(QrError::WrongPrefix) => Label::NotKeyfill,
             Err(error) => Label::Invalid(error),
         };
-        ScanResult { text, label, origin }
+        ScanResult { text, label, origin, corners: None }
+    }
+
+    /// This result at `corners` in its frame.
+    pub fn with_corners(self, corners: Option<Corners>) -> Self {
+        ScanResult { corners, ..self }
     }
 
     /// The parsed payload, if this is a valid Keyfill label.
@@ -112,12 +126,15 @@ impl Stage {
         Stage { decoder, prep }
     }
 
-    /// Runs this stage on `frame`. `Ok(None)` when the preparation does not apply to the frame.
-    pub fn run(self, frame: &Prepared) -> Result<Option<Vec<String>>, DecoderPanicked> {
-        match frame.get(self.prep) {
-            Some(image) => self.decoder.decode(image).map(Some),
-            None => Ok(None),
-        }
+    /// Runs this stage on `frame`; the corners of what it reads are in the pixels of the frame
+    /// given to [`Prepared::new`]. `Ok(None)` when the preparation does not apply to the frame.
+    pub fn run(self, frame: &Prepared) -> Result<Option<Vec<Decoded>>, DecoderPanicked> {
+        let Some(image) = frame.get(self.prep) else { return Ok(None) };
+        let in_frame = |code: Decoded| Decoded {
+            corners: code.corners.map(|corners| frame.corners_in_frame(corners, self.prep)),
+            ..code
+        };
+        self.decoder.decode(image).map(|codes| Some(codes.into_iter().map(in_frame).collect()))
     }
 }
 
@@ -198,8 +215,10 @@ impl Scanner {
 pub fn run_stages(frame: &Prepared, stages: &[Stage]) -> Vec<ScanResult> {
     for &stage in stages {
         match stage.run(frame) {
-            Ok(Some(texts)) if !texts.is_empty() => {
-                return dedup(texts).into_iter().map(|text| ScanResult::new(text, Origin::Image(stage))).collect();
+            Ok(Some(codes)) if !codes.is_empty() => {
+                let result =
+                    |code: Decoded| ScanResult::new(code.text, Origin::Image(stage)).with_corners(code.corners);
+                return dedup(codes).into_iter().map(result).collect();
             }
             Ok(_) => {}
             Err(panicked) => tracing::warn!("{panicked}; trying the next stage"),
@@ -208,12 +227,13 @@ pub fn run_stages(frame: &Prepared, stages: &[Stage]) -> Vec<ScanResult> {
     Vec::new()
 }
 
-/// Two finder-pattern sets on the same code yield its text twice; keep the first of each.
-fn dedup(texts: Vec<String>) -> Vec<String> {
-    let mut unique: Vec<String> = Vec::with_capacity(texts.len());
-    for text in texts {
-        if !unique.contains(&text) {
-            unique.push(text);
+/// Two finder-pattern sets on the same code yield its text twice; keep the first of each (and
+/// its position).
+fn dedup(codes: Vec<Decoded>) -> Vec<Decoded> {
+    let mut unique: Vec<Decoded> = Vec::with_capacity(codes.len());
+    for code in codes {
+        if !unique.iter().any(|seen| seen.text == code.text) {
+            unique.push(code);
         }
     }
     unique

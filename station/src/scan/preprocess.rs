@@ -5,6 +5,7 @@
 //! The per-pixel loops are written out over slices (no per-pixel bounds-checked accessors), so
 //! they stay tolerable in the unoptimised dev profile too.
 
+use super::locate::Corners;
 use image::GrayImage;
 use image::imageops::{self, FilterType};
 use std::fmt;
@@ -57,6 +58,14 @@ impl Prep {
             Prep::AdaptiveUpscaled => "adaptive-upscaled",
         }
     }
+
+    /// How many pixels of the prepared image one pixel of the (size-limited) frame spans per side.
+    fn magnification(self) -> f32 {
+        match self {
+            Prep::Upscaled | Prep::AdaptiveUpscaled => 2.0,
+            Prep::AsIs | Prep::Inverted | Prep::Adaptive => 1.0,
+        }
+    }
 }
 
 impl fmt::Display for Prep {
@@ -67,6 +76,8 @@ impl fmt::Display for Prep {
 
 /// A frame and the transforms computed from it so far.
 pub struct Prepared {
+    /// Width and height of the frame as given, before the size limit.
+    frame_size: (u32, u32),
     base: GrayImage,
     inverted: OnceLock<GrayImage>,
     upscaled: OnceLock<Option<GrayImage>>,
@@ -76,7 +87,11 @@ pub struct Prepared {
 
 impl fmt::Debug for Prepared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Prepared").field("width", &self.base.width()).field("height", &self.base.height()).finish()
+        f.debug_struct("Prepared")
+            .field("frame_size", &self.frame_size)
+            .field("width", &self.base.width())
+            .field("height", &self.base.height())
+            .finish()
     }
 }
 
@@ -84,6 +99,7 @@ impl Prepared {
     /// Takes a grayscale frame, shrinking it to [`MAX_SIDE`] if needed.
     pub fn new(gray: GrayImage) -> Self {
         Prepared {
+            frame_size: gray.dimensions(),
             base: fit_within(gray, MAX_SIDE),
             inverted: OnceLock::new(),
             upscaled: OnceLock::new(),
@@ -95,6 +111,18 @@ impl Prepared {
     /// The frame a decoder works on (after the size limit).
     pub fn base(&self) -> &GrayImage {
         &self.base
+    }
+
+    /// Maps corners found in the image prepared as `prep` back to the frame given to
+    /// [`Prepared::new`]: undoes the upscaling, then the size limit. Both are plain scalings that
+    /// keep the image's edges in place (pixel centres map to pixel centres), so a point scales by
+    /// the ratio of the sides, per axis: the size limit rounds each side on its own.
+    pub fn corners_in_frame(&self, corners: Corners, prep: Prep) -> Corners {
+        let (frame_width, frame_height) = self.frame_size;
+        let magnification = prep.magnification();
+        let scale = |frame_side: u32, base_side: u32| frame_side as f32 / (base_side.max(1) as f32 * magnification);
+        let (sx, sy) = (scale(frame_width, self.base.width()), scale(frame_height, self.base.height()));
+        corners.map(|p| p.scaled(sx, sy))
     }
 
     /// The frame prepared as `prep` asks, or `None` when that preparation does not apply to this
@@ -256,6 +284,21 @@ mod tests {
         let strip = GrayImage::new(10_000, 1);
         let fitted = fit_within(strip, MAX_SIDE);
         assert_eq!(fitted.dimensions(), (MAX_SIDE, 1));
+    }
+
+    #[test]
+    fn scan_corners_map_back_through_the_upscale_and_the_size_limit() {
+        use crate::scan::locate::Point;
+        let corners = [Point::new(0.0, 0.0), Point::new(100.0, 0.0), Point::new(100.0, 50.0), Point::new(0.0, 50.0)];
+        let small = Prepared::new(GrayImage::new(300, 200));
+        assert_eq!(small.corners_in_frame(corners, Prep::AsIs), corners);
+        assert_eq!(small.corners_in_frame(corners, Prep::AdaptiveUpscaled)[2], Point::new(50.0, 25.0));
+        // 5120×3001 is shrunk to 2560×1501 (rounded): each axis scales back by its own ratio.
+        let large = Prepared::new(GrayImage::new(5120, 3001));
+        assert_eq!(large.base().dimensions(), (2560, 1501));
+        let back = large.corners_in_frame(corners, Prep::Inverted)[2];
+        assert_eq!(back.x, 200.0);
+        assert!((back.y - 50.0 * 3001.0 / 1501.0).abs() < 1e-3, "{back:?}");
     }
 
     #[test]

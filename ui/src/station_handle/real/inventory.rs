@@ -1,6 +1,7 @@
 //! Reading the inventory and the event log.
 
 use crate::bridge::EventSender;
+use crate::device_index::DeviceIndex;
 use crate::messages::{DeviceDetail, Event, HistoryQuery};
 use crate::problem::Problem;
 use keyfill_station::db::{DbError, devices, events, exports};
@@ -11,12 +12,20 @@ fn failed(sender: &EventSender, command: &'static str, error: &DbError) {
     sender.send(Event::Problem { command, problem: Problem::database(error) });
 }
 
+/// The inventory, indexed for search here so that the UI thread only swaps it in.
 pub async fn devices(station: Arc<Station>, sender: EventSender) {
-    match devices::list(station.inventory.pool(), None).await {
-        Ok(list) => {
-            sender.send(Event::Devices(list));
+    let list = match devices::list(station.inventory.pool(), None).await {
+        Ok(list) => list,
+        Err(error) => return failed(&sender, "load_devices", &error),
+    };
+    match tokio::task::spawn_blocking(move || DeviceIndex::build(list)).await {
+        Ok(index) => {
+            sender.send(Event::DeviceIndex(Box::new(index)));
         }
-        Err(error) => failed(&sender, "load_devices", &error),
+        Err(join) => {
+            let problem = Problem::new(format!("Indexing the devices stopped: {join}."), "Refresh the list.");
+            sender.send(Event::Problem { command: "load_devices", problem });
+        }
     }
 }
 

@@ -2,15 +2,19 @@
 //!
 //! One task takes commands in order. Quick ones (the inventory, the event log) and long ones
 //! (provisioning, rotation, export, labels) run as tasks of their own, so a slow link never
-//! holds up the device table. Locking stops taking work that needs the master key, waits for
-//! the tasks in flight, then drops the unlocked station: its keys are zeroized on drop.
+//! holds up the device table. Locking stops taking work that needs the master key, stops a
+//! watch for first contact (it would otherwise never end), waits for the tasks in flight, then
+//! drops the unlocked station: its keys are zeroized on drop.
 
+mod bundle;
+mod device_actions;
 mod export;
 mod inventory;
 mod labels;
 mod links;
 mod provision;
 mod rotation;
+mod watch;
 
 use crate::bridge::EventSender;
 use crate::messages::{Command, Event, Passphrase, StationIdentity, StationSummary};
@@ -23,7 +27,7 @@ use keyfill_station::provision::Station;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 /// Where the station's state lives and who operates it.
@@ -45,7 +49,8 @@ impl RealStation {
         let (commands, receiver) = mpsc::unbounded_channel();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         std::thread::Builder::new().name("station".into()).spawn(move || {
-            runtime.block_on(StationTask { config, events, station: None, jobs: JoinSet::new() }.run(receiver));
+            let task = StationTask { config, events, station: None, jobs: JoinSet::new(), watch_stop: None };
+            runtime.block_on(task.run(receiver));
         })?;
         Ok(RealStation { commands })
     }
@@ -64,6 +69,8 @@ struct StationTask {
     /// Unlocked; shared with the jobs that need it.
     station: Option<Arc<Station>>,
     jobs: JoinSet<()>,
+    /// Stops the watch for first contact, while one runs.
+    watch_stop: Option<oneshot::Sender<()>>,
 }
 
 impl StationTask {
@@ -107,6 +114,7 @@ impl StationTask {
             Command::Lock => self.lock().await,
             Command::DetectLinks => self.spawn(links::detect(events)),
             Command::SaveLabel(request) => self.spawn(labels::save(request, events)),
+            Command::StopWatch => self.stop_watch(),
             command => {
                 let name = command.name();
                 let Some(station) = self.station.clone() else {
@@ -120,9 +128,40 @@ impl StationTask {
                     Command::LoadHistory(query) => self.spawn(inventory::history(station, query, events)),
                     Command::Rotate(request) => self.spawn(rotation::run(station, request, events)),
                     Command::ExportC2(request) => self.spawn(export::run(station, request, events)),
-                    Command::Unlock(_) | Command::Lock | Command::DetectLinks | Command::SaveLabel(_) => {}
+                    Command::WatchRotation(request) => self.watch(station, request),
+                    Command::ExportBundle(request) => {
+                        self.spawn(bundle::run(station, self.config.home.clone(), request, events));
+                    }
+                    Command::Reconcile(request) => self.spawn(device_actions::reconcile(station, request, events)),
+                    Command::Abandon(request) => self.spawn(device_actions::abandon(station, request, events)),
+                    Command::Unlock(_)
+                    | Command::Lock
+                    | Command::DetectLinks
+                    | Command::SaveLabel(_)
+                    | Command::StopWatch => {}
                 }
             }
+        }
+    }
+
+    fn watch(&mut self, station: Arc<Station>, request: crate::messages::WatchRequest) {
+        if self.watch_stop.as_ref().is_some_and(|stop| !stop.is_closed()) {
+            let problem = Problem::new(
+                "Already watching for first contact.",
+                "Stop the watch first, then start it again with the new broker or settings.",
+            );
+            self.events.send(Event::Problem { command: "watch_rotation", problem });
+            return;
+        }
+        let (stop, stopped) = oneshot::channel();
+        self.watch_stop = Some(stop);
+        self.spawn(watch::run(station, request, stopped, self.events.clone()));
+    }
+
+    fn stop_watch(&mut self) {
+        if let Some(stop) = self.watch_stop.take() {
+            // Already ended (the broker failed) when the receiver is gone: nothing to stop.
+            let _ = stop.send(());
         }
     }
 
@@ -170,6 +209,7 @@ impl StationTask {
     /// Takes no new work, waits for the work in flight, then drops the unlocked station.
     async fn lock(&mut self) {
         let station = self.station.take();
+        self.stop_watch();
         while self.jobs.join_next().await.is_some() {}
         if let Some(station) = station {
             match Arc::try_unwrap(station) {

@@ -5,7 +5,7 @@ use crate::messages::{Event, RotationRequest, RotationRow, RotationTargets, Rota
 use crate::problem::Problem;
 use keyfill_station::db::devices;
 use keyfill_station::provision::Station;
-use keyfill_station::rotation::{RotationError, Rotator, rotatable_devices};
+use keyfill_station::rotation::{RotationError, RotationReport, Rotator, rotatable_devices};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +58,12 @@ pub async fn run(station: Arc<Station>, request: RotationRequest, events: EventS
         .await;
     // Let the last commands reach the broker before the connection goes.
     rotator.flush(Duration::from_secs(10)).await;
+    update(RotationUpdate::Finished(rows_by_name(reports)));
+}
+
+/// The report's rows for the results table, by name; an unconfirmed rotation reads
+/// `rotation_failed: …` as in the CLI's JSON.
+pub(super) fn rows_by_name(reports: Vec<RotationReport>) -> Vec<RotationRow> {
     let mut rows: Vec<RotationRow> = reports
         .into_iter()
         .map(|report| RotationRow {
@@ -70,5 +76,5 @@ pub async fn run(station: Arc<Station>, request: RotationRequest, events: EventS
         })
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    update(RotationUpdate::Finished(rows));
+    rows
 }

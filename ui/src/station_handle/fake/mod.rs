@@ -1,24 +1,33 @@
 //! A station that answers every command at once with the events the real one would send, from
 //! an in-memory inventory. For the screen tests (deterministic: no threads, no clock) and the
 //! screenshots. A test holds a [`FakeControl`] to change its behaviour and read what it was
-//! asked.
+//! asked, and to play the devices' part (a device saying hello to a watch: [`FakeControl::contact`]).
+//!
+//! - [`demo`]: the sample station of the screenshots and `keyfill-gui --demo`.
+//! - `devices`, `rotation`, `export`: the answers, by screen.
+
+mod demo;
+mod devices;
+mod export;
+mod rotation;
+
+pub use demo::demo_state;
 
 use crate::bridge::EventSender;
+use crate::device_index::DeviceIndex;
 use crate::messages::{
-    Command, DeviceDetail, Event, ExportUpdate, LabelSaved, LinkReport, ProvisionRequest, ProvisionUpdate, RotationRow,
-    RotationUpdate, StationIdentity, StationSummary,
+    Command, Event, LabelSaved, LinkReport, ProvisionRequest, ProvisionUpdate, RotationRow, StationIdentity,
+    StationSummary,
 };
 use crate::problem::Problem;
 use crate::station_handle::StationHandle;
 use keyfill_formats::qr::DeviceCredential;
 use keyfill_station::db::devices::{Device, DeviceState};
-use keyfill_station::db::events::{Event as StoredEvent, EventFilter, LoggedEvent};
+use keyfill_station::db::events::{EventFilter, LoggedEvent};
 use keyfill_station::db::now_millis;
 use keyfill_station::detect::{LinkTarget, SerialPortInfo};
-use keyfill_station::export::{ItemReport, Outcome};
 use keyfill_station::home::HomeError;
-use keyfill_station::provision::{Progress, ProvisionError};
-use keyfill_station::rotation::RotationProgress;
+use keyfill_station::provision::{Progress, ProvisionError, ReconcileVerdict};
 use keyfill_station::seal::SealError;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -38,8 +47,18 @@ pub struct FakeState {
     pub hold_provisioning: bool,
     /// Commands received, by [`Command::name`].
     pub received: Vec<&'static str>,
+    /// The device list is indexed but not sent until [`FakeControl::release_device_list`].
+    pub hold_device_list: bool,
+    /// What a pending device answers when asked about its key; `None`: it holds it.
+    pub reconcile_answer: Option<Result<ReconcileVerdict, Problem>>,
+    /// Devices (by name) that never confirm a rotation.
+    pub rotation_unconfirmed: Vec<String>,
     held: Option<ProvisionRequest>,
+    held_index: Option<DeviceIndex>,
     lock_waiting: bool,
+    /// The broker of the watch for first contact running now.
+    watching: Option<String>,
+    watch_rows: Vec<RotationRow>,
 }
 
 impl FakeState {
@@ -76,8 +95,14 @@ impl FakeState {
             provision_failure: None,
             hold_provisioning: false,
             received: Vec::new(),
+            hold_device_list: false,
+            reconcile_answer: None,
+            rotation_unconfirmed: Vec::new(),
             held: None,
+            held_index: None,
             lock_waiting: false,
+            watching: None,
+            watch_rows: Vec::new(),
         }
     }
 
@@ -93,6 +118,14 @@ impl FakeState {
             kind: kind.to_owned(),
             detail,
         });
+    }
+
+    fn find(&self, id_or_name: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.id == id_or_name || d.name == id_or_name)
+    }
+
+    fn find_mut(&mut self, id_or_name: &str) -> Option<&mut Device> {
+        self.devices.iter_mut().find(|d| d.id == id_or_name || d.name == id_or_name)
     }
 
     fn upsert(&mut self, device: Device) {
@@ -138,7 +171,7 @@ pub fn device_for(request: &ProvisionRequest, state: DeviceState, key_id: &str) 
 }
 
 /// 32 hex digits that look like a random key id, the same for the same seed.
-fn fake_hex(seed: u64) -> String {
+pub(crate) fn fake_hex(seed: u64) -> String {
     format!("{:032x}", (u128::from(seed) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
 }
 
@@ -246,39 +279,11 @@ impl FakeControl {
                     self.send(Event::UnlockFailed(Problem::unlock(&HomeError::Seal(SealError::WrongPassphrase))));
                 }
             }
-            Command::Lock => {
-                if self.with(|state| state.held.is_some()) {
-                    self.with(|state| state.lock_waiting = true);
-                } else {
-                    self.send(Event::Locked);
-                }
-            }
+            Command::Lock => self.lock(),
             Command::DetectLinks => self.send(Event::Links(self.with(|state| state.links.clone()))),
             Command::Provision(request) => self.provision(request),
-            Command::LoadDevices => self.send(Event::Devices(self.with(|state| state.devices.clone()))),
-            Command::LoadDeviceDetail { id } => {
-                let detail = self.with(|state| {
-                    let device = state.devices.iter().find(|d| d.id == id)?.clone();
-                    let history = state
-                        .history
-                        .iter()
-                        .filter(|e| e.device_id.as_deref() == Some(id.as_str()))
-                        .map(|e| StoredEvent {
-                            id: e.id,
-                            at: e.at,
-                            device_id: e.device_id.clone(),
-                            station_id: e.station_id.clone(),
-                            operator: e.operator.clone(),
-                            kind: e.kind.clone(),
-                            detail: e.detail.clone(),
-                        })
-                        .collect();
-                    Some(DeviceDetail { device, history, exports: Vec::new() })
-                });
-                if let Some(detail) = detail {
-                    self.send(Event::DeviceDetail(detail));
-                }
-            }
+            Command::LoadDevices => self.load_devices(),
+            Command::LoadDeviceDetail { id } => self.detail(&id),
             Command::LoadHistory(query) => {
                 let rows = self.with(|state| {
                     state
@@ -299,56 +304,22 @@ impl FakeControl {
             }
             Command::Rotate(request) => self.rotate(&request.broker),
             Command::ExportC2(request) => self.export(&request.url),
+            Command::WatchRotation(request) => self.watch(&request.broker),
+            Command::StopWatch => self.stop_watch(),
+            Command::ExportBundle(request) => self.bundle(&request),
+            Command::Reconcile(request) => self.reconcile(&request),
+            Command::Abandon(request) => self.abandon(&request),
         }
     }
 
-    fn rotate(&self, broker: &str) {
-        let devices: Vec<Device> =
-            self.with(|state| state.devices.iter().filter(|d| d.state == DeviceState::Provisioned).cloned().collect());
-        self.send(Event::Rotation(RotationUpdate::Started { total: devices.len(), broker: broker.to_owned() }));
-        let mut rows = Vec::new();
-        for device in &devices {
-            self.send(Event::Rotation(RotationUpdate::Progress(RotationProgress::Attempt {
-                device: device.id.clone(),
-                attempt: 1,
-            })));
-            self.send(Event::Rotation(RotationUpdate::Progress(RotationProgress::Rotated {
-                device: device.id.clone(),
-            })));
-            self.with(|state| state.record(Some(device), "rotated", "key confirmed".into()));
-            rows.push(RotationRow {
-                device_id: device.id.clone(),
-                name: device.name.clone(),
-                result: Ok(fake_hex(device.created_at as u64 ^ 0x5bd1_e995)),
-            });
+    /// As the real station: a watch is stopped, a provisioning waited for, then the key dropped.
+    fn lock(&self) {
+        self.stop_watch();
+        if self.with(|state| state.held.is_some()) {
+            self.with(|state| state.lock_waiting = true);
+        } else {
+            self.send(Event::Locked);
         }
-        self.send(Event::Rotation(RotationUpdate::Finished(rows)));
-    }
-
-    fn export(&self, url: &str) {
-        let devices: Vec<Device> =
-            self.with(|state| state.devices.iter().filter(|d| d.state == DeviceState::Provisioned).cloned().collect());
-        self.send(Event::Export(ExportUpdate::Connecting { target: url.to_owned() }));
-        self.send(Event::Export(ExportUpdate::Started { total: devices.len() }));
-        let reports: Vec<ItemReport> = devices
-            .iter()
-            .map(|device| ItemReport {
-                device_id: device.id.clone(),
-                name: device.name.clone(),
-                key_id: device.key_id.clone(),
-                outcome: Outcome::Created,
-                reason: None,
-                attempts: 1,
-            })
-            .collect();
-        for report in &reports {
-            self.send(Event::Export(ExportUpdate::Item(report.clone())));
-        }
-        self.send(Event::Export(ExportUpdate::Finished {
-            target: url.to_owned(),
-            run_id: "0011223344556677".into(),
-            reports,
-        }));
     }
 }
 
@@ -375,74 +346,4 @@ impl StationHandle for FakeStation {
     fn send(&mut self, command: Command) {
         self.control.answer(command);
     }
-}
-
-/// A station with a few days of work behind it, for screenshots and demos.
-pub fn demo_state(passphrase: &str) -> FakeState {
-    let mut state = FakeState::new(passphrase);
-    let day = 86_400_000;
-    let start = now_millis() - 3 * day;
-    let models = ["TH-200", "TH-200", "GW-10", "VL-4"];
-    for n in 0..240usize {
-        let at = start + (n as i64) * 1_075_000;
-        let name = format!("sensor-{:04}", 1000 + n);
-        let state_of = match n % 23 {
-            7 => DeviceState::Failed,
-            15 => DeviceState::Pending,
-            _ => DeviceState::Provisioned,
-        };
-        let (transport, port) = match n % 5 {
-            3 => ("pcsc", "ACS ACR1252 Dual Reader"),
-            4 => ("ble", "E4:5F:01:2A:9C:3B"),
-            _ => ("serial", "/dev/ttyUSB0"),
-        };
-        let id = keyfill_formats::DeviceId::from_name(&name).to_hex();
-        let device = Device {
-            id: id.clone(),
-            name: name.clone(),
-            serial_number: format!("SN-24-{:06}", 310_000 + n * 7),
-            credential_mode: if n % 9 == 4 { "secret".into() } else { "identity".into() },
-            identity_public_key: None,
-            sealed_setup_secret: None,
-            model: Some(models[n % models.len()].into()),
-            state: state_of,
-            transport: Some(transport.into()),
-            port: Some(port.into()),
-            key_id: Some(fake_hex(n as u64 + 1_000)),
-            failure: match state_of {
-                DeviceState::Failed => Some("no answer from the device within 10 s while handshake".into()),
-                DeviceState::Pending => Some("unconfirmed: link closed".into()),
-                DeviceState::Provisioned => None,
-            },
-            created_at: at,
-            updated_at: at + 900,
-            provisioned_at: (state_of == DeviceState::Provisioned).then_some(at + 900),
-            rotation: (n < 120 && state_of == DeviceState::Provisioned).then(|| "active".into()),
-            rotation_attempts: (n < 120 && state_of == DeviceState::Provisioned).then_some(1),
-        };
-        state.devices.push(device.clone());
-        let operator = if n % 3 == 0 { "maria" } else { "jonas" };
-        let mut push = |kind: &str, detail: String, offset: i64| {
-            let id = state.history.len() as i64 + 1;
-            state.history.push(LoggedEvent {
-                id,
-                at: at + offset,
-                device_id: Some(device.id.clone()),
-                device_name: Some(device.name.clone()),
-                station_id: "5f0c1e2d3a4b5c6d7e8f901a2b3c4d5e".into(),
-                operator: operator.into(),
-                kind: kind.into(),
-                detail,
-            });
-        };
-        let key = device.key_id.clone().unwrap_or_default();
-        push("key_generated", format!("key {key} over {transport} {port}"), 100);
-        match state_of {
-            DeviceState::Provisioned => push("provisioned", format!("key {key} confirmed"), 900),
-            DeviceState::Failed => push("failed", "no answer from the device within 10 s while handshake".into(), 900),
-            DeviceState::Pending => push("unconfirmed", "link closed".into(), 900),
-        }
-    }
-    state.summary.operator = "maria".into();
-    state
 }
