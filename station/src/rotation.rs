@@ -40,6 +40,10 @@ pub struct RotationSettings {
     pub max_attempts: u32,
     /// Rotations in flight at once.
     pub window: usize,
+    /// QoS 2 publications the station leaves unacknowledged at once. Mosquitto takes at most
+    /// `max_inflight_messages` (20 by default) from an MQTT 3.1.1 client and discards the
+    /// excess while still acknowledging it, so a larger window loses commands under load.
+    pub mqtt_inflight: u16,
 }
 
 impl Default for RotationSettings {
@@ -49,6 +53,7 @@ impl Default for RotationSettings {
             max_wait: Duration::from_secs(120),
             max_attempts: 6,
             window: 64,
+            mqtt_inflight: 20,
         }
     }
 }
@@ -148,7 +153,7 @@ impl Rotator {
             format!("keyfill-station-{}-{}", hex::encode(station.unlocked.info.station_id), std::process::id());
         let mut options = MqttOptions::new(client_id, host, port);
         options.set_keep_alive(Duration::from_secs(15));
-        options.set_inflight(200);
+        options.set_inflight(settings.mqtt_inflight.max(1));
         let (mqtt, mut events) = AsyncClient::new(options, 4096);
         let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
         let (unrouted_tx, unrouted_rx) = mpsc::unbounded_channel();

@@ -3,6 +3,7 @@
 
 pub mod bluez;
 pub mod c2;
+pub mod fleet;
 pub mod pcscd;
 
 use anyhow::{Context, Result, bail};
@@ -15,29 +16,46 @@ pub const PASSPHRASE: &str = "e2e test passphrase";
 /// The PostgreSQL server the tests use (trust auth); each test gets a database of its own.
 pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-/// The workspace's target directory.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"))
+/// The profile directory (`target/debug`, `target/release`) of the running test or benchmark:
+/// the binaries it drives are built with the same profile, so a benchmark measures optimised
+/// binaries and a test the ones `cargo test` built.
+fn profile_dir() -> PathBuf {
+    let fallback = || {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"))
+            .join("debug")
+    };
+    // A test or bench executable lives in `<target>/<profile>/deps/`.
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .filter(|dir| dir.join("deps").is_dir())
+        .unwrap_or_else(fallback)
 }
 
-/// Path of a workspace binary, built once per test run with the same profile as the tests.
+/// Path of a workspace binary, built once per run with the profile of the running executable.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let profile_dir = profile_dir();
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "keyfill-station", "-p", "keyfill-agent", "--bins"])
-            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-            .status()
-            .map_err(|e| e.to_string())?;
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "keyfill-station", "-p", "keyfill-agent", "--bins"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        if let Some(target) = profile_dir.parent() {
+            build.env("CARGO_TARGET_DIR", target);
+        }
+        let status =
+            build.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")).status().map_err(|e| e.to_string())?;
         if status.success() { Ok(()) } else { Err(format!("cargo build failed: {status}")) }
     });
     if let Err(error) = built {
         panic!("cannot build the binaries: {error}");
     }
-    target_dir().join("debug").join(name)
+    profile_dir.join(name)
 }
 
 /// A linked pair of pseudo-terminals made by socat: what one side writes, the other reads,

@@ -35,6 +35,10 @@ pub struct RotateArgs {
     /// Rotations in flight at once.
     #[arg(long, default_value_t = 64)]
     window: usize,
+    /// QoS 2 commands left unacknowledged by the broker at once; at most the broker's limit
+    /// (Mosquitto's max_inflight_messages, 20 by default), which silently drops the excess.
+    #[arg(long, default_value_t = 20)]
+    mqtt_inflight: u16,
     #[arg(long)]
     json: bool,
 }
@@ -44,6 +48,7 @@ pub async fn run(station: Station, args: RotateArgs, interactive: bool) -> Resul
         first_wait: Duration::from_secs_f64(args.first_wait.max(0.05)),
         max_attempts: args.max_attempts.max(1),
         window: args.window.max(1),
+        mqtt_inflight: args.mqtt_inflight.max(1),
         ..RotationSettings::default()
     };
     let mut targets = Vec::new();
