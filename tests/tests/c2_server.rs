@@ -378,7 +378,7 @@ fn c2_export_test_server_delays_post_answers_after_storing() -> Result<()> {
     server.clear_faults();
     let started = Instant::now();
     assert_eq!(api.post_key("slow", &key(3))?.status, 200);
-    assert!(started.elapsed() < Duration::from_millis(1000));
+    assert!(started.elapsed() < Duration::from_millis(1500), "still delayed: {:?}", started.elapsed());
     Ok(())
 }
 

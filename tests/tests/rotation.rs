@@ -149,6 +149,25 @@ fn rotation_agent_killed_between_storing_next_and_confirming_can_still_be_reache
     assert_rotated(&station, &agent, &name, &old_key_id)
 }
 
+/// Starts `keyfill rotate --watch` for `seconds`; returns once it listens, with its further
+/// stderr lines.
+fn watch(station: &Station, seconds: u64) -> Result<(std::process::Child, std::sync::mpsc::Receiver<String>)> {
+    let seconds = seconds.to_string();
+    let mut watcher = station
+        .command(&["rotate", "--watch", "--watch-for", &seconds, "--broker", BROKER])
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stderr = watcher.stderr.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    while !lines.recv_timeout(Duration::from_secs(20))?.starts_with("watching for devices' first contact") {}
+    Ok((watcher, lines))
+}
+
 #[test]
 fn rotation_without_any_answer_ends_rotation_failed_with_both_keys_kept() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -161,16 +180,60 @@ fn rotation_without_any_answer_ends_rotation_failed_with_both_keys_kept() -> Res
     assert_eq!(record["state"], "provisioned", "the old key is still the current one");
     // The device's next contact settles it: it comes online, takes the retained command, and
     // its late confirmation (seen by the watcher) proves it holds the new key.
-    let mut watcher = station
-        .command(&["rotate", "--watch", "--watch-for", "8", "--broker", BROKER])
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(watcher.stderr.take().expect("piped")));
-    assert!(lines.any(|line| line.is_ok_and(|l| l.starts_with("watching for devices' first contact"))));
-    std::thread::spawn(move || lines.for_each(drop));
+    let (mut watcher, _lines) = watch(&station, 8)?;
     agent.mqtt(BROKER, &["--hello"])?;
     assert!(watcher.wait()?.success());
     let record = device(&station, &name)?;
     assert_eq!(record["rotation"], "active", "{record}");
+    Ok(())
+}
+
+/// Publishes `payload` on `topic` at QoS 1 from a client of its own, as anyone on the broker could.
+fn publish_raw(topic: &str, payload: &[u8]) -> Result<()> {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let (host, port) = keyfill_station::rotation::parse_broker(BROKER)?;
+    let mut options = MqttOptions::new(unique_name("keyfill-forger"), host, port);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut connection) = Client::new(options, 10);
+    client.publish(topic, QoS::AtLeastOnce, false, payload.to_vec())?;
+    for event in connection.iter() {
+        if let Event::Incoming(Packet::PubAck(_)) = event? {
+            client.disconnect()?;
+            return Ok(());
+        }
+    }
+    anyhow::bail!("the broker closed the connection before acknowledging")
+}
+
+#[test]
+fn rotation_on_first_use_starts_at_the_devices_first_hello_and_ignores_forged_ones() -> Result<()> {
+    use keyfill_formats::e4::{self, keyfill::HELLO_PLAINTEXT, keyfill::hello_topic};
+    let dir = tempfile::tempdir()?;
+    let name = unique_name("rot-first-use");
+    let (station, mut agent) = provisioned_device(dir.path(), Database::sqlite(dir.path()), &name)?;
+    let old_key_id = device(&station, &name)?["key_id"].clone();
+    assert_eq!(device(&station, &name)?["rotation"], serde_json::Value::Null, "never rotated");
+
+    let (mut watcher, lines) = watch(&station, 12)?;
+    let mut seen: Vec<String> = Vec::new();
+
+    // A well-formed hello under a key the device does not hold proves nothing: no rotation.
+    let id = keyfill_formats::DeviceId::from_name(&name);
+    let forged_key = keyfill_formats::SecretKey::from_bytes([0x5a; 32]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    publish_raw(&hello_topic(&id), &e4::protect(&forged_key, now, HELLO_PLAINTEXT)?)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.iter().any(|l| l.contains("hello that does not open under the device's key")) {
+        anyhow::ensure!(Instant::now() < deadline, "the forged hello was not noticed: {seen:?}");
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    assert_eq!(device(&station, &name)?["rotation"], serde_json::Value::Null, "a forged hello starts nothing");
+
+    // The device's first real contact: its hello under the factory key starts the rotation.
+    agent.mqtt(BROKER, &["--hello"])?;
+    assert!(watcher.wait()?.success());
+    assert_rotated(&station, &agent, &name, &old_key_id)?;
     Ok(())
 }

@@ -9,10 +9,12 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use keyfill_gui::device_index;
 use keyfill_gui::problem::Problem;
 use keyfill_gui::screens::Screen;
-use keyfill_gui::station_handle::fake::{FakeState, demo_state};
+use keyfill_gui::station_handle::fake::demo_state;
 use keyfill_station::db::devices::DeviceState;
 use keyfill_station::provision::ReconcileVerdict;
-use support::{PASSPHRASE, click, is_enabled, replace_text, settings, show, type_into, unlocked, unlocked_with};
+use support::{
+    PASSPHRASE, click, is_enabled, many_devices, replace_text, settings, show, type_into, unlocked, unlocked_with,
+};
 
 fn id_of(name: &str) -> String {
     keyfill_formats::DeviceId::from_name(name).to_hex()
@@ -138,17 +140,8 @@ fn gui_devices_save_the_label_of_a_pending_device_and_print_only_with_a_queue() 
 
 #[test]
 fn gui_device_list_is_indexed_off_the_ui_thread_and_the_old_list_stays_meanwhile() {
-    let mut state = FakeState::new(PASSPHRASE);
-    let template = demo_state(PASSPHRASE).devices.remove(0);
-    state.devices = (0..100_000)
-        .map(|n| {
-            let mut device = template.clone();
-            device.id = format!("{n:032x}");
-            device.name = format!("unit-{n:06}");
-            device.created_at = n as i64;
-            device
-        })
-        .collect();
+    let state = many_devices(100_000);
+    let template = state.devices[0].clone();
     let (mut harness, control) = unlocked(state);
     show(&mut harness, Screen::Devices);
     harness.get_by_label("Showing 100000 of 100000 devices");

@@ -251,37 +251,3 @@ fn gui_end_to_end_abandons_a_pending_device_in_sqlite() {
         ("abandoned", "board scrapped", "e2e-operator")
     );
 }
-
-/// How long the Devices screen waits for 100,000 devices from SQLite (printed; run by hand with
-/// `cargo test -p keyfill-gui --test gui_end_to_end -- --ignored --nocapture`).
-#[test]
-#[ignore = "a measurement, not a check: inserts 100,000 devices"]
-fn gui_measure_loading_100k_devices_from_sqlite() {
-    use keyfill_station::db::devices::NewDevice;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("big.db").display());
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let inventory = Inventory::open(&url).await.unwrap();
-        let mut tx = inventory.pool().begin().await.unwrap();
-        for n in 0..100_000u32 {
-            let device = NewDevice {
-                id: format!("{n:032x}"),
-                name: format!("unit-{n:06}"),
-                serial_number: format!("SN-{n:06}"),
-                credential_mode: "identity",
-                identity_public_key: Some(vec![7; 32]),
-                sealed_setup_secret: None,
-                model: Some("TH-200".into()),
-            };
-            devices::begin_provisioning(&mut tx, &device, &format!("{n:032x}"), "serial", "/dev/ttyUSB0")
-                .await
-                .unwrap();
-        }
-        tx.commit().await.unwrap();
-        let started = Instant::now();
-        let all = devices::list(inventory.pool(), None).await.unwrap();
-        eprintln!("devices::list of {} devices from SQLite: {:?}", all.len(), started.elapsed());
-        inventory.close().await;
-    });
-}

@@ -4,7 +4,7 @@
 use eframe::egui::accesskit::Role;
 use eframe::egui::{Key, Modifiers};
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload};
 use keyfill_gui::KeyfillApp;
 use keyfill_gui::app::LockState;
@@ -17,7 +17,7 @@ use keyfill_station::db::devices::DeviceState;
 
 mod support;
 
-use support::{PASSPHRASE, harness_for, settings, show, unlock, unlocked};
+use support::{PASSPHRASE, harness_for, many_devices, settings, show, unlock, unlocked};
 
 fn payload(name: &str) -> String {
     let payload =
@@ -391,41 +391,31 @@ fn gui_camera_reads_a_label_and_fills_the_device_panel() {
     assert!(!control.received().contains(&"provision"), "not in auto mode: the operator provisions");
 }
 
+/// The table lays out only the rows in view, so its cost does not grow with the inventory;
+/// how long a frame takes is measured by `cargo bench -p keyfill-gui --bench devices_table`.
 #[test]
-fn gui_devices_table_stays_smooth_with_100k_rows() {
-    let mut state = FakeState::new(PASSPHRASE);
-    let template = demo_state(PASSPHRASE).devices.remove(0);
-    state.devices = (0..100_000)
-        .map(|n| {
-            let mut device = template.clone();
-            device.id = format!("{n:032x}");
-            device.name = format!("unit-{n:06}");
-            device.created_at = n as i64;
-            device
-        })
-        .collect();
+fn gui_devices_table_virtualises_100k_rows() {
+    let state = many_devices(100_000);
     let (mut harness, _control) = unlocked(state);
     show(&mut harness, Screen::Devices);
     harness.get_by_label("Showing 100000 of 100000 devices");
-    let started = std::time::Instant::now();
-    for _ in 0..10 {
-        harness.step();
-    }
-    let per_frame = started.elapsed() / 10;
+    let laid_out = harness.query_all_by_label_contains("unit-").count();
+    assert!((1..200).contains(&laid_out), "{laid_out} rows laid out of 100,000");
+
     harness.get_by_role_and_label(Role::TextInput, "Search").focus();
     harness.run();
-    let started = std::time::Instant::now();
     for character in ["u", "n", "i", "t", "-", "0", "9", "9"] {
         harness.get_by_role_and_label(Role::TextInput, "Search").type_text(character);
         harness.step();
     }
-    let per_keystroke = started.elapsed() / 8;
     harness.run();
     harness.get_by_label("Showing 1000 of 100000 devices");
-    eprintln!("100,000 devices: {per_frame:?} a frame, {per_keystroke:?} a keystroke of search (debug build)");
-    // A debug build on a loaded 2-core CI machine; a release build is far below a 60 Hz frame.
-    assert!(per_frame < std::time::Duration::from_millis(250), "{per_frame:?} a frame");
-    assert!(per_keystroke < std::time::Duration::from_millis(500), "{per_keystroke:?} a keystroke");
+    let matching = harness.query_all_by_label_contains("unit-").collect::<Vec<_>>();
+    assert!((1..200).contains(&matching.len()), "{} rows laid out of 1,000", matching.len());
+    // A Label widget keeps its text in the node's value.
+    let texts: Vec<String> = matching.iter().filter_map(|row| row.accesskit_node().value()).collect();
+    assert_eq!(texts.len(), matching.len());
+    assert!(texts.iter().all(|text| text.contains("unit-099")), "only matching devices are shown: {texts:?}");
 }
 
 #[test]

@@ -13,7 +13,7 @@ use keyfill_gui::app::LockState;
 use keyfill_gui::bridge::Bridge;
 use keyfill_gui::screens::Screen;
 use keyfill_gui::settings::Settings;
-use keyfill_gui::station_handle::fake::{FakeControl, FakeState};
+use keyfill_gui::station_handle::fake::{FakeControl, FakeState, demo_state};
 
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
@@ -22,6 +22,22 @@ pub fn settings() -> Settings {
     settings.link.serial_port = "/dev/ttyUSB0".into();
     settings.label.folder = "/tmp/keyfill-labels".into();
     settings
+}
+
+/// A fake station holding `count` devices named `unit-000000`…, newest last.
+pub fn many_devices(count: usize) -> FakeState {
+    let mut state = FakeState::new(PASSPHRASE);
+    let template = demo_state(PASSPHRASE).devices.remove(0);
+    state.devices = (0..count)
+        .map(|n| {
+            let mut device = template.clone();
+            device.id = format!("{n:032x}");
+            device.name = format!("unit-{n:06}");
+            device.created_at = n as i64;
+            device
+        })
+        .collect();
+    state
 }
 
 pub fn harness_for(control: &FakeControl, settings: Settings) -> Harness<'static, KeyfillApp> {
