@@ -66,6 +66,43 @@ pub fn notice(ui: &mut egui::Ui, tone: Tone, text: &str) {
     ui.label(RichText::new(text).color(tone.color()).strong());
 }
 
+/// Where a label went: saved, printed, or saved with a print problem.
+pub fn label_saved(ui: &mut egui::Ui, saved: &crate::messages::LabelSaved) {
+    let text = match &saved.printed_on {
+        Some(queue) => format!("Label printed on {queue}, saved to {}", saved.path.display()),
+        None => format!("Label saved to {}", saved.path.display()),
+    };
+    notice(ui, Tone::Ok, &text);
+    if let Some(problem) = &saved.print_problem {
+        problem_box(ui, problem);
+    }
+}
+
+/// A drop-down of the serial ports found on this machine; picking one writes its path to
+/// `port`. Returns whether the operator picked one.
+pub fn detected_serial_ports(
+    ui: &mut egui::Ui,
+    id_salt: &str,
+    ports: &[keyfill_station::detect::SerialPortInfo],
+    port: &mut String,
+) -> bool {
+    let mut picked = false;
+    egui::ComboBox::from_id_salt(id_salt)
+        .selected_text("Detected ports")
+        .show_ui(ui, |ui| {
+            for found in ports {
+                let text = format!("{}  {}", found.path, found.description);
+                if ui.selectable_label(*port == found.path, text).clicked() {
+                    port.clone_from(&found.path);
+                    picked = true;
+                }
+            }
+        })
+        .response
+        .accessible_name("Detected serial ports");
+    picked
+}
+
 /// Labelled values in two aligned columns.
 pub fn facts(ui: &mut egui::Ui, id: &str, rows: &[(&str, String)]) {
     egui::Grid::new(id).num_columns(2).spacing([18.0, 6.0]).show(ui, |ui| {

@@ -6,13 +6,15 @@
 //! - [`LabelSpec`], [`SheetSpec`]: sizes; [`LabelLayout`]: the geometry every format draws.
 //! - [`render`], [`render_pdf`], [`render_pdf_sheet`]: the files.
 //!
-//! ```no_run
-//! # fn main() -> Result<(), keyfill_station::label::LabelError> {
-//! use keyfill_station::label::{self, LabelContent, LabelFormat, LabelSpec};
-//! # let device: keyfill_station::db::devices::Device = todo!();
-//! let content = LabelContent::for_device(&device)?;
-//! let png = label::render(&content, &LabelSpec::LABEL_50X30.with_dpi(203), LabelFormat::Png)?;
-//! # Ok(()) }
+//! ```
+//! use keyfill_station::db::devices::Device;
+//! use keyfill_station::label::{self, LabelContent, LabelError, LabelFormat, LabelSpec};
+//!
+//! /// A 50×30 mm label for a 203 dpi printer.
+//! fn label_png(device: &Device) -> Result<Vec<u8>, LabelError> {
+//!     let content = LabelContent::for_device(device)?;
+//!     label::render(&content, &LabelSpec::LABEL_50X30.with_dpi(203), LabelFormat::Png)
+//! }
 //! ```
 //!
 //! Nothing here reads a key or a sealed secret; see [`content`] for why that holds by construction.

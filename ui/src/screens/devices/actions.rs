@@ -8,7 +8,7 @@ use crate::problem::Problem;
 use crate::screens::Action;
 use crate::settings::Settings;
 use crate::theme;
-use crate::widgets::{self, Tone};
+use crate::widgets;
 use eframe::egui::{self, RichText};
 use keyfill_station::db::devices::{Device, DeviceState};
 use keyfill_station::provision::ReconcileVerdict;
@@ -154,16 +154,7 @@ impl DeviceActions {
         });
         match &self.label {
             LabelStatus::Done { device_id, outcome } if *device_id == device.id => match outcome {
-                Ok(saved) => {
-                    let text = match &saved.printed_on {
-                        Some(queue) => format!("Label printed on {queue}, saved to {}", saved.path.display()),
-                        None => format!("Label saved to {}", saved.path.display()),
-                    };
-                    widgets::notice(ui, Tone::Ok, &text);
-                    if let Some(problem) = &saved.print_problem {
-                        widgets::problem_box(ui, problem);
-                    }
-                }
+                Ok(saved) => widgets::label_saved(ui, saved),
                 Err(problem) => widgets::problem_box(ui, problem),
             },
             _ => {}

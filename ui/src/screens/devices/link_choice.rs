@@ -4,6 +4,7 @@
 use crate::messages::LinkReport;
 use crate::settings::{LinkKind, LinkSettings};
 use crate::theme;
+use crate::widgets;
 use eframe::egui::{self, RichText};
 use keyfill_station::db::devices::Device;
 
@@ -44,18 +45,7 @@ pub fn ui(ui: &mut egui::Ui, link: &mut LinkSettings, found: Option<&LinkReport>
                 .labelled_by(label.id);
             let ports = found.and_then(|r| r.serial.as_ref().ok()).filter(|p| !p.is_empty());
             if let Some(ports) = ports {
-                egui::ComboBox::from_id_salt("reconcile-serial")
-                    .selected_text("Detected ports")
-                    .show_ui(ui, |ui| {
-                        for port in ports {
-                            let text = format!("{}  {}", port.path, port.description);
-                            if ui.selectable_label(link.serial_port == port.path, text).clicked() {
-                                link.serial_port = port.path.clone();
-                            }
-                        }
-                    })
-                    .response
-                    .accessible_name("Detected serial ports");
+                widgets::detected_serial_ports(ui, "reconcile-serial", ports, &mut link.serial_port);
             }
         }
         LinkKind::Pcsc => {

@@ -5,6 +5,7 @@ use crate::problem::Problem;
 use crate::screens::Action;
 use crate::settings::{LinkKind, LinkSettings};
 use crate::theme;
+use crate::widgets;
 use eframe::egui::{self, RichText};
 
 #[derive(Debug, Default)]
@@ -92,20 +93,10 @@ impl LinkBar {
             output.changed = true;
         }
         let ports = self.report.as_ref().and_then(|r| r.serial.as_ref().ok());
-        if let Some(ports) = ports.filter(|p| !p.is_empty()) {
-            egui::ComboBox::from_id_salt("detected-serial")
-                .selected_text("Detected ports")
-                .show_ui(ui, |ui| {
-                    for port in ports {
-                        let text = format!("{}  {}", port.path, port.description);
-                        if ui.selectable_label(link.serial_port == port.path, text).clicked() {
-                            link.serial_port = port.path.clone();
-                            output.changed = true;
-                        }
-                    }
-                })
-                .response
-                .accessible_name("Detected serial ports");
+        if let Some(ports) = ports.filter(|p| !p.is_empty())
+            && widgets::detected_serial_ports(ui, "detected-serial", ports, &mut link.serial_port)
+        {
+            output.changed = true;
         }
     }
 

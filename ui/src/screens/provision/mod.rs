@@ -427,16 +427,7 @@ impl ProvisionScreen {
                     ui.label("Making the label…");
                 });
             }
-            LabelStatus::Saved(saved) => {
-                let text = match &saved.printed_on {
-                    Some(queue) => format!("Label printed on {queue}, saved to {}", saved.path.display()),
-                    None => format!("Label saved to {}", saved.path.display()),
-                };
-                widgets::notice(ui, Tone::Ok, &text);
-                if let Some(problem) = &saved.print_problem {
-                    widgets::problem_box(ui, problem);
-                }
-            }
+            LabelStatus::Saved(saved) => widgets::label_saved(ui, saved),
             LabelStatus::Failed(problem) => widgets::problem_box(ui, problem),
         }
         if again && ui.button("Label again").clicked() {
