@@ -1,5 +1,12 @@
 //! The agent's protocol state machine. It performs no I/O and reads no clock.
 //!
+//! Every wire message names its session. A `HandshakeInit` starts the session it names; any other
+//! message that names another session, does not fit the state, or fails authentication is
+//! dropped and reported as [`AgentEvent::StrayMessage`], never fatal: bytes an earlier session
+//! left on the link must not end the current one. A message of a session the device does not
+//! have is answered with `Abort(UnknownSession)` for that session, so a station whose device
+//! restarted learns it at once.
+//!
 //! ```text
 //! Idle --HandshakeInit--> Handshaking --HandshakeFinish + valid certificate--> Established
 //! Established --KeyDelivery--> AwaitingPersist --persisted(Ok)--> Established (sends confirmation)
@@ -12,7 +19,9 @@ use crate::identity::{DeviceCredential, DeviceIdentity};
 use crate::keystore::StoredKey;
 use keyfill_formats::DeviceId;
 use keyfill_formats::cert::{self, StationCertificate};
-use keyfill_formats::message::{AbortReason, HandshakeMode, SessionMessage, WireMessage};
+use keyfill_formats::message::{
+    self, AbortReason, HandshakeMode, MessageError, PROTOCOL_VERSION, SessionId, SessionMessage, WireBody, WireMessage,
+};
 use keyfill_formats::proof::{self, ProofPurpose};
 use std::time::{Duration, Instant};
 use zeroize::Zeroize;
@@ -35,14 +44,36 @@ pub enum AgentOutput {
 /// What happened, for logs and status displays. Never carries key material.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEvent {
-    SessionStarted { mode: HandshakeMode },
-    StationVerified { station_name: String, station_id: [u8; 16] },
-    StationRefused { reason: AbortReason },
-    KeyReceived { key_id: [u8; 16] },
-    KeyConfirmed { key_id: [u8; 16] },
-    StatusAnswered { key_id: [u8; 16], held: bool },
-    SessionFailed { reason: String },
-    SessionAborted { reason: AbortReason },
+    SessionStarted {
+        mode: HandshakeMode,
+    },
+    StationVerified {
+        station_name: String,
+        station_id: [u8; 16],
+    },
+    StationRefused {
+        reason: AbortReason,
+    },
+    KeyReceived {
+        key_id: [u8; 16],
+    },
+    KeyConfirmed {
+        key_id: [u8; 16],
+    },
+    StatusAnswered {
+        key_id: [u8; 16],
+        held: bool,
+    },
+    SessionFailed {
+        reason: String,
+    },
+    SessionAborted {
+        reason: AbortReason,
+    },
+    /// A received message was dropped: not this session's, out of place, or unauthentic.
+    StrayMessage {
+        reason: String,
+    },
 }
 
 /// Proof that the station's certificate chains to the pinned factory root, is in its validity
@@ -53,10 +84,12 @@ struct StationVerified {
 }
 
 struct Handshaking {
+    session: SessionId,
     noise: snow::HandshakeState,
 }
 
 struct Established {
+    session: SessionId,
     transport: snow::TransportState,
     handshake_hash: Vec<u8>,
     station: StationVerified,
@@ -96,14 +129,6 @@ impl std::fmt::Debug for AgentCore {
     }
 }
 
-/// The Noise prologue binds protocol version, mode and device id into the handshake hash.
-pub fn prologue(mode: HandshakeMode, device_id: &DeviceId) -> Vec<u8> {
-    let mut prologue = b"keyfill/1\0".to_vec();
-    prologue.push(mode as u8);
-    prologue.extend_from_slice(&device_id.0);
-    prologue
-}
-
 fn verify_station(
     payload: &[u8],
     remote_static: Option<&[u8]>,
@@ -123,6 +148,21 @@ fn verify_station(
         return Err(AbortReason::CertificateExpired);
     }
     Ok((StationVerified { station_id: certificate.body.station_id }, certificate.body.station_name))
+}
+
+impl State {
+    fn session(&self) -> Option<SessionId> {
+        match self {
+            State::Idle => None,
+            State::Handshaking(hs) => Some(hs.session),
+            State::Established(session) => Some(session.session),
+            State::AwaitingPersist(pending) => Some(pending.session.session),
+        }
+    }
+}
+
+fn stray(reason: String) -> Vec<AgentOutput> {
+    vec![AgentOutput::Event(AgentEvent::StrayMessage { reason })]
 }
 
 impl AgentCore {
@@ -159,10 +199,11 @@ impl AgentCore {
         self.deadline = None;
     }
 
-    fn fail(&mut self, reason: AbortReason, detail: &str) -> Vec<AgentOutput> {
+    /// Ends session `session` with a plaintext abort.
+    fn fail(&mut self, session: SessionId, reason: AbortReason, detail: &str) -> Vec<AgentOutput> {
         self.reset();
         let mut out = Vec::new();
-        if let Ok(bytes) = (WireMessage::Abort { reason }).encode() {
+        if let Ok(bytes) = WireMessage::new(session, WireBody::Abort { reason }).encode() {
             out.push(AgentOutput::Transmit(bytes));
         }
         out.push(AgentOutput::Event(AgentEvent::SessionFailed { reason: detail.to_owned() }));
@@ -177,57 +218,96 @@ impl AgentCore {
             return Vec::new();
         }
         let message = match WireMessage::decode(bytes) {
-            Ok(m) => m,
-            Err(error) => {
-                return self.fail(AbortReason::ProtocolViolation, &format!("undecodable message: {error}"));
-            }
+            Ok(message) => message,
+            Err(MessageError::UnsupportedVersion(version)) => return self.other_version(version),
+            Err(error) => return stray(format!("undecodable message: {error}")),
         };
+        let current = self.state.session();
+        if let WireBody::HandshakeInit { mode, noise } = &message.body {
+            if current == Some(message.session) {
+                return stray(format!("repeated handshake init of session {}", message.session));
+            }
+            self.deadline = Some(now + SESSION_IDLE_TIMEOUT);
+            return self.start_handshake(message.session, *mode, noise);
+        }
+        if current != Some(message.session) {
+            return self.unknown_session(&message);
+        }
         self.deadline = Some(now + SESSION_IDLE_TIMEOUT);
         let state = std::mem::replace(&mut self.state, State::Idle);
-        match (state, message) {
-            (_, WireMessage::HandshakeInit { mode, noise }) => self.start_handshake(mode, &noise),
-            (State::Handshaking(hs), WireMessage::HandshakeFinish { noise }) => {
+        match (state, message.body) {
+            (State::Handshaking(hs), WireBody::HandshakeFinish { noise }) => {
                 self.finish_handshake(*hs, &noise, unix_now)
             }
-            (State::Established(session), WireMessage::Transport { ciphertext }) => {
+            (State::Established(session), WireBody::Transport { ciphertext }) => {
                 self.on_transport(*session, &ciphertext)
             }
-            (_, WireMessage::Abort { reason }) => {
+            (_, WireBody::Abort { reason }) => {
                 self.reset();
                 vec![AgentOutput::Event(AgentEvent::SessionAborted { reason })]
             }
-            (_, _) => self.fail(AbortReason::ProtocolViolation, "unexpected message for the session state"),
+            (state, body) => {
+                self.state = state;
+                stray(format!("{} out of place in session {}", body.name(), message.session))
+            }
         }
     }
 
-    fn start_handshake(&mut self, mode: HandshakeMode, noise_message: &[u8]) -> Vec<AgentOutput> {
-        let noise = match self.build_responder(mode) {
+    /// A message of a session this device does not have (it ended, or the device restarted).
+    fn unknown_session(&mut self, message: &WireMessage) -> Vec<AgentOutput> {
+        let mut out =
+            stray(format!("{} of session {}, which this device does not have", message.body.name(), message.session));
+        // Answering an abort would only make another abort bounce back.
+        if !matches!(message.body, WireBody::Abort { .. })
+            && let Ok(bytes) =
+                WireMessage::new(message.session, WireBody::Abort { reason: AbortReason::UnknownSession }).encode()
+        {
+            out.push(AgentOutput::Transmit(bytes));
+        }
+        out
+    }
+
+    /// A station that speaks another protocol version is told so, in this device's version.
+    fn other_version(&mut self, version: u64) -> Vec<AgentOutput> {
+        let mut out = stray(format!("message in protocol version {version}; this device speaks {PROTOCOL_VERSION}"));
+        let abort = WireMessage::new(
+            SessionId([0; message::SESSION_ID_LEN]),
+            WireBody::Abort { reason: AbortReason::UnsupportedVersion },
+        );
+        if let Ok(bytes) = abort.encode() {
+            out.push(AgentOutput::Transmit(bytes));
+        }
+        out
+    }
+
+    fn start_handshake(&mut self, session: SessionId, mode: HandshakeMode, noise_message: &[u8]) -> Vec<AgentOutput> {
+        let noise = match self.build_responder(session, mode) {
             Ok(noise) => noise,
-            Err(reason) => return self.fail(reason, "handshake mode not supported by this device"),
+            Err(reason) => return self.fail(session, reason, "handshake mode not supported by this device"),
         };
-        let mut hs = Handshaking { noise };
+        let mut hs = Handshaking { session, noise };
         let mut payload = [0u8; NOISE_BUFFER];
         if hs.noise.read_message(noise_message, &mut payload).is_err() {
-            return self.fail(AbortReason::HandshakeFailed, "handshake message 1 rejected");
+            return self.fail(session, AbortReason::HandshakeFailed, "handshake message 1 rejected");
         }
         let mut reply = vec![0u8; NOISE_BUFFER];
         let len = match hs.noise.write_message(&[], &mut reply) {
             Ok(len) => len,
             Err(_) => {
-                return self.fail(AbortReason::HandshakeFailed, "cannot write handshake message 2");
+                return self.fail(session, AbortReason::HandshakeFailed, "cannot write handshake message 2");
             }
         };
         reply.truncate(len);
-        let Ok(bytes) = (WireMessage::HandshakeReply { noise: reply }).encode() else {
-            return self.fail(AbortReason::HandshakeFailed, "handshake reply too large");
+        let Ok(bytes) = WireMessage::new(session, WireBody::HandshakeReply { noise: reply }).encode() else {
+            return self.fail(session, AbortReason::HandshakeFailed, "handshake reply too large");
         };
         self.state = State::Handshaking(Box::new(hs));
         vec![AgentOutput::Event(AgentEvent::SessionStarted { mode }), AgentOutput::Transmit(bytes)]
     }
 
-    fn build_responder(&self, mode: HandshakeMode) -> Result<snow::HandshakeState, AbortReason> {
+    fn build_responder(&self, session: SessionId, mode: HandshakeMode) -> Result<snow::HandshakeState, AbortReason> {
         let params = mode.noise_pattern().parse().map_err(|_| AbortReason::HandshakeFailed)?;
-        let prologue = prologue(mode, &self.identity.device_id);
+        let prologue = message::noise_prologue(mode, &self.identity.device_id, &session);
         let mut builder = snow::Builder::new(params).prologue(&prologue).map_err(|_| AbortReason::HandshakeFailed)?;
         if let Some(ephemeral) = &self.test_ephemeral {
             builder = builder.fixed_ephemeral_key_for_testing_only(ephemeral);
@@ -248,11 +328,12 @@ impl AgentCore {
     }
 
     fn finish_handshake(&mut self, mut hs: Handshaking, noise_message: &[u8], unix_now: u64) -> Vec<AgentOutput> {
+        let session = hs.session;
         let mut payload = vec![0u8; NOISE_BUFFER];
         let len = match hs.noise.read_message(noise_message, &mut payload) {
             Ok(len) => len,
             Err(_) => {
-                return self.fail(AbortReason::HandshakeFailed, "handshake message 3 rejected");
+                return self.fail(session, AbortReason::HandshakeFailed, "handshake message 3 rejected");
             }
         };
         let (station, station_name) = match verify_station(
@@ -263,17 +344,17 @@ impl AgentCore {
         ) {
             Ok(verified) => verified,
             Err(reason) => {
-                let mut out = self.fail(reason, "station certificate refused");
+                let mut out = self.fail(session, reason, "station certificate refused");
                 out.push(AgentOutput::Event(AgentEvent::StationRefused { reason }));
                 return out;
             }
         };
         let handshake_hash = hs.noise.get_handshake_hash().to_vec();
         let Ok(transport) = hs.noise.into_transport_mode() else {
-            return self.fail(AbortReason::HandshakeFailed, "handshake incomplete");
+            return self.fail(session, AbortReason::HandshakeFailed, "handshake incomplete");
         };
         let station_id = station.station_id;
-        let session = Established { transport, handshake_hash, station };
+        let session = Established { session, transport, handshake_hash, station };
         let mut out = vec![AgentOutput::Event(AgentEvent::StationVerified { station_name, station_id })];
         out.extend(self.send_sealed(session, &SessionMessage::DeviceReady { device_id: self.identity.device_id }));
         out
@@ -281,18 +362,23 @@ impl AgentCore {
 
     fn on_transport(&mut self, mut session: Established, ciphertext: &[u8]) -> Vec<AgentOutput> {
         let mut plaintext = vec![0u8; NOISE_BUFFER];
-        let len = match session.transport.read_message(ciphertext, &mut plaintext) {
-            Ok(len) => len,
-            Err(_) => {
-                return self.fail(AbortReason::ProtocolViolation, "transport message failed authentication");
-            }
+        let Ok(len) = session.transport.read_message(ciphertext, &mut plaintext) else {
+            // Corrupted or injected: the receive nonce did not move, so the genuine message can
+            // still come.
+            let id = session.session;
+            self.state = State::Established(Box::new(session));
+            return stray(format!("transport message of session {id} failed authentication"));
         };
         let decoded = SessionMessage::decode(&plaintext[..len]);
         plaintext.zeroize();
         let message = match decoded {
             Ok(message) => message,
             Err(error) => {
-                return self.fail(AbortReason::ProtocolViolation, &format!("bad session message: {error}"));
+                return self.fail(
+                    session.session,
+                    AbortReason::ProtocolViolation,
+                    &format!("bad session message: {error}"),
+                );
             }
         };
         match message {
@@ -363,22 +449,23 @@ impl AgentCore {
     }
 
     fn send_sealed(&mut self, mut session: Established, message: &SessionMessage) -> Vec<AgentOutput> {
+        let id = session.session;
         let Ok(mut plaintext) = message.encode() else {
-            return self.fail(AbortReason::ProtocolViolation, "session message too large");
+            return self.fail(id, AbortReason::ProtocolViolation, "session message too large");
         };
         let mut ciphertext = vec![0u8; plaintext.len() + 16];
         let written = session.transport.write_message(&plaintext, &mut ciphertext);
         plaintext.zeroize();
         let Ok(len) = written else {
-            return self.fail(AbortReason::ProtocolViolation, "cannot encrypt session message");
+            return self.fail(id, AbortReason::ProtocolViolation, "cannot encrypt session message");
         };
         ciphertext.truncate(len);
-        match (WireMessage::Transport { ciphertext }).encode() {
+        match WireMessage::new(id, WireBody::Transport { ciphertext }).encode() {
             Ok(bytes) => {
                 self.state = State::Established(Box::new(session));
                 vec![AgentOutput::Transmit(bytes)]
             }
-            Err(_) => self.fail(AbortReason::ProtocolViolation, "transport message too large"),
+            Err(_) => self.fail(id, AbortReason::ProtocolViolation, "transport message too large"),
         }
     }
 

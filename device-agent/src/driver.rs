@@ -3,6 +3,7 @@
 
 use crate::core::{AgentCore, AgentEvent, AgentOutput};
 use crate::keystore::Keystore;
+use keyfill_formats::message::{WireBody, WireMessage};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::{debug, info, warn};
 
@@ -15,6 +16,9 @@ pub enum FaultInjection {
     ExitAfterStore,
     /// Drop the link (pull the card) when a key arrives, before storing it.
     DropLinkOnDelivery,
+    /// Send, ahead of every handshake reply, a reply of another session: what a late answer to
+    /// an earlier session looks like on the link.
+    StrayBeforeReply,
 }
 
 /// The injected fault fired: the adapter must drop its link now.
@@ -38,7 +42,15 @@ pub fn settle<K: Keystore>(
         let mut next = Vec::new();
         for output in outputs {
             match output {
-                AgentOutput::Transmit(bytes) => transmit.push(bytes),
+                AgentOutput::Transmit(bytes) => {
+                    if fault == FaultInjection::StrayBeforeReply
+                        && let Some(stray) = reply_of_another_session(&bytes)
+                    {
+                        warn!("fault injection: a reply of another session goes first");
+                        transmit.push(stray);
+                    }
+                    transmit.push(bytes);
+                }
                 AgentOutput::Persist(record) => {
                     if fault == FaultInjection::DropLinkOnDelivery {
                         warn!("fault injection: dropping the link as the key arrives");
@@ -61,6 +73,15 @@ pub fn settle<K: Keystore>(
     Ok(transmit)
 }
 
+fn reply_of_another_session(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut message = WireMessage::decode(bytes).ok()?;
+    if !matches!(message.body, WireBody::HandshakeReply { .. }) {
+        return None;
+    }
+    message.session.0.iter_mut().for_each(|byte| *byte ^= 0xA5);
+    message.encode().ok()
+}
+
 fn log_event(event: &AgentEvent) {
     match event {
         AgentEvent::SessionStarted { mode } => info!(?mode, "provisioning session started"),
@@ -77,5 +98,6 @@ fn log_event(event: &AgentEvent) {
         }
         AgentEvent::SessionFailed { reason } => warn!(%reason, "session failed"),
         AgentEvent::SessionAborted { reason } => debug!(?reason, "session aborted by station"),
+        AgentEvent::StrayMessage { reason } => warn!(%reason, "dropped a message"),
     }
 }

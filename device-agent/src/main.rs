@@ -47,6 +47,7 @@ enum MqttFault {
 enum Fault {
     ExitAfterStore,
     PullCardOnDelivery,
+    StrayBeforeReply,
 }
 
 #[derive(Subcommand)]
@@ -186,6 +187,7 @@ async fn main() -> Result<()> {
             let fault = match fault {
                 Some(Fault::ExitAfterStore) => FaultInjection::ExitAfterStore,
                 Some(Fault::PullCardOnDelivery) => FaultInjection::DropLinkOnDelivery,
+                Some(Fault::StrayBeforeReply) => FaultInjection::StrayBeforeReply,
                 None => FaultInjection::None,
             };
             let local_name = identity.name.clone();

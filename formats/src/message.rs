@@ -1,8 +1,9 @@
 //! Provisioning protocol messages.
 //!
 //! Two layers, both deterministic CBOR arrays headed by `[version, type, ...]`:
-//! - [`WireMessage`]: what travels on the link: Noise handshake messages, Noise transport
-//!   ciphertexts, and a plaintext abort (best effort, unauthenticated) when a side ends a session.
+//! - [`WireMessage`]: what travels on the link, `[version, type, session id, ...]`: Noise
+//!   handshake messages, Noise transport ciphertexts, and a plaintext abort (best effort,
+//!   unauthenticated) when a side ends a session.
 //! - [`SessionMessage`]: the plaintext inside a Noise transport message: key delivery, key
 //!   confirmation, key status query/reply, abort.
 //!
@@ -13,13 +14,24 @@ use crate::ids::DeviceId;
 use crate::secret::SecretKey;
 use thiserror::Error;
 
-pub const PROTOCOL_VERSION: u64 = 1;
+/// Version 2 added the session id to every wire message (and to the Noise prologue).
+pub const PROTOCOL_VERSION: u64 = 2;
 /// Largest encoded wire message; it always fits one serial frame.
 pub const MAX_WIRE_MESSAGE: usize = 1536;
 /// Largest Noise message carried (Noise's own limit is 65535).
 pub const MAX_NOISE_MESSAGE: usize = 1400;
 /// Largest encoded session message.
 pub const MAX_SESSION_MESSAGE: usize = 256;
+
+/// The Noise prologue of a session: protocol version, mode, device id and session id, so that
+/// the handshake hash (and every proof made from it) names exactly this session with this device.
+pub fn noise_prologue(mode: HandshakeMode, device_id: &DeviceId, session: &SessionId) -> Vec<u8> {
+    let mut prologue = format!("keyfill/{PROTOCOL_VERSION}\0").into_bytes();
+    prologue.push(mode as u8);
+    prologue.extend_from_slice(&device_id.0);
+    prologue.extend_from_slice(&session.0);
+    prologue
+}
 
 /// Which Noise pattern the session runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +66,32 @@ pub enum AbortReason {
     HandshakeFailed,
     /// The device already holds a key and does not accept another initial key.
     AlreadyProvisioned,
+    /// The message names a session the receiver does not have (it ended, or the receiver
+    /// restarted since).
+    UnknownSession,
     Other(u16),
+}
+
+impl std::fmt::Display for AbortReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            AbortReason::Unspecified => "no reason given",
+            AbortReason::BadCertificate => "the station certificate is not signed by the factory root it trusts",
+            AbortReason::CertificateExpired => "the station certificate is expired or not yet valid by its clock",
+            AbortReason::WrongDevice => "the request names another device or handshake mode",
+            AbortReason::StorageFailed => "it could not store the key",
+            AbortReason::ProtocolViolation => "protocol violation",
+            AbortReason::Timeout => "timeout",
+            AbortReason::Busy => "busy",
+            AbortReason::UnsupportedVersion => "it speaks another protocol version",
+            AbortReason::HandshakeFailed => "the handshake failed",
+            AbortReason::AlreadyProvisioned => "it already holds a key; only a factory reset lets it take another",
+            AbortReason::UnknownSession => "it does not know this session (it restarted or gave up on it)",
+            AbortReason::Other(code) => return write!(f, "reason code {code}"),
+        };
+        // The code name too, for support and for searching logs.
+        write!(f, "{text} ({self:?})")
+    }
 }
 
 impl AbortReason {
@@ -71,6 +108,7 @@ impl AbortReason {
             AbortReason::UnsupportedVersion => 8,
             AbortReason::HandshakeFailed => 9,
             AbortReason::AlreadyProvisioned => 10,
+            AbortReason::UnknownSession => 11,
             AbortReason::Other(code) => code,
         }
     }
@@ -88,6 +126,7 @@ impl AbortReason {
             8 => AbortReason::UnsupportedVersion,
             9 => AbortReason::HandshakeFailed,
             10 => AbortReason::AlreadyProvisioned,
+            11 => AbortReason::UnknownSession,
             other => AbortReason::Other(other),
         }
     }
@@ -110,10 +149,43 @@ pub enum MessageError {
     Cbor(#[from] CborError),
 }
 
-/// A message on the link.
+/// Length of a [`SessionId`].
+pub const SESSION_ID_LEN: usize = 8;
+
+/// Names one session on a link. The station draws a fresh random one for every session; both
+/// sides put it in every wire message of that session and drop messages that carry another, so
+/// bytes left on a link by an earlier session (a late reply, a station killed mid-session) can
+/// never be taken for an answer. It is a label, not a secret: the Noise prologue binds it into
+/// the handshake, so rewriting it on the link only breaks the session.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(pub [u8; SESSION_ID_LEN]);
+
+impl std::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionId({self})")
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A message on the link: the session it belongs to and what it says.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WireMessage {
-    /// Station → device, Noise message 1.
+pub struct WireMessage {
+    pub session: SessionId,
+    pub body: WireBody,
+}
+
+/// What a wire message says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WireBody {
+    /// Station → device, Noise message 1. Starts the session named by the message.
     HandshakeInit { mode: HandshakeMode, noise: Vec<u8> },
     /// Device → station, Noise message 2.
     HandshakeReply { noise: Vec<u8> },
@@ -123,6 +195,19 @@ pub enum WireMessage {
     Transport { ciphertext: Vec<u8> },
     /// Either way: a side ends the session. Unauthenticated, so only ever a hint.
     Abort { reason: AbortReason },
+}
+
+impl WireBody {
+    /// A short name for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WireBody::HandshakeInit { .. } => "handshake init",
+            WireBody::HandshakeReply { .. } => "handshake reply",
+            WireBody::HandshakeFinish { .. } => "handshake finish",
+            WireBody::Transport { .. } => "transport message",
+            WireBody::Abort { .. } => "abort",
+        }
+    }
 }
 
 const WIRE_HANDSHAKE_INIT: u64 = 1;
@@ -148,6 +233,16 @@ fn read_header(r: &mut Reader<'_>) -> Result<(u64, u64), MessageError> {
     Ok((len - 2, kind))
 }
 
+/// The protocol version a message claims, read from its first array element only: lets a side
+/// answer a peer that speaks another version instead of treating it as noise.
+pub fn peek_version(input: &[u8]) -> Option<u64> {
+    let mut r = Reader::new(&input[..input.len().min(MAX_WIRE_MESSAGE)]);
+    if r.array("message").ok()? < 2 {
+        return None;
+    }
+    r.uint("version").ok()
+}
+
 fn expect_fields(kind: u64, len: u64, expected: u64) -> Result<(), MessageError> {
     if len == expected { Ok(()) } else { Err(MessageError::WrongFieldCount { kind, len, expected }) }
 }
@@ -160,27 +255,34 @@ fn read_reason(r: &mut Reader<'_>) -> Result<AbortReason, MessageError> {
 }
 
 impl WireMessage {
+    pub fn new(session: SessionId, body: WireBody) -> Self {
+        WireMessage { session, body }
+    }
+
     pub fn encode(&self) -> Result<Vec<u8>, MessageError> {
         let mut w = Writer::new();
-        match self {
-            WireMessage::HandshakeInit { mode, noise } => {
+        let session = &self.session.0;
+        match &self.body {
+            WireBody::HandshakeInit { mode, noise } => {
                 check_size(noise.len(), MAX_NOISE_MESSAGE)?;
-                w.array(4).uint(PROTOCOL_VERSION).uint(WIRE_HANDSHAKE_INIT).uint(*mode as u64).bytes(noise);
+                w.array(5).uint(PROTOCOL_VERSION).uint(WIRE_HANDSHAKE_INIT).bytes(session);
+                w.uint(*mode as u64).bytes(noise);
             }
-            WireMessage::HandshakeReply { noise } => {
+            WireBody::HandshakeReply { noise } => {
                 check_size(noise.len(), MAX_NOISE_MESSAGE)?;
-                w.array(3).uint(PROTOCOL_VERSION).uint(WIRE_HANDSHAKE_REPLY).bytes(noise);
+                w.array(4).uint(PROTOCOL_VERSION).uint(WIRE_HANDSHAKE_REPLY).bytes(session).bytes(noise);
             }
-            WireMessage::HandshakeFinish { noise } => {
+            WireBody::HandshakeFinish { noise } => {
                 check_size(noise.len(), MAX_NOISE_MESSAGE)?;
-                w.array(3).uint(PROTOCOL_VERSION).uint(WIRE_HANDSHAKE_FINISH).bytes(noise);
+                w.array(4).uint(PROTOCOL_VERSION).uint(WIRE_HANDSHAKE_FINISH).bytes(session).bytes(noise);
             }
-            WireMessage::Transport { ciphertext } => {
+            WireBody::Transport { ciphertext } => {
                 check_size(ciphertext.len(), MAX_NOISE_MESSAGE)?;
-                w.array(3).uint(PROTOCOL_VERSION).uint(WIRE_TRANSPORT).bytes(ciphertext);
+                w.array(4).uint(PROTOCOL_VERSION).uint(WIRE_TRANSPORT).bytes(session).bytes(ciphertext);
             }
-            WireMessage::Abort { reason } => {
-                w.array(3).uint(PROTOCOL_VERSION).uint(WIRE_ABORT).uint(u64::from(reason.code()));
+            WireBody::Abort { reason } => {
+                w.array(4).uint(PROTOCOL_VERSION).uint(WIRE_ABORT).bytes(session);
+                w.uint(u64::from(reason.code()));
             }
         }
         let out = w.finish();
@@ -192,9 +294,15 @@ impl WireMessage {
         check_size(input.len(), MAX_WIRE_MESSAGE)?;
         let mut r = Reader::new(input);
         let (fields, kind) = read_header(&mut r)?;
-        let message = match kind {
+        let expected = match kind {
+            WIRE_HANDSHAKE_INIT => 3,
+            WIRE_HANDSHAKE_REPLY | WIRE_HANDSHAKE_FINISH | WIRE_TRANSPORT | WIRE_ABORT => 2,
+            other => return Err(MessageError::UnknownType(other)),
+        };
+        expect_fields(kind, fields, expected)?;
+        let session = SessionId(r.bytes_exact::<SESSION_ID_LEN>("session id")?);
+        let body = match kind {
             WIRE_HANDSHAKE_INIT => {
-                expect_fields(kind, fields, 2)?;
                 let mode = match r.uint("mode")? {
                     1 => HandshakeMode::Identity,
                     2 => HandshakeMode::SetupSecret,
@@ -202,27 +310,15 @@ impl WireMessage {
                         return Err(MessageError::InvalidField { field: "mode", reason: "unknown handshake mode" });
                     }
                 };
-                WireMessage::HandshakeInit { mode, noise: r.bytes("noise", MAX_NOISE_MESSAGE)?.to_vec() }
+                WireBody::HandshakeInit { mode, noise: r.bytes("noise", MAX_NOISE_MESSAGE)?.to_vec() }
             }
-            WIRE_HANDSHAKE_REPLY => {
-                expect_fields(kind, fields, 1)?;
-                WireMessage::HandshakeReply { noise: r.bytes("noise", MAX_NOISE_MESSAGE)?.to_vec() }
-            }
-            WIRE_HANDSHAKE_FINISH => {
-                expect_fields(kind, fields, 1)?;
-                WireMessage::HandshakeFinish { noise: r.bytes("noise", MAX_NOISE_MESSAGE)?.to_vec() }
-            }
-            WIRE_TRANSPORT => {
-                expect_fields(kind, fields, 1)?;
-                WireMessage::Transport { ciphertext: r.bytes("ciphertext", MAX_NOISE_MESSAGE)?.to_vec() }
-            }
-            WIRE_ABORT => {
-                expect_fields(kind, fields, 1)?;
-                WireMessage::Abort { reason: read_reason(&mut r)? }
-            }
-            other => return Err(MessageError::UnknownType(other)),
+            WIRE_HANDSHAKE_REPLY => WireBody::HandshakeReply { noise: r.bytes("noise", MAX_NOISE_MESSAGE)?.to_vec() },
+            WIRE_HANDSHAKE_FINISH => WireBody::HandshakeFinish { noise: r.bytes("noise", MAX_NOISE_MESSAGE)?.to_vec() },
+            WIRE_TRANSPORT => WireBody::Transport { ciphertext: r.bytes("ciphertext", MAX_NOISE_MESSAGE)?.to_vec() },
+            _ => WireBody::Abort { reason: read_reason(&mut r)? },
         };
         r.finish()?;
+        let message = WireMessage { session, body };
         cbor::require_deterministic(input, &message.encode()?)?;
         Ok(message)
     }
@@ -387,5 +483,50 @@ impl SessionMessage {
         zeroize::Zeroize::zeroize(&mut reencoded);
         verdict?;
         Ok(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_abort_carries_its_session() {
+        let abort = WireMessage::new(SessionId([9; 8]), WireBody::Abort { reason: AbortReason::Timeout });
+        let bytes = abort.encode().expect("encodes");
+        assert_eq!(hex::encode(&bytes), "84020548090909090909090906");
+        // The serial frame of docs/formats.md §5.6.
+        assert_eq!(hex::encode(crate::frame::encode(&bytes).expect("fits")), "1284020548090909090909090906e9cdb53900");
+        assert_eq!(WireMessage::decode(&bytes), Ok(abort));
+    }
+
+    #[test]
+    fn a_message_of_another_version_is_named_by_its_version() {
+        // A version-1 plaintext abort, as a device or station of the first version sends it.
+        let version_1 = [0x83, 0x01, 0x05, 0x06];
+        assert_eq!(WireMessage::decode(&version_1), Err(MessageError::UnsupportedVersion(1)));
+        assert_eq!(peek_version(&version_1), Some(1));
+        assert_eq!(peek_version(&[0x01, 0x02]), None);
+        assert_eq!(peek_version(&[]), None);
+    }
+
+    #[test]
+    fn session_id_is_required_and_exact() {
+        // [2, 5, h'0909', 6]: a two-byte session id.
+        assert!(WireMessage::decode(&[0x84, 0x02, 0x05, 0x42, 0x09, 0x09, 0x06]).is_err());
+        // [2, 5, 6]: no session id.
+        assert!(matches!(
+            WireMessage::decode(&[0x83, 0x02, 0x05, 0x06]),
+            Err(MessageError::WrongFieldCount { kind: 5, len: 1, expected: 2 })
+        ));
+    }
+
+    #[test]
+    fn prologue_binds_version_mode_device_and_session() {
+        let prologue = noise_prologue(HandshakeMode::Identity, &DeviceId([7; 16]), &SessionId([9; 8]));
+        let mut expected = b"keyfill/2\0\x01".to_vec();
+        expected.extend([7; 16]);
+        expected.extend([9; 8]);
+        assert_eq!(prologue, expected);
     }
 }

@@ -2,7 +2,9 @@
 
 use keyfill_formats::cert::{CertificateBody, StationCertificate};
 use keyfill_formats::frame::{self, FrameDecoder};
-use keyfill_formats::message::{AbortReason, HandshakeMode, KeyDelivery, KeyKind, SessionMessage, WireMessage};
+use keyfill_formats::message::{
+    AbortReason, HandshakeMode, KeyDelivery, KeyKind, SessionId, SessionMessage, WireBody, WireMessage,
+};
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload, QrError, SetupSecret, TransportHints};
 use keyfill_formats::{DeviceId, SecretKey, base45};
 use proptest::prelude::*;
@@ -68,16 +70,17 @@ fn session_message_strategy() -> impl Strategy<Value = SessionMessage> {
 
 fn wire_message_strategy() -> impl Strategy<Value = WireMessage> {
     let noise = prop::collection::vec(any::<u8>(), 0..1400);
-    prop_oneof![
-        (any::<bool>(), noise.clone()).prop_map(|(identity, noise)| WireMessage::HandshakeInit {
+    let body = prop_oneof![
+        (any::<bool>(), noise.clone()).prop_map(|(identity, noise)| WireBody::HandshakeInit {
             mode: if identity { HandshakeMode::Identity } else { HandshakeMode::SetupSecret },
             noise
         }),
-        noise.clone().prop_map(|noise| WireMessage::HandshakeReply { noise }),
-        noise.clone().prop_map(|noise| WireMessage::HandshakeFinish { noise }),
-        noise.prop_map(|ciphertext| WireMessage::Transport { ciphertext }),
-        any::<u16>().prop_map(|code| WireMessage::Abort { reason: AbortReason::from_code(code) }),
-    ]
+        noise.clone().prop_map(|noise| WireBody::HandshakeReply { noise }),
+        noise.clone().prop_map(|noise| WireBody::HandshakeFinish { noise }),
+        noise.prop_map(|ciphertext| WireBody::Transport { ciphertext }),
+        any::<u16>().prop_map(|code| WireBody::Abort { reason: AbortReason::from_code(code) }),
+    ];
+    (any::<[u8; 8]>(), body).prop_map(|(session, body)| WireMessage::new(SessionId(session), body))
 }
 
 proptest! {

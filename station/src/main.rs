@@ -26,6 +26,9 @@ async fn main() -> ExitCode {
             for cause in error.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
+            if let Some(advice) = cli::advice(&error) {
+                eprintln!("  what to do: {advice}");
+            }
             ExitCode::FAILURE
         }
     }

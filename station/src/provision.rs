@@ -13,10 +13,10 @@ use crate::db::events::{self, Actor};
 use crate::db::{DbError, Inventory, keys};
 use crate::home::{UnlockedStation, unix_now};
 use crate::link::{Link, LinkError, LinkInfo};
-use crate::protocol::{Request, SessionError, SessionOutcome, StationSession};
+use crate::protocol::{Request, SessionError, SessionOutcome, SessionTimeouts, StationSession};
 use crate::seal::{self, SealError};
 use keyfill_formats::DeviceId;
-use keyfill_formats::message::{AbortReason, KeyDelivery, KeyKind, WireMessage};
+use keyfill_formats::message::{AbortReason, KeyDelivery, KeyKind, SessionId};
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload, SetupSecret, TransportHints};
 use std::time::Instant;
 use thiserror::Error;
@@ -66,6 +66,39 @@ pub enum SessionOrLinkError {
     Link(#[from] LinkError),
 }
 
+impl SessionOrLinkError {
+    /// What the operator should do.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            SessionOrLinkError::Session(error) => error.advice(),
+            SessionOrLinkError::Link(error) => error.advice(),
+        }
+    }
+}
+
+impl ProvisionError {
+    /// What the operator should do next, if there is a specific answer.
+    pub fn advice(&self) -> Option<String> {
+        match self {
+            ProvisionError::AlreadyProvisioned { .. } => {
+                Some("Nothing to do: the device holds its key from this station.".into())
+            }
+            ProvisionError::Failed { source } => {
+                Some(format!("{} The device holds no key from this station.", source.advice()))
+            }
+            ProvisionError::Unconfirmed { source } => Some(format!(
+                "{} The record stays pending: with the device on the link, run the same provision again (it first \
+                 asks the device whether it holds the key) or `keyfill devices reconcile`.",
+                source.advice()
+            )),
+            ProvisionError::ReconcileIncomplete { source } => {
+                Some(format!("{} The record stays pending: ask the device again.", source.advice()))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The result of a provisioning run.
 #[derive(Debug, Clone)]
 pub struct ProvisionReport {
@@ -89,16 +122,33 @@ pub struct Station {
     pub inventory: Inventory,
     pub unlocked: UnlockedStation,
     pub actor: Actor,
+    /// How long sessions wait for the device.
+    pub timeouts: SessionTimeouts,
 }
 
-/// Runs one session to its end over `link`. Returns the outcome and whether the request left.
+/// How a session over a link ended.
+#[derive(Debug)]
+pub struct SessionRun {
+    pub result: Result<SessionOutcome, SessionOrLinkError>,
+    /// Whether the request (for a delivery, the key) may have left the station.
+    pub request_sent: bool,
+    /// Messages received that were not this session's, dropped.
+    pub dropped: u64,
+}
+
+/// Runs one session to its end over `link`.
+///
+/// Whatever the link holds from before is discarded first; messages that arrive during the
+/// session but are not its own are dropped (and logged) by the session.
 pub async fn run_session<L: Link>(
     link: &mut L,
     mut session: StationSession,
     first: Vec<u8>,
     mut progress: impl FnMut(Progress),
-) -> (Result<SessionOutcome, SessionOrLinkError>, bool) {
+) -> SessionRun {
+    let port = link.info().port;
     let result = async {
+        link.discard_received()?;
         link.send(&first).await?;
         loop {
             let Some(deadline) = session.poll_timeout() else {
@@ -108,14 +158,17 @@ pub async fn run_session<L: Link>(
                 Err(_elapsed) => session.handle_timeout(Instant::now())?,
                 Ok(received) => {
                     let sent_before = session.request_sent();
-                    let (replies, outcome) = session.handle_message(&received?, Instant::now())?;
-                    for reply in replies {
-                        link.send(&reply).await?;
+                    let step = session.handle_message(&received?, Instant::now())?;
+                    if let Some(stray) = &step.dropped {
+                        warn!(%port, session = %session.session_id(), %stray, "dropped a message that is not this session's");
+                    }
+                    for message in step.transmit {
+                        link.send(&message).await?;
                     }
                     if !sent_before && session.request_sent() {
                         progress(Progress::KeySent);
                     }
-                    if let Some(outcome) = outcome {
+                    if let Some(outcome) = step.outcome {
                         return Ok(outcome);
                     }
                 }
@@ -124,13 +177,15 @@ pub async fn run_session<L: Link>(
     }
     .await;
     if let Err(SessionOrLinkError::Session(error)) = &result
-        && let Some(reason) = error.abort_reason()
-        && let Ok(abort) = (WireMessage::Abort { reason }).encode()
+        && let Some(abort) = session.abort_message(error)
     {
         // Best effort: tell the device at once instead of leaving it to its idle timeout.
         let _ = link.send(&abort).await;
     }
-    (result, session.request_sent())
+    if session.dropped() > 0 {
+        info!(%port, dropped = session.dropped(), "messages of other sessions were dropped during this session");
+    }
+    SessionRun { result, request_sent: session.request_sent(), dropped: session.dropped() }
 }
 
 fn new_device(payload: &OnboardingPayload, station: &UnlockedStation) -> Result<NewDevice, SealError> {
@@ -153,8 +208,23 @@ fn new_device(payload: &OnboardingPayload, station: &UnlockedStation) -> Result<
 }
 
 impl Station {
+    pub fn new(inventory: Inventory, unlocked: UnlockedStation, actor: Actor) -> Self {
+        Station { inventory, unlocked, actor, timeouts: SessionTimeouts::default() }
+    }
+
     fn station_id(&self) -> String {
         hex::encode(self.unlocked.info.station_id)
+    }
+
+    /// Starts a session with a fresh random id.
+    fn start_session(
+        &self,
+        payload: &OnboardingPayload,
+        request: Request,
+    ) -> Result<(StationSession, Vec<u8>), ProvisionError> {
+        let session_id = SessionId(seal::random_array()?);
+        StationSession::start(&self.unlocked.credentials, payload, request, session_id, self.timeouts, Instant::now())
+            .map_err(ProvisionError::Setup)
     }
 
     /// Provisions the device described by `payload` over `link`.
@@ -213,11 +283,9 @@ impl Station {
             issued_at: unix_now(),
             station_id: self.unlocked.info.station_id,
         };
-        let (session, first) =
-            StationSession::start(&self.unlocked.credentials, payload, Request::Deliver(delivery), Instant::now())
-                .map_err(ProvisionError::Setup)?;
+        let (session, first) = self.start_session(payload, Request::Deliver(delivery))?;
         progress(Progress::Handshake);
-        let (result, key_sent) = run_session(link, session, first, &mut progress).await;
+        let SessionRun { result, request_sent: key_sent, .. } = run_session(link, session, first, &mut progress).await;
         match result {
             Ok(SessionOutcome::Confirmed { .. }) => {
                 let mut tx = pool.begin().await.map_err(DbError::from)?;
@@ -338,14 +406,8 @@ impl Station {
             .unlocked
             .master_key
             .open_key(&seal::device_key_context(&payload.device_id, &key_id), &row.sealed_key)?;
-        let (session, first) = StationSession::start(
-            &self.unlocked.credentials,
-            &payload,
-            Request::QueryKey { key_id, key },
-            Instant::now(),
-        )
-        .map_err(ProvisionError::Setup)?;
-        let (result, _) = run_session(link, session, first, |_| {}).await;
+        let (session, first) = self.start_session(&payload, Request::QueryKey { key_id, key })?;
+        let result = run_session(link, session, first, |_| {}).await.result;
         let LinkInfo { transport, port } = link.info();
         let mut tx = pool.begin().await.map_err(DbError::from)?;
         let verdict = match result {

@@ -9,14 +9,16 @@ use keyfill_agent::identity::DeviceIdentity;
 use keyfill_agent::keystore::{Keystore, KeystoreError, StoredKey};
 use keyfill_formats::SecretKey;
 use keyfill_formats::cert::{self, CertificateBody, StationCertificate};
-use keyfill_formats::message::{AbortReason, KeyDelivery, KeyKind};
+use keyfill_formats::message::{AbortReason, KeyDelivery, KeyKind, SessionId};
 use keyfill_station::link::LinkError;
 use keyfill_station::link::ble::{BleLink, GattChannel};
-use keyfill_station::protocol::{Request, SessionError, SessionOutcome, StationCredentials, StationSession};
+use keyfill_station::protocol::{
+    Request, SessionError, SessionOutcome, SessionTimeouts, StationCredentials, StationSession,
+};
 use keyfill_station::provision::{SessionOrLinkError, run_session};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 /// Deterministic radio impairments.
@@ -152,6 +154,7 @@ fn credentials(root_seed: u8) -> StationCredentials {
 
 struct Outcome {
     result: Result<SessionOutcome, SessionOrLinkError>,
+    dropped: u64,
     stored: Option<StoredKey>,
 }
 
@@ -163,6 +166,24 @@ async fn session_over_ble(
     device: DeviceIdentity,
     label_of: &DeviceIdentity,
 ) -> Outcome {
+    session_over_ble_with(mtu, impairment, station_root, device, label_of, FaultInjection::None, Default::default())
+        .await
+}
+
+/// Timeouts short enough for sessions that are meant to run out of time.
+fn short_timeouts() -> SessionTimeouts {
+    SessionTimeouts::bounded(Duration::from_secs(1), Duration::from_secs(2)).expect("within bounds")
+}
+
+async fn session_over_ble_with(
+    mtu: usize,
+    impairment: Impairment,
+    station_root: u8,
+    device: DeviceIdentity,
+    label_of: &DeviceIdentity,
+    fault: FaultInjection,
+    timeouts: SessionTimeouts,
+) -> Outcome {
     let (to_device, from_station) = mpsc::unbounded_channel();
     let (to_station, from_device) = mpsc::unbounded_channel();
     let mut device_radio = DeviceRadio { mtu, to_station, from_station, impairment: impairment.clone() };
@@ -170,7 +191,7 @@ async fn session_over_ble(
     let agent = tokio::spawn(async move {
         let mut core = AgentCore::new(device, None);
         let mut keystore = MemoryKeystore::default();
-        let _ = serve_connection(&mut device_radio, &mut core, &mut keystore, FaultInjection::None).await;
+        let _ = serve_connection(&mut device_radio, &mut core, &mut keystore, fault).await;
         keystore.0
     });
     let mut link = BleLink::new(station_radio, "AA:BB:CC:DD:EE:FF".into()).expect("valid MTU");
@@ -183,13 +204,26 @@ async fn session_over_ble(
         issued_at: 1,
         station_id: [5; 16],
     };
-    let (session, first) =
-        StationSession::start(&credentials(station_root), &payload, Request::Deliver(delivery), Instant::now())
-            .expect("start");
-    let (result, _) = run_session(&mut link, session, first, |_| {}).await;
+    let session_id = SessionId(random_session_id());
+    let (session, first) = StationSession::start(
+        &credentials(station_root),
+        &payload,
+        Request::Deliver(delivery),
+        session_id,
+        timeouts,
+        Instant::now(),
+    )
+    .expect("start");
+    let run = run_session(&mut link, session, first, |_| {}).await;
     drop(link);
     let stored = agent.await.expect("agent task");
-    Outcome { result, stored }
+    Outcome { result: run.result, dropped: run.dropped, stored }
+}
+
+fn random_session_id() -> [u8; 8] {
+    let mut id = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).expect("random");
+    id
 }
 
 fn device(name: &str, root_seed: u8) -> DeviceIdentity {
@@ -253,11 +287,42 @@ async fn ble_corrupted_fragment_ends_the_session_without_provisioning() {
         let identity = device("ble-corrupt", 1);
         let impairment = Impairment::new(11, 0, 0);
         *impairment.corrupt_once.lock().expect("corrupt") = Some(countdown);
-        let outcome = session_over_ble(23, impairment, 1, identity.clone(), &identity).await;
+        let outcome = session_over_ble_with(
+            23,
+            impairment,
+            1,
+            identity.clone(),
+            &identity,
+            FaultInjection::None,
+            short_timeouts(),
+        )
+        .await;
+        // A corrupted message is dropped; the session then runs out of time.
         assert!(outcome.result.is_err(), "corrupting fragment {countdown} must fail the session");
         if let Some(stored) = outcome.stored {
             // Corruption after the device stored the key may only cost the confirmation.
             assert_eq!(stored.key, SecretKey::from_bytes([7; 32]));
         }
+    }
+}
+
+#[tokio::test]
+async fn field_ble_a_reply_of_another_session_is_dropped_and_the_session_completes() {
+    for mtu in [23, 185] {
+        let identity = device(&format!("ble-stray-{mtu}"), 1);
+        let impairment = Impairment::new(mtu as u64 * 31, 10, 10);
+        let outcome = session_over_ble_with(
+            mtu,
+            impairment,
+            1,
+            identity.clone(),
+            &identity,
+            FaultInjection::StrayBeforeReply,
+            SessionTimeouts::default(),
+        )
+        .await;
+        assert_eq!(outcome.result.expect("provisioned"), SessionOutcome::Confirmed { key_id: [7; 16] }, "MTU {mtu}");
+        assert_eq!(outcome.dropped, 1, "the other session's reply was dropped, MTU {mtu}");
+        assert_eq!(outcome.stored.expect("stored").key, SecretKey::from_bytes([7; 32]));
     }
 }

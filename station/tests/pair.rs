@@ -6,10 +6,13 @@ use keyfill_agent::identity::DeviceIdentity;
 use keyfill_agent::keystore::StoredKey;
 use keyfill_formats::SecretKey;
 use keyfill_formats::cert::{self, CertificateBody, StationCertificate};
-use keyfill_formats::message::{AbortReason, KeyDelivery, KeyKind, WireMessage};
+use keyfill_formats::message::{AbortReason, KeyDelivery, KeyKind, SessionId, WireBody, WireMessage};
 use keyfill_formats::qr::OnboardingPayload;
-use keyfill_station::protocol::{Request, SessionError, SessionOutcome, StationCredentials, StationSession};
+use keyfill_station::protocol::{
+    Request, SessionError, SessionOutcome, SessionTimeouts, StationCredentials, StationSession, Stray,
+};
 use ring::signature::{Ed25519KeyPair, KeyPair};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const NOW_UNIX: u64 = 1_800_000_000;
@@ -60,6 +63,25 @@ fn delivery(device: &DeviceIdentity, key_byte: u8) -> KeyDelivery {
     }
 }
 
+/// A session id no other session of the test process uses.
+fn fresh_session_id() -> SessionId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    SessionId(NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes())
+}
+
+fn start(
+    credentials: &StationCredentials,
+    payload: &OnboardingPayload,
+    request: Request,
+    now: Instant,
+) -> Result<(StationSession, Vec<u8>), SessionError> {
+    StationSession::start(credentials, payload, request, fresh_session_id(), SessionTimeouts::default(), now)
+}
+
+fn transmitted(outputs: Vec<AgentOutput>) -> Vec<Vec<u8>> {
+    outputs.into_iter().filter_map(|o| if let AgentOutput::Transmit(b) = o { Some(b) } else { None }).collect()
+}
+
 /// What happened in one run of a pair.
 #[derive(Default)]
 struct Transcript {
@@ -80,7 +102,7 @@ fn run_pair(
 ) -> (Result<SessionOutcome, SessionError>, Transcript) {
     let mut now = Instant::now();
     let mut transcript = Transcript::default();
-    let (mut session, first) = match StationSession::start(credentials, payload, request, now) {
+    let (mut session, first) = match start(credentials, payload, request, now) {
         Ok(started) => started,
         Err(error) => return (Err(error), transcript),
     };
@@ -116,11 +138,12 @@ fn run_pair(
                 continue;
             };
             match session.handle_message(&message, now) {
-                Ok((replies, Some(outcome))) => {
-                    to_device.extend(replies);
-                    return (Ok(outcome), transcript);
+                Ok(step) => {
+                    to_device.extend(step.transmit);
+                    if let Some(outcome) = step.outcome {
+                        return (Ok(outcome), transcript);
+                    }
                 }
-                Ok((replies, None)) => to_device.extend(replies),
                 Err(error) => return (Err(error), transcript),
             }
         }
@@ -179,10 +202,7 @@ fn label_with_another_devices_key_fails_before_the_key_leaves() {
         Request::Deliver(delivery(&genuine, 5)),
         untouched,
     );
-    assert!(
-        matches!(result, Err(SessionError::DeviceAuthenticationFailed | SessionError::RefusedByDevice { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(SessionError::DeviceAuthenticationFailed)), "{result:?}");
     assert!(transcript.stored.is_none());
     assert_eq!(transcript.to_device.len(), 1, "nothing but the first handshake message left the station");
 }
@@ -195,7 +215,7 @@ fn wrong_setup_secret_never_receives_the_key() {
     let mut agent = AgentCore::new(genuine.clone(), None);
     let (result, transcript) =
         run_pair(&valid_station(&root), &cloned_label, &mut agent, Request::Deliver(delivery(&genuine, 5)), untouched);
-    assert!(result.is_err());
+    assert!(matches!(result, Err(SessionError::DeviceAuthenticationFailed)), "{result:?}");
     assert!(transcript.stored.is_none());
     assert!(transcript.to_device.len() <= 2, "the key delivery was never sent");
 }
@@ -262,7 +282,10 @@ fn replayed_station_messages_are_rejected_and_store_nothing() {
                 AgentOutput::Persist(_) => stored = true,
                 AgentOutput::Transmit(bytes) if index > 0 => {
                     let answer = WireMessage::decode(&bytes).expect("well-formed");
-                    assert!(matches!(answer, WireMessage::Abort { .. }), "only aborts answer a replay, got {answer:?}");
+                    assert!(
+                        matches!(answer.body, WireBody::Abort { .. }),
+                        "only aborts answer a replay, got {answer:?}"
+                    );
                 }
                 _ => {}
             }
@@ -285,15 +308,17 @@ fn replayed_device_messages_do_not_confirm_a_new_session() {
         Request::Deliver(delivery(&identity, 1)),
         untouched,
     );
-    // A fake device answers a new session with the recorded device messages.
-    let (mut session, _first) = StationSession::start(
-        &credentials,
-        &identity.onboarding_payload(),
-        Request::Deliver(delivery(&identity, 2)),
-        Instant::now(),
-    )
-    .expect("start");
-    let result = session.handle_message(&recording.to_station[0], Instant::now());
+    // A fake device answers a new session with the recorded device messages: as they are, they
+    // name the recorded session and are dropped; relabelled with the new session, they fail
+    // the handshake.
+    let (mut session, first) =
+        start(&credentials, &identity.onboarding_payload(), Request::Deliver(delivery(&identity, 2)), Instant::now())
+            .expect("start");
+    let step = session.handle_message(&recording.to_station[0], Instant::now()).expect("dropped, not fatal");
+    assert!(matches!(step.dropped, Some(Stray::OtherSession { .. })), "{step:?}");
+    let mut relabelled = WireMessage::decode(&recording.to_station[0]).expect("recorded reply");
+    relabelled.session = WireMessage::decode(&first).expect("init").session;
+    let result = session.handle_message(&relabelled.encode().expect("encodes"), Instant::now());
     assert!(matches!(result, Err(SessionError::DeviceAuthenticationFailed)), "{result:?}");
     assert!(!session.request_sent());
 }
@@ -414,14 +439,11 @@ fn messages_arriving_while_the_key_is_written_do_not_break_the_confirmation() {
     let mut agent = AgentCore::new(identity.clone(), None);
     let now = Instant::now();
     let (mut session, first) =
-        StationSession::start(&credentials, &payload, Request::Deliver(delivery(&identity, 5)), now).expect("start");
-    let transmit = |outputs: Vec<AgentOutput>| -> Vec<Vec<u8>> {
-        outputs.into_iter().filter_map(|o| if let AgentOutput::Transmit(b) = o { Some(b) } else { None }).collect()
-    };
-    let reply = transmit(agent.handle_message(&first, now, NOW_UNIX));
-    let (finish, _) = session.handle_message(&reply[0], now).expect("reply");
-    let ready = transmit(agent.handle_message(&finish[0], now, NOW_UNIX));
-    let (delivery_wire, _) = session.handle_message(&ready[0], now).expect("ready");
+        start(&credentials, &payload, Request::Deliver(delivery(&identity, 5)), now).expect("start");
+    let reply = transmitted(agent.handle_message(&first, now, NOW_UNIX));
+    let finish = session.handle_message(&reply[0], now).expect("reply").transmit;
+    let ready = transmitted(agent.handle_message(&finish[0], now, NOW_UNIX));
+    let delivery_wire = session.handle_message(&ready[0], now).expect("ready").transmit;
     let persist = agent.handle_message(&delivery_wire[0], now, NOW_UNIX);
     let record = persist
         .into_iter()
@@ -429,14 +451,166 @@ fn messages_arriving_while_the_key_is_written_do_not_break_the_confirmation() {
         .expect("persist requested");
     // A new handshake, an abort and garbage arrive while the key is being written.
     assert!(agent.handle_message(&first, now, NOW_UNIX).is_empty());
-    assert!(
-        agent
-            .handle_message(&WireMessage::Abort { reason: AbortReason::Busy }.encode().expect("abort"), now, NOW_UNIX)
-            .is_empty()
-    );
+    let abort = WireMessage::new(session.session_id(), WireBody::Abort { reason: AbortReason::Busy });
+    assert!(agent.handle_message(&abort.encode().expect("abort"), now, NOW_UNIX).is_empty());
     assert!(agent.handle_message(b"\xff\x00garbage", now, NOW_UNIX).is_empty());
-    let confirmation = transmit(agent.persisted(Ok(record)));
-    let (_, outcome) = session.handle_message(&confirmation[0], now).expect("confirmation");
-    assert_eq!(outcome, Some(SessionOutcome::Confirmed { key_id: [5; 16] }));
+    let confirmation = transmitted(agent.persisted(Ok(record)));
+    let step = session.handle_message(&confirmation[0], now).expect("confirmation");
+    assert_eq!(step.outcome, Some(SessionOutcome::Confirmed { key_id: [5; 16] }));
     assert_eq!(agent.stored_key_id(), Some([5; 16]));
+}
+
+/// Runs the device side of one message: what the agent transmits, and whether it reported a
+/// dropped message.
+fn feed_agent(agent: &mut AgentCore, message: &[u8], now: Instant) -> (Vec<Vec<u8>>, bool) {
+    let mut transmit = Vec::new();
+    let mut stray = false;
+    for output in agent.handle_message(message, now, NOW_UNIX) {
+        match output {
+            AgentOutput::Transmit(bytes) => transmit.push(bytes),
+            AgentOutput::Event(AgentEvent::StrayMessage { .. }) => stray = true,
+            AgentOutput::Event(_) => {}
+            AgentOutput::Persist(record) => transmit.extend(transmitted(agent.persisted(Ok(record)))),
+        }
+    }
+    (transmit, stray)
+}
+
+#[test]
+fn field_a_late_reply_to_an_earlier_session_is_dropped_and_the_new_session_completes() {
+    let root = factory_root(1);
+    let identity = device("dev-late", &root, false);
+    let credentials = valid_station(&root);
+    let payload = identity.onboarding_payload();
+    let mut agent = AgentCore::new(identity.clone(), None);
+    let now = Instant::now();
+    // Session A: the device answers after the station gave up; its reply stays on the link.
+    let (_abandoned, init_a) = start(&credentials, &payload, Request::Deliver(delivery(&identity, 1)), now).expect("A");
+    let (late_reply_a, _) = feed_agent(&mut agent, &init_a, now);
+    // Session B (the retry) reads that reply first, then its own.
+    let (mut session, init_b) =
+        start(&credentials, &payload, Request::Deliver(delivery(&identity, 2)), now).expect("B");
+    let (reply_b, _) = feed_agent(&mut agent, &init_b, now);
+    let step = session.handle_message(&late_reply_a[0], now).expect("a stray is not fatal");
+    assert!(matches!(step.dropped, Some(Stray::OtherSession { kind: "handshake reply", .. })), "{step:?}");
+    assert!(step.transmit.is_empty());
+    let mut to_device = session.handle_message(&reply_b[0], now).expect("own reply").transmit;
+    let mut outcome = None;
+    while outcome.is_none() {
+        let message = to_device.pop().expect("the session goes on");
+        let (answers, _) = feed_agent(&mut agent, &message, now);
+        for answer in answers {
+            let step = session.handle_message(&answer, now).expect("session continues");
+            to_device.extend(step.transmit);
+            outcome = outcome.or(step.outcome);
+        }
+    }
+    assert_eq!(outcome, Some(SessionOutcome::Confirmed { key_id: [2; 16] }));
+    assert_eq!(session.dropped(), 1);
+    assert_eq!(agent.stored_key_id(), Some([2; 16]));
+}
+
+#[test]
+fn field_a_deadline_passed_among_stray_messages_is_a_link_problem_not_a_wrong_device() {
+    let root = factory_root(1);
+    let identity = device("dev-confused", &root, false);
+    let credentials = valid_station(&root);
+    let payload = identity.onboarding_payload();
+    let mut agent = AgentCore::new(identity.clone(), None);
+    let now = Instant::now();
+    let (_earlier, init_a) = start(&credentials, &payload, Request::Deliver(delivery(&identity, 1)), now).expect("A");
+    let (reply_a, _) = feed_agent(&mut agent, &init_a, now);
+    let (mut session, _init_b) =
+        start(&credentials, &payload, Request::Deliver(delivery(&identity, 2)), now).expect("B");
+    for stale in [reply_a[0].clone(), b"\x84\x02\x02garbage".to_vec(), init_a.clone()] {
+        assert!(session.handle_message(&stale, now).expect("dropped").dropped.is_some());
+    }
+    let error = session.handle_timeout(now + Duration::from_secs(11)).expect_err("deadline");
+    assert!(matches!(error, SessionError::StaleLink { dropped: 3, .. }), "{error:?}");
+    assert!(error.is_link_problem());
+    let text = error.to_string();
+    assert!(text.contains("earlier session") && !text.contains("wrong device"), "{text}");
+    // Without strays the same deadline is a plain timeout.
+    let (mut quiet, _) = start(&credentials, &payload, Request::Deliver(delivery(&identity, 3)), now).expect("C");
+    let error = quiet.handle_timeout(now + Duration::from_secs(11)).expect_err("deadline");
+    assert!(matches!(error, SessionError::Timeout { .. }), "{error:?}");
+}
+
+#[test]
+fn field_the_device_drops_messages_of_other_sessions_and_keeps_its_own() {
+    let root = factory_root(1);
+    let identity = device("dev-strays", &root, false);
+    let credentials = valid_station(&root);
+    let payload = identity.onboarding_payload();
+    let mut agent = AgentCore::new(identity.clone(), None);
+    let now = Instant::now();
+    // Session A gets as far as the finish, then the station is killed; its finish arrives late.
+    let (mut session_a, init_a) =
+        start(&credentials, &payload, Request::Deliver(delivery(&identity, 1)), now).expect("A");
+    let (reply_a, _) = feed_agent(&mut agent, &init_a, now);
+    let finish_a = session_a.handle_message(&reply_a[0], now).expect("A reply").transmit;
+    let (mut session_b, init_b) =
+        start(&credentials, &payload, Request::Deliver(delivery(&identity, 2)), now).expect("B");
+    let (reply_b, _) = feed_agent(&mut agent, &init_b, now);
+    let (answer, stray) = feed_agent(&mut agent, &finish_a[0], now);
+    assert!(stray, "the finish of session A is reported as dropped");
+    // The device tells whoever runs session A that it no longer has it; session B ignores that.
+    let unknown = WireMessage::decode(&answer[0]).expect("abort");
+    assert_eq!(unknown.body, WireBody::Abort { reason: AbortReason::UnknownSession });
+    assert_ne!(unknown.session, session_b.session_id());
+    assert!(session_b.handle_message(&answer[0], now).expect("dropped").dropped.is_some());
+    // An undecodable message is dropped without an answer.
+    let (answer, stray) = feed_agent(&mut agent, b"\x01\x02noise", now);
+    assert!(stray && answer.is_empty());
+    // Session B completes.
+    let finish_b = session_b.handle_message(&reply_b[0], now).expect("B reply").transmit;
+    let (ready_b, _) = feed_agent(&mut agent, &finish_b[0], now);
+    let delivery_b = session_b.handle_message(&ready_b[0], now).expect("ready").transmit;
+    let (confirmation_b, _) = feed_agent(&mut agent, &delivery_b[0], now);
+    let step = session_b.handle_message(&confirmation_b[0], now).expect("confirmation");
+    assert_eq!(step.outcome, Some(SessionOutcome::Confirmed { key_id: [2; 16] }));
+}
+
+#[test]
+fn field_a_device_that_lost_the_session_says_so_at_once() {
+    let root = factory_root(1);
+    let identity = device("dev-restarted", &root, false);
+    let credentials = valid_station(&root);
+    let payload = identity.onboarding_payload();
+    let now = Instant::now();
+    let mut agent = AgentCore::new(identity.clone(), None);
+    let (mut session, init) = start(&credentials, &payload, Request::Deliver(delivery(&identity, 1)), now).expect("A");
+    let (reply, _) = feed_agent(&mut agent, &init, now);
+    let finish = session.handle_message(&reply[0], now).expect("reply").transmit;
+    // The device restarts (power cycle) before the finish arrives.
+    let mut restarted = AgentCore::new(identity.clone(), None);
+    let (answer, _) = feed_agent(&mut restarted, &finish[0], now);
+    let result = session.handle_message(&answer[0], now);
+    assert!(matches!(result, Err(SessionError::RefusedByDevice { reason: AbortReason::UnknownSession })), "{result:?}");
+    assert!(!session.request_sent(), "the key never left");
+}
+
+#[test]
+fn field_a_transport_message_that_fails_authentication_is_dropped_and_the_genuine_one_accepted() {
+    let root = factory_root(1);
+    let identity = device("dev-injected", &root, true);
+    let credentials = valid_station(&root);
+    let payload = identity.onboarding_payload();
+    let now = Instant::now();
+    let mut agent = AgentCore::new(identity.clone(), None);
+    let (mut session, init) = start(&credentials, &payload, Request::Deliver(delivery(&identity, 4)), now).expect("A");
+    let (reply, _) = feed_agent(&mut agent, &init, now);
+    let finish = session.handle_message(&reply[0], now).expect("reply").transmit;
+    let (ready, _) = feed_agent(&mut agent, &finish[0], now);
+    // An injected transport message under this session's id, before the genuine DeviceReady.
+    let forged = WireMessage::new(session.session_id(), WireBody::Transport { ciphertext: vec![0x5A; 36] });
+    let step = session.handle_message(&forged.encode().expect("encodes"), now).expect("dropped");
+    assert!(matches!(step.dropped, Some(Stray::Unexpected { .. })), "{step:?}");
+    let delivery_wire = session.handle_message(&ready[0], now).expect("genuine ready").transmit;
+    // The same towards the device, before the genuine delivery.
+    let (answer, stray) = feed_agent(&mut agent, &forged.encode().expect("encodes"), now);
+    assert!(stray && answer.is_empty());
+    let (confirmation, _) = feed_agent(&mut agent, &delivery_wire[0], now);
+    let step = session.handle_message(&confirmation[0], now).expect("confirmation");
+    assert_eq!(step.outcome, Some(SessionOutcome::Confirmed { key_id: [4; 16] }));
 }

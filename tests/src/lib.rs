@@ -5,6 +5,7 @@ pub mod bluez;
 pub mod c2;
 pub mod fleet;
 pub mod pcscd;
+pub mod relay;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -35,7 +36,12 @@ fn profile_dir() -> PathBuf {
 }
 
 /// Path of a workspace binary, built once per run with the profile of the running executable.
+/// `KEYFILL_E2E_BIN_DIR` points the tests at binaries built elsewhere instead (an installed
+/// package, or an older release to compare against); nothing is built then.
 pub fn binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("KEYFILL_E2E_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let profile_dir = profile_dir();
     let built = BUILT.get_or_init(|| {
@@ -69,8 +75,13 @@ pub struct PtyPair {
 
 impl PtyPair {
     pub fn new(dir: &Path) -> Result<Self> {
-        let station_side = dir.join("tty-station");
-        let device_side = dir.join("tty-device");
+        Self::named(dir, "tty-station", "tty-device")
+    }
+
+    /// A pair whose ends are the links `dir/station` and `dir/device`.
+    pub fn named(dir: &Path, station: &str, device: &str) -> Result<Self> {
+        let station_side = dir.join(station);
+        let device_side = dir.join(device);
         let child = Command::new("socat")
             .arg(format!("pty,raw,echo=0,link={}", station_side.display()))
             .arg(format!("pty,raw,echo=0,link={}", device_side.display()))

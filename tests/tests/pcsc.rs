@@ -103,12 +103,20 @@ fn pcsc_malformed_and_corrupted_apdus_get_status_words_and_provisioning_still_wo
         assert_eq!(status(&[0x80, 0x77, 0, 0]), sw::INS_NOT_SUPPORTED);
         assert_eq!(status(&[0x42, 0x10, 0, 0]), sw::CLA_NOT_SUPPORTED);
         assert_eq!(status(&[0x80, 0x10, 1, 0, 1, 0]), sw::WRONG_P1P2);
-        // A corrupted wire message is answered with the protocol's abort, not a crash.
+        // A corrupted wire message is dropped: no answer, no crash.
         let mut buffer = [0u8; 258];
-        let response = card.transmit(&[0x80, 0x10, 0, 0, 4, 0x83, 0x01, 0x7F, 0x00], &mut buffer)?.to_vec();
+        let response = card.transmit(&[0x80, 0x10, 0, 0, 4, 0x83, 0x02, 0x7F, 0x00], &mut buffer)?.to_vec();
+        assert_eq!(response, [0x90, 0x00]);
+        // A message of another protocol version is answered with the protocol's abort.
+        let response = card.transmit(&[0x80, 0x10, 0, 0, 4, 0x83, 0x01, 0x05, 0x06], &mut buffer)?.to_vec();
         assert_eq!(&response[response.len() - 2..], &[0x90, 0x00]);
         let abort = keyfill_formats::message::WireMessage::decode(&response[..response.len() - 2])?;
-        assert!(matches!(abort, keyfill_formats::message::WireMessage::Abort { .. }), "{abort:?}");
+        assert_eq!(
+            abort.body,
+            keyfill_formats::message::WireBody::Abort {
+                reason: keyfill_formats::message::AbortReason::UnsupportedVersion
+            }
+        );
         // A chained message longer than any wire message is refused.
         for _ in 0..6 {
             let mut chunk = vec![0x90, 0x10, 0, 0, 255];
@@ -207,5 +215,21 @@ fn pcsc_and_serial_links_provision_concurrently_and_independently() -> Result<()
     assert_eq!(find("line-card")["port"], lease.readers[0].name.as_str());
     assert_eq!(find("line-twin")["state"], "failed");
     assert!(impostor.key_bytes()?.is_none());
+    Ok(())
+}
+
+#[test]
+fn field_pcsc_a_reply_of_another_session_is_dropped_and_provisioning_succeeds_first_time() -> Result<()> {
+    let lease = pcscd::lease()?;
+    let dir = tempfile::tempdir()?;
+    // The card queues a reply of another session ahead of each real handshake reply, as a card
+    // that still held the answer to an abandoned exchange would.
+    let fault = ["--fault", "stray-before-reply"];
+    let (station, agent, reader) = setup(dir.path(), Database::sqlite(dir.path()), "stray-card", &fault, &lease)?;
+    let output = provision(&station, &reader, &agent.payload)?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("dropped a message that is not this session's"), "{}", stderr(&output));
+    assert_eq!(station.state_of("stray-card")?.as_deref(), Some("provisioned"));
+    assert_eq!(agent.status()?["provisioned"], true);
     Ok(())
 }

@@ -41,6 +41,8 @@ ISSUED_AT = 1_800_000_000
 NOT_BEFORE = 1_700_000_000
 NOT_AFTER = 1_900_000_000
 UNIX_NOW = 1_800_000_100
+SESSION_ID = bytes([0x09] * 8)
+VERSION = 2
 
 
 def cbor(value):
@@ -76,7 +78,7 @@ def proof(label, key, handshake_hash, dev_id, key_id):
 def session(mode):
     dev_id = device_id(DEVICE_NAME)
     pattern = {1: b"Noise_XK_25519_ChaChaPoly_SHA256", 2: b"Noise_XNpsk3_25519_ChaChaPoly_SHA256"}[mode]
-    prologue = b"keyfill/1\0" + bytes([mode]) + dev_id
+    prologue = b"keyfill/2\0" + bytes([mode]) + dev_id + SESSION_ID
     root_public, cert = certificate()
 
     station = NoiseConnection.from_name(pattern)
@@ -100,23 +102,23 @@ def session(mode):
     wire = []
     m1 = station.write_message(b"")
     device.read_message(m1)
-    wire.append(("station", cbor([1, 1, mode, m1])))
+    wire.append(("station", cbor([VERSION, 1, SESSION_ID, mode, m1])))
     m2 = device.write_message(b"")
     station.read_message(m2)
-    wire.append(("device", cbor([1, 2, m2])))
+    wire.append(("device", cbor([VERSION, 2, SESSION_ID, m2])))
     m3 = station.write_message(cert)
     assert device.read_message(m3) == cert
-    wire.append(("station", cbor([1, 3, m3])))
+    wire.append(("station", cbor([VERSION, 3, SESSION_ID, m3])))
     assert station.handshake_finished and device.handshake_finished
     handshake_hash = station.get_handshake_hash()
 
-    ready = device.encrypt(cbor([1, 15, dev_id]))
-    wire.append(("device", cbor([1, 4, ready])))
-    delivery = station.encrypt(cbor([1, 10, dev_id, KEY_ID, DELIVERED_KEY, 1, ISSUED_AT, STATION_ID]))
-    wire.append(("station", cbor([1, 4, delivery])))
+    ready = device.encrypt(cbor([VERSION, 15, dev_id]))
+    wire.append(("device", cbor([VERSION, 4, SESSION_ID, ready])))
+    delivery = station.encrypt(cbor([VERSION, 10, dev_id, KEY_ID, DELIVERED_KEY, 1, ISSUED_AT, STATION_ID]))
+    wire.append(("station", cbor([VERSION, 4, SESSION_ID, delivery])))
     confirmation_proof = proof(b"keyfill key confirmation v1\0", DELIVERED_KEY, handshake_hash, dev_id, KEY_ID)
-    confirmation = device.encrypt(cbor([1, 11, dev_id, KEY_ID, confirmation_proof]))
-    wire.append(("device", cbor([1, 4, confirmation])))
+    confirmation = device.encrypt(cbor([VERSION, 11, dev_id, KEY_ID, confirmation_proof]))
+    wire.append(("device", cbor([VERSION, 4, SESSION_ID, confirmation])))
 
     return {
         "mode": mode,
@@ -148,6 +150,7 @@ def main():
         "delivered_key": DELIVERED_KEY.hex(),
         "issued_at": ISSUED_AT,
         "unix_now": UNIX_NOW,
+        "session_id": SESSION_ID.hex(),
     }
     document = {
         "generator": "tools/vectors/generate.py (noiseprotocol 0.3.1, cbor2 canonical, cryptography, hashlib)",

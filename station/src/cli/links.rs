@@ -8,7 +8,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use keyfill_formats::qr::OnboardingPayload;
 use keyfill_station::link::btle::open_ble;
 use keyfill_station::link::{AnyLink, open_pcsc, open_serial};
-use keyfill_station::provision::Station;
+use keyfill_station::provision::{ProvisionError, Station};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,6 +138,11 @@ fn bar(multi: &MultiProgress, enabled: bool) -> ProgressBar {
 
 /// Provisions each (link, label) pair concurrently; a failure on one link never disturbs the
 /// others. Prints one result per device; returns whether all succeeded.
+/// The operator advice for a failed provisioning, when the library has one.
+pub fn advice(error: &anyhow::Error) -> Option<String> {
+    error.downcast_ref::<ProvisionError>().and_then(ProvisionError::advice)
+}
+
 pub async fn provision_all(
     station: Station,
     jobs: Vec<(LinkSpec, OnboardingPayload)>,
@@ -182,6 +187,7 @@ pub async fn provision_all(
                     "name": payload.name,
                     "state": "error",
                     "error": format!("{error:#}"),
+                    "advice": advice(error),
                 }),
             })
             .collect();
@@ -204,7 +210,12 @@ pub async fn provision_all(
                         report.device.key_id.as_deref().unwrap_or("-")
                     );
                 }
-                Err(error) => eprintln!("{} ({}) NOT provisioned: {error:#}", payload.name, payload.device_id),
+                Err(error) => {
+                    eprintln!("{} ({}) NOT provisioned: {error:#}", payload.name, payload.device_id);
+                    if let Some(advice) = advice(error) {
+                        eprintln!("  what to do: {advice}");
+                    }
+                }
             }
         }
     }

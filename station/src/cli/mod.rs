@@ -18,10 +18,13 @@ use keyfill_station::db::{Inventory, redact_url};
 use keyfill_station::demo::SimulatedDevice;
 use keyfill_station::home::{StationHome, unix_now};
 use keyfill_station::link::list_readers;
+use keyfill_station::protocol::{MAX_TIMEOUT, MIN_TIMEOUT, SessionTimeouts};
 use keyfill_station::provision::{Progress, ReconcileVerdict, Station};
 use links::LinkArgs;
+pub use links::advice;
 use output::{DeviceJson, EventJson, ExportJson};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +56,12 @@ struct GlobalArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// Seconds a device may take to answer each handshake message (1-600).
+    #[arg(long, env = "KEYFILL_REPLY_TIMEOUT", global = true, default_value_t = 10, value_name = "S")]
+    reply_timeout: u64,
+    /// Seconds a device may take to store its key and confirm it (1-600).
+    #[arg(long, env = "KEYFILL_CONFIRM_TIMEOUT", global = true, default_value_t = 20, value_name = "S")]
+    confirm_timeout: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -251,7 +260,20 @@ impl GlobalArgs {
         let unlocked = home.unlock(&self.passphrase(false)?).context("cannot unlock the station")?;
         let inventory = self.inventory(home).await?;
         let actor = Actor { station_id: hex::encode(unlocked.info.station_id), operator: self.operator() };
-        Ok(Station { inventory, unlocked, actor })
+        let mut station = Station::new(inventory, unlocked, actor);
+        station.timeouts = self.timeouts()?;
+        Ok(station)
+    }
+
+    fn timeouts(&self) -> Result<SessionTimeouts> {
+        let (reply, confirm) = (Duration::from_secs(self.reply_timeout), Duration::from_secs(self.confirm_timeout));
+        SessionTimeouts::bounded(reply, confirm).ok_or_else(|| {
+            anyhow!(
+                "--reply-timeout and --confirm-timeout must be between {} and {} seconds",
+                MIN_TIMEOUT.as_secs(),
+                MAX_TIMEOUT.as_secs()
+            )
+        })
     }
 }
 

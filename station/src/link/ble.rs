@@ -86,4 +86,11 @@ impl<G: GattChannel> Link for BleLink<G> {
             }
         }
     }
+
+    fn discard_received(&mut self) -> Result<(), LinkError> {
+        // Whole messages only: the fragment layer keeps its sequence state, so a message being
+        // reassembled completes (and, if stale, is dropped by the session).
+        self.delivered.clear();
+        Ok(())
+    }
 }

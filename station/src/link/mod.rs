@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tracing::warn;
+use tracing::{debug, warn};
 
 pub mod ble;
 pub mod btle;
@@ -51,6 +51,33 @@ pub enum LinkError {
     BleNoService(String),
 }
 
+impl LinkError {
+    /// What the operator should do.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            LinkError::Open { .. } => {
+                "Check that the port exists, that no other program holds it, and that you may open it (the \
+                 `dialout` group)."
+            }
+            LinkError::Closed | LinkError::Io(_) | LinkError::Frame(_) | LinkError::BleDisconnected(_) => {
+                "The link dropped: check the cable or radio range, the device's power and that its agent runs; \
+                 then retry."
+            }
+            LinkError::NoReader { .. } | LinkError::AmbiguousReader { .. } => {
+                "Connect the reader, check that pcscd runs, and name the reader (`keyfill readers`)."
+            }
+            LinkError::NoCard { .. } => "Present the card or device to the reader, then retry.",
+            LinkError::CardRemoved { .. } => "Keep the card or device on the reader until the end, then retry.",
+            LinkError::NotKeyfillCard { .. } => "This card has no Keyfill application: present the labelled device.",
+            LinkError::NoBluetoothAdapter => "Plug in a Bluetooth adapter and check that bluetoothd runs.",
+            LinkError::BleNotFound { .. } | LinkError::BleNoService(_) => {
+                "Check that the device is powered, advertising and close to the station; then retry."
+            }
+            _ => "Check the link and the device, then retry.",
+        }
+    }
+}
+
 /// Which transport and which port or reader a session used; recorded with the device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
@@ -67,6 +94,28 @@ pub trait Link {
     /// Receives the next wire message. Cancel-safe: a message is never lost if the future is
     /// dropped.
     async fn recv(&mut self) -> Result<Vec<u8>, LinkError>;
+    /// Throws away everything received and not yet read: called when a link opens and before
+    /// each session, since nothing of a session can have arrived before its first message.
+    fn discard_received(&mut self) -> Result<(), LinkError>;
+}
+
+/// A byte stream whose unread input can be thrown away at the source.
+pub trait DiscardInput {
+    fn discard_input(&mut self) -> std::io::Result<()>;
+}
+
+impl DiscardInput for tokio_serial::SerialStream {
+    fn discard_input(&mut self) -> std::io::Result<()> {
+        use tokio_serial::SerialPort;
+        // tcflush(TCIFLUSH): what the driver (or the pseudo-terminal) holds for us goes.
+        self.clear(tokio_serial::ClearBuffer::Input).map_err(std::io::Error::from)
+    }
+}
+
+impl DiscardInput for tokio::io::DuplexStream {
+    fn discard_input(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A byte stream with serial framing: a UART, a pseudo-terminal, or an in-memory pipe.
@@ -93,10 +142,14 @@ pub fn open_serial(path: &Path, baud: u32) -> Result<SerialLink, LinkError> {
     let builder = tokio_serial::new(&port, baud);
     let stream =
         tokio_serial::SerialStream::open(&builder).map_err(|source| LinkError::Open { port: port.clone(), source })?;
-    Ok(FramedStream::new(stream, LinkInfo { transport: "serial", port }))
+    let mut link = FramedStream::new(stream, LinkInfo { transport: "serial", port });
+    // A reply to an earlier session (one the station gave up on, or ran when it was killed) may
+    // still wait in the port's input queue.
+    link.discard_received()?;
+    Ok(link)
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Link for FramedStream<S> {
+impl<S: AsyncRead + AsyncWrite + DiscardInput + Unpin> Link for FramedStream<S> {
     fn info(&self) -> LinkInfo {
         self.info.clone()
     }
@@ -125,6 +178,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link for FramedStream<S> {
                 }
             }
         }
+    }
+
+    fn discard_received(&mut self) -> Result<(), LinkError> {
+        let queued = self.ready.len();
+        self.ready.clear();
+        self.decoder = FrameDecoder::new();
+        self.stream.discard_input()?;
+        if queued > 0 {
+            debug!(queued, port = %self.info.port, "discarded messages left on the link");
+        }
+        Ok(())
     }
 }
 
@@ -158,6 +222,14 @@ impl Link for AnyLink {
             AnyLink::Serial(link) => link.recv().await,
             AnyLink::Pcsc(link) => link.recv().await,
             AnyLink::Ble(link) => link.recv().await,
+        }
+    }
+
+    fn discard_received(&mut self) -> Result<(), LinkError> {
+        match self {
+            AnyLink::Serial(link) => link.discard_received(),
+            AnyLink::Pcsc(link) => link.discard_received(),
+            AnyLink::Ble(link) => link.discard_received(),
         }
     }
 }

@@ -225,4 +225,14 @@ impl Link for PcscLink {
             self.check(status)?;
         }
     }
+
+    fn discard_received(&mut self) -> Result<(), LinkError> {
+        // Replies that came back to a cancelled exchange of an earlier session. The card's own
+        // queue was emptied by SELECT when the link opened; later leftovers there are dropped by
+        // the session, which knows its id.
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.queued.clear();
+        }
+        Ok(())
+    }
 }

@@ -1,4 +1,7 @@
-use keyfill_formats::message::{AbortReason, HandshakeMode, KeyDelivery, MessageError, SessionMessage, WireMessage};
+use keyfill_formats::message::{
+    self, AbortReason, HandshakeMode, KeyDelivery, MessageError, PROTOCOL_VERSION, SessionId, SessionMessage, WireBody,
+    WireMessage,
+};
 use keyfill_formats::proof::{self, ProofPurpose};
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload};
 use keyfill_formats::{DeviceId, SecretKey};
@@ -6,10 +9,14 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use zeroize::Zeroize;
 
-/// How long the device may take to answer each handshake message.
+/// How long the device may take, by default, to answer each handshake message.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the device may take to store the key and confirm it.
+/// How long the device may take, by default, to store the key and confirm it.
 pub const CONFIRMATION_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bounds on the configurable timeouts: below a second a healthy device on a slow link fails;
+/// above ten minutes an operator waits for a device that is not there.
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 const NOISE_BUFFER: usize = 2048;
 
 /// The station's authenticated identity: Noise static key and its certificate.
@@ -21,6 +28,29 @@ pub struct StationCredentials {
 impl std::fmt::Debug for StationCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StationCredentials").field("certificate_len", &self.certificate.len()).finish_non_exhaustive()
+    }
+}
+
+/// How long the station waits for the device in each phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimeouts {
+    /// For each handshake answer (the reply, then `DeviceReady`).
+    pub reply: Duration,
+    /// For the key confirmation or status reply, which covers the device's durable write.
+    pub confirmation: Duration,
+}
+
+impl Default for SessionTimeouts {
+    fn default() -> Self {
+        SessionTimeouts { reply: HANDSHAKE_TIMEOUT, confirmation: CONFIRMATION_TIMEOUT }
+    }
+}
+
+impl SessionTimeouts {
+    /// Timeouts within [`MIN_TIMEOUT`]..=[`MAX_TIMEOUT`]; `None` if either is outside.
+    pub fn bounded(reply: Duration, confirmation: Duration) -> Option<Self> {
+        let within = |d: Duration| (MIN_TIMEOUT..=MAX_TIMEOUT).contains(&d);
+        (within(reply) && within(confirmation)).then_some(SessionTimeouts { reply, confirmation })
     }
 }
 
@@ -44,23 +74,71 @@ pub enum SessionOutcome {
     KeyNotHeld { key_id: [u8; 16] },
 }
 
+/// A received message that does not belong to the session: dropped and counted, never fatal,
+/// since anything on the link can produce one (a late answer to an earlier session, a station
+/// killed mid-session, line noise that passed the framing check, an echo).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stray {
+    /// A message of another session.
+    OtherSession { session: SessionId, kind: &'static str },
+    /// Bytes that are not a wire message of this protocol version.
+    Undecodable(MessageError),
+    /// A message naming this session that does not fit its state (a repeat, an echo of the
+    /// station's own message) or fails authentication (corrupted or injected).
+    Unexpected { kind: &'static str },
+}
+
+impl std::fmt::Display for Stray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stray::OtherSession { session, kind } => write!(f, "{kind} of another session ({session})"),
+            Stray::Undecodable(error) => write!(f, "undecodable message ({error})"),
+            Stray::Unexpected { kind } => write!(f, "unexpected or unauthentic {kind}"),
+        }
+    }
+}
+
+/// What one received message did to the session.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Wire messages to send, in order.
+    pub transmit: Vec<Vec<u8>>,
+    /// Set when the session is complete.
+    pub outcome: Option<SessionOutcome>,
+    /// Set when the message was dropped.
+    pub dropped: Option<Stray>,
+}
+
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum SessionError {
+    /// A genuine proof failure: the device answered this very session and could not show the
+    /// identity key (or setup secret) of the label.
     #[error("the device could not prove it holds the key on its label (wrong device or cloned label)")]
     DeviceAuthenticationFailed,
-    #[error("the device refused the session: {reason:?}")]
+    #[error("the device refused the session: {reason}")]
     RefusedByDevice { reason: AbortReason },
     /// The device declined the request inside the authenticated session, so it certainly did
     /// not take the key (unlike a plaintext abort, which anyone on the link could forge).
-    #[error("the device declined the request: {reason:?}")]
+    #[error("the device declined the request: {reason}")]
     DeclinedByDevice { reason: AbortReason },
     #[error("the device sent an invalid key proof")]
     BadProof,
-    #[error("protocol violation: {0}")]
+    #[error("protocol violation by the device: {0}")]
     ProtocolViolation(String),
     #[error("no answer from the device within {seconds} s while {phase}")]
     Timeout { phase: &'static str, seconds: u64 },
+    /// The deadline passed while the link carried messages that were not this session's: a
+    /// link problem (left-over or late data), not a verdict on the device.
+    #[error(
+        "the link carried data from an earlier session ({dropped} message(s) dropped) and no answer to this \
+         session came within {seconds} s while {phase}"
+    )]
+    StaleLink { phase: &'static str, seconds: u64, dropped: u64 },
+    #[error(
+        "the device speaks provisioning protocol version {version}; this station speaks version {PROTOCOL_VERSION}"
+    )]
+    IncompatibleDevice { version: u64 },
     #[error("cannot set up Noise: {0}")]
     Noise(String),
     #[error(transparent)]
@@ -73,11 +151,75 @@ impl SessionError {
         match self {
             SessionError::RefusedByDevice { .. } | SessionError::DeclinedByDevice { .. } => None,
             SessionError::DeviceAuthenticationFailed => Some(AbortReason::HandshakeFailed),
-            SessionError::Timeout { .. } => Some(AbortReason::Timeout),
+            SessionError::Timeout { .. } | SessionError::StaleLink { .. } => Some(AbortReason::Timeout),
+            SessionError::IncompatibleDevice { .. } => Some(AbortReason::UnsupportedVersion),
             SessionError::BadProof | SessionError::ProtocolViolation(_) | SessionError::Message(_) => {
                 Some(AbortReason::ProtocolViolation)
             }
             SessionError::Noise(_) => Some(AbortReason::Unspecified),
+        }
+    }
+
+    /// Whether the failure says something about the link rather than the device: retrying on a
+    /// clean link is the remedy.
+    pub fn is_link_problem(&self) -> bool {
+        matches!(
+            self,
+            SessionError::StaleLink { .. } | SessionError::RefusedByDevice { reason: AbortReason::UnknownSession }
+        )
+    }
+
+    /// What the operator should do, whatever the link and whatever the front end.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            SessionError::DeviceAuthenticationFailed => {
+                "The device on the link answered this session but does not hold the key (or setup secret) of this \
+                 label: check that the label belongs to the device on the link; if it does, set the device aside \
+                 for inspection (a cloned or re-flashed device)."
+            }
+            SessionError::StaleLink { .. } => {
+                "The link carried data from an earlier session: retry. The station discards what is left on a \
+                 link when it opens it, and ignores messages of other sessions."
+            }
+            SessionError::Timeout { .. } => {
+                "Check that the device is powered, that its provisioning agent serves this link, and the cable or \
+                 reader; then retry."
+            }
+            SessionError::IncompatibleDevice { .. } => {
+                "Update the device's provisioning agent (firmware) to this station's protocol version, or provision \
+                 it with a station of its version."
+            }
+            SessionError::RefusedByDevice { reason } | SessionError::DeclinedByDevice { reason } => match reason {
+                AbortReason::UnknownSession | AbortReason::Timeout => {
+                    "The device restarted or gave up on the session: retry."
+                }
+                AbortReason::AlreadyProvisioned => {
+                    "The device already holds a key: if it must be keyed again (a lost inventory, a reworked \
+                     device), factory-reset it first (`keyfill-agent reset`)."
+                }
+                AbortReason::BadCertificate => {
+                    "The device does not trust this station: check that the device pins the factory root of this \
+                     station (`keyfill info`)."
+                }
+                AbortReason::CertificateExpired => {
+                    "The device finds the station certificate expired or not yet valid: check the device's clock and \
+                     the certificate's validity (`keyfill info`)."
+                }
+                AbortReason::WrongDevice => {
+                    "The label belongs to another device: scan the label of the device on the link."
+                }
+                AbortReason::StorageFailed => "The device could not store the key: check its storage, then retry.",
+                AbortReason::UnsupportedVersion => {
+                    "The device speaks another protocol version: update its provisioning agent (firmware)."
+                }
+                AbortReason::Busy => "The device is busy: wait a moment, then retry.",
+                _ => "Retry; if the device refuses again, restart it.",
+            },
+            SessionError::BadProof | SessionError::ProtocolViolation(_) | SessionError::Message(_) => {
+                "The device's authenticated answer was wrong: retry once; if it repeats, check the device's agent \
+                 version and set the device aside."
+            }
+            SessionError::Noise(_) => "The station could not set up the session: retry; if it repeats, report it.",
         }
     }
 }
@@ -101,10 +243,14 @@ enum State {
 /// One provisioning or reconciliation session with one device.
 pub struct StationSession {
     device_id: DeviceId,
+    mode: HandshakeMode,
+    session_id: SessionId,
     request: Request,
     state: State,
+    timeouts: SessionTimeouts,
     deadline: Instant,
     request_sent: bool,
+    dropped: u64,
     credentials_certificate: Vec<u8>,
 }
 
@@ -112,7 +258,9 @@ impl std::fmt::Debug for StationSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StationSession")
             .field("device", &self.device_id)
+            .field("session", &self.session_id)
             .field("request_sent", &self.request_sent)
+            .field("dropped", &self.dropped)
             .finish_non_exhaustive()
     }
 }
@@ -122,14 +270,17 @@ fn noise_error(error: snow::Error) -> SessionError {
 }
 
 impl StationSession {
-    /// Starts a session; returns it and the first wire message to send.
+    /// Starts the session `session_id` (fresh and random for every session on a link); returns it
+    /// and the first wire message to send.
     pub fn start(
         credentials: &StationCredentials,
         device: &OnboardingPayload,
         request: Request,
+        session_id: SessionId,
+        timeouts: SessionTimeouts,
         now: Instant,
     ) -> Result<(Self, Vec<u8>), SessionError> {
-        Self::start_with(credentials, device, request, now, None)
+        Self::start_with(credentials, device, request, session_id, timeouts, now, None)
     }
 
     /// `test_ephemeral` fixes the Noise ephemeral key; only the known-answer tests pass one.
@@ -137,6 +288,8 @@ impl StationSession {
         credentials: &StationCredentials,
         device: &OnboardingPayload,
         request: Request,
+        session_id: SessionId,
+        timeouts: SessionTimeouts,
         now: Instant,
         test_ephemeral: Option<&[u8; 32]>,
     ) -> Result<(Self, Vec<u8>), SessionError> {
@@ -145,7 +298,7 @@ impl StationSession {
             DeviceCredential::SetupSecret(_) => HandshakeMode::SetupSecret,
         };
         let params = mode.noise_pattern().parse().map_err(noise_error)?;
-        let prologue = keyfill_agent::core::prologue(mode, &device.device_id);
+        let prologue = message::noise_prologue(mode, &device.device_id, &session_id);
         let mut builder = snow::Builder::new(params)
             .prologue(&prologue)
             .and_then(|b| b.local_private_key(credentials.static_private.expose()))
@@ -164,19 +317,28 @@ impl StationSession {
                 built.map_err(noise_error)?
             }
         };
-        let mut message = vec![0u8; NOISE_BUFFER];
-        let len = noise.write_message(&[], &mut message).map_err(noise_error)?;
-        message.truncate(len);
-        let wire = WireMessage::HandshakeInit { mode, noise: message }.encode()?;
+        let mut first = vec![0u8; NOISE_BUFFER];
+        let len = noise.write_message(&[], &mut first).map_err(noise_error)?;
+        first.truncate(len);
+        let wire = WireMessage::new(session_id, WireBody::HandshakeInit { mode, noise: first }).encode()?;
         let session = StationSession {
             device_id: device.device_id,
+            mode,
+            session_id,
             request,
             state: State::AwaitingReply(Box::new(AwaitingReply { noise })),
-            deadline: now + HANDSHAKE_TIMEOUT,
+            timeouts,
+            deadline: now + timeouts.reply,
             request_sent: false,
+            dropped: 0,
             credentials_certificate: credentials.certificate.clone(),
         };
         Ok((session, wire))
+    }
+
+    /// The id every message of this session carries.
+    pub fn session_id(&self) -> SessionId {
+        self.session_id
     }
 
     /// When the current phase times out.
@@ -192,51 +354,75 @@ impl StationSession {
         self.request_sent
     }
 
+    /// How many received messages were dropped as not belonging to this session.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The plaintext abort that tells the device this session ended on `error`, if it should be
+    /// told (best effort: it is unauthenticated).
+    pub fn abort_message(&self, error: &SessionError) -> Option<Vec<u8>> {
+        let reason = error.abort_reason()?;
+        WireMessage::new(self.session_id, WireBody::Abort { reason }).encode().ok()
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
         if now < self.deadline {
             return Ok(());
         }
         let (phase, timeout) = match self.state {
             State::Done => return Ok(()),
-            State::AwaitingReply(_) => ("waiting for the handshake reply", HANDSHAKE_TIMEOUT),
-            State::AwaitingReady(_) => ("waiting for the device to accept the station", HANDSHAKE_TIMEOUT),
-            State::AwaitingResult(_) => ("waiting for the key confirmation", CONFIRMATION_TIMEOUT),
+            State::AwaitingReply(_) => ("waiting for the handshake reply", self.timeouts.reply),
+            State::AwaitingReady(_) => ("waiting for the device to accept the station", self.timeouts.reply),
+            State::AwaitingResult(_) => ("waiting for the key confirmation", self.timeouts.confirmation),
         };
         self.state = State::Done;
-        Err(SessionError::Timeout { phase, seconds: timeout.as_secs() })
+        let seconds = timeout.as_secs();
+        Err(match self.dropped {
+            0 => SessionError::Timeout { phase, seconds },
+            dropped => SessionError::StaleLink { phase, seconds, dropped },
+        })
     }
 
-    /// Feeds one received wire message. Returns wire messages to send, and the outcome once the
-    /// session is complete. Any error ends the session.
-    pub fn handle_message(
-        &mut self,
-        bytes: &[u8],
-        now: Instant,
-    ) -> Result<(Vec<Vec<u8>>, Option<SessionOutcome>), SessionError> {
+    /// Feeds one received wire message. A message that is not this session's is dropped (see
+    /// [`Step::dropped`]); any error ends the session.
+    pub fn handle_message(&mut self, bytes: &[u8], now: Instant) -> Result<Step, SessionError> {
         let result = self.dispatch(bytes, now);
-        if result.is_err() {
-            self.state = State::Done;
+        match &result {
+            Err(_) => self.state = State::Done,
+            Ok(Step { dropped: Some(_), .. }) => self.dropped += 1,
+            Ok(_) => {}
         }
         result
     }
 
-    fn dispatch(&mut self, bytes: &[u8], now: Instant) -> Result<(Vec<Vec<u8>>, Option<SessionOutcome>), SessionError> {
-        let message = WireMessage::decode(bytes)?;
-        if let WireMessage::Abort { reason } = message {
-            // A device that cannot read the first XK message does not hold the label's key.
-            if matches!(self.state, State::AwaitingReply(_)) && reason == AbortReason::HandshakeFailed {
-                return Err(SessionError::DeviceAuthenticationFailed);
+    fn dispatch(&mut self, bytes: &[u8], now: Instant) -> Result<Step, SessionError> {
+        let message = match WireMessage::decode(bytes) {
+            Ok(message) => message,
+            Err(MessageError::UnsupportedVersion(version)) if message::peek_version(bytes).is_some() => {
+                // A whole message in another version is a statement of the peer, not noise.
+                return Err(SessionError::IncompatibleDevice { version });
             }
-            return Err(SessionError::RefusedByDevice { reason });
+            Err(error) => return Ok(dropped(Stray::Undecodable(error))),
+        };
+        if message.session != self.session_id {
+            return Ok(dropped(Stray::OtherSession { session: message.session, kind: message.body.name() }));
         }
-        match (std::mem::replace(&mut self.state, State::Done), message) {
-            (State::AwaitingReply(hs), WireMessage::HandshakeReply { noise }) => {
+        if let WireBody::Abort { reason } = message.body {
+            return Err(self.refusal(reason));
+        }
+        match (std::mem::replace(&mut self.state, State::Done), message.body) {
+            (State::AwaitingReply(hs), WireBody::HandshakeReply { noise }) => {
                 let finish = self.on_reply(*hs, &noise)?;
-                self.deadline = now + HANDSHAKE_TIMEOUT;
-                Ok((vec![finish], None))
+                self.deadline = now + self.timeouts.reply;
+                Ok(Step { transmit: vec![finish], ..Step::default() })
             }
-            (State::AwaitingReady(mut session), WireMessage::Transport { ciphertext }) => {
-                match open(&mut session, &ciphertext)? {
+            (State::AwaitingReady(mut session), WireBody::Transport { ciphertext }) => {
+                let Some(ready) = open(&mut session, &ciphertext)? else {
+                    self.state = State::AwaitingReady(session);
+                    return Ok(dropped(Stray::Unexpected { kind: "transport message" }));
+                };
+                match ready {
                     SessionMessage::DeviceReady { device_id } if device_id == self.device_id => {}
                     SessionMessage::Abort { reason } => {
                         return Err(SessionError::RefusedByDevice { reason });
@@ -251,18 +437,41 @@ impl StationSession {
                         SessionMessage::KeyStatusQuery { device_id: self.device_id, key_id: *key_id }
                     }
                 };
-                let wire = seal(&mut session, &request)?;
+                let wire = seal(&mut session, self.session_id, &request)?;
                 self.request_sent = true;
-                self.deadline = now + CONFIRMATION_TIMEOUT;
+                self.deadline = now + self.timeouts.confirmation;
                 self.state = State::AwaitingResult(session);
-                Ok((vec![wire], None))
+                Ok(Step { transmit: vec![wire], ..Step::default() })
             }
-            (State::AwaitingResult(mut session), WireMessage::Transport { ciphertext }) => {
-                let reply = open(&mut session, &ciphertext)?;
+            (State::AwaitingResult(mut session), WireBody::Transport { ciphertext }) => {
+                let Some(reply) = open(&mut session, &ciphertext)? else {
+                    self.state = State::AwaitingResult(session);
+                    return Ok(dropped(Stray::Unexpected { kind: "transport message" }));
+                };
                 let outcome = self.check_result(&session, reply)?;
-                Ok((Vec::new(), Some(outcome)))
+                Ok(Step { outcome: Some(outcome), ..Step::default() })
             }
-            (_, other) => Err(SessionError::ProtocolViolation(format!("unexpected {}", wire_name(&other)))),
+            (state, other) => {
+                // A repeat or an echo of this session's own traffic: nothing to act on.
+                self.state = state;
+                Ok(dropped(Stray::Unexpected { kind: other.name() }))
+            }
+        }
+    }
+
+    /// What the device's plaintext abort of this session means.
+    fn refusal(&self, reason: AbortReason) -> SessionError {
+        let proving = match self.state {
+            // Identity mode: the device could not read Noise message 1, made for the label's key.
+            State::AwaitingReply(_) => self.mode == HandshakeMode::Identity,
+            // Setup-secret mode: message 3 is the first one keyed by the label's secret.
+            State::AwaitingReady(_) => self.mode == HandshakeMode::SetupSecret,
+            _ => false,
+        };
+        if proving && reason == AbortReason::HandshakeFailed {
+            SessionError::DeviceAuthenticationFailed
+        } else {
+            SessionError::RefusedByDevice { reason }
         }
     }
 
@@ -275,7 +484,7 @@ impl StationSession {
         let handshake_hash = hs.noise.get_handshake_hash().to_vec();
         let transport = hs.noise.into_transport_mode().map_err(noise_error)?;
         self.state = State::AwaitingReady(Box::new(Established { transport, handshake_hash }));
-        Ok(WireMessage::HandshakeFinish { noise: finish }.encode()?)
+        Ok(WireMessage::new(self.session_id, WireBody::HandshakeFinish { noise: finish }).encode()?)
     }
 
     fn check_result(&self, session: &Established, reply: SessionMessage) -> Result<SessionOutcome, SessionError> {
@@ -318,35 +527,31 @@ impl StationSession {
     }
 }
 
-fn wire_name(message: &WireMessage) -> &'static str {
-    match message {
-        WireMessage::HandshakeInit { .. } => "handshake init",
-        WireMessage::HandshakeReply { .. } => "handshake reply",
-        WireMessage::HandshakeFinish { .. } => "handshake finish",
-        WireMessage::Transport { .. } => "transport message",
-        WireMessage::Abort { .. } => "abort",
-    }
+fn dropped(stray: Stray) -> Step {
+    Step { dropped: Some(stray), ..Step::default() }
 }
 
-fn open(session: &mut Established, ciphertext: &[u8]) -> Result<SessionMessage, SessionError> {
+/// Decrypts a transport message; `None` if it fails authentication. A failed decryption leaves
+/// the Noise receive nonce where it was, so the genuine message can still follow.
+fn open(session: &mut Established, ciphertext: &[u8]) -> Result<Option<SessionMessage>, SessionError> {
     let mut plaintext = vec![0u8; NOISE_BUFFER];
-    let len = session
-        .transport
-        .read_message(ciphertext, &mut plaintext)
-        .map_err(|_| SessionError::ProtocolViolation("transport message failed authentication".into()))?;
+    let Ok(len) = session.transport.read_message(ciphertext, &mut plaintext) else {
+        return Ok(None);
+    };
     let message = SessionMessage::decode(&plaintext[..len]);
     plaintext.zeroize();
-    Ok(message?)
+    // Authenticated but malformed: the device itself is at fault.
+    Ok(Some(message?))
 }
 
-fn seal(session: &mut Established, message: &SessionMessage) -> Result<Vec<u8>, SessionError> {
+fn seal(session: &mut Established, session_id: SessionId, message: &SessionMessage) -> Result<Vec<u8>, SessionError> {
     let mut plaintext = message.encode()?;
     let mut ciphertext = vec![0u8; plaintext.len() + 16];
     let written = session.transport.write_message(&plaintext, &mut ciphertext);
     plaintext.zeroize();
     let len = written.map_err(noise_error)?;
     ciphertext.truncate(len);
-    Ok(WireMessage::Transport { ciphertext }.encode()?)
+    Ok(WireMessage::new(session_id, WireBody::Transport { ciphertext }).encode()?)
 }
 
 #[cfg(test)]

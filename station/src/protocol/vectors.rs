@@ -3,8 +3,8 @@
 //! and the same fixed keys, the session must send exactly the recorded bytes and accept the
 //! recorded confirmation.
 
-use super::{Request, SessionOutcome, StationCredentials, StationSession};
-use keyfill_formats::message::{KeyDelivery, KeyKind};
+use super::{Request, SessionOutcome, SessionTimeouts, StationCredentials, StationSession};
+use keyfill_formats::message::{KeyDelivery, KeyKind, SessionId};
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload, SetupSecret, TransportHints};
 use keyfill_formats::{DeviceId, SecretKey};
 use serde_json::Value;
@@ -58,16 +58,24 @@ fn station_session_reproduces_independent_session_transcripts() {
             session["messages"].as_array().expect("messages").iter().map(|m| bytes(&m["wire"])).collect();
         let now = Instant::now();
         let ephemeral = array::<32>(&inputs["station_ephemeral_private"]);
-        let (mut station, first) =
-            StationSession::start_with(&credentials, &payload, Request::Deliver(delivery), now, Some(&ephemeral))
-                .expect("start");
+        let session_id = SessionId(array(&inputs["session_id"]));
+        let (mut station, first) = StationSession::start_with(
+            &credentials,
+            &payload,
+            Request::Deliver(delivery),
+            session_id,
+            SessionTimeouts::default(),
+            now,
+            Some(&ephemeral),
+        )
+        .expect("start");
         assert_eq!(first, wire[0], "handshake init, mode {}", session["mode"]);
-        let (finish, outcome) = station.handle_message(&wire[1], now).expect("reply accepted");
-        assert_eq!((finish, outcome), (vec![wire[2].clone()], None), "handshake finish, mode {}", session["mode"]);
-        let (delivered, outcome) = station.handle_message(&wire[3], now).expect("ready accepted");
-        assert_eq!((delivered, outcome), (vec![wire[4].clone()], None), "key delivery, mode {}", session["mode"]);
-        let (rest, outcome) = station.handle_message(&wire[5], now).expect("confirmation accepted");
-        assert!(rest.is_empty());
-        assert_eq!(outcome, Some(SessionOutcome::Confirmed { key_id: array(&inputs["key_id"]) }));
+        let step = station.handle_message(&wire[1], now).expect("reply accepted");
+        assert_eq!((step.transmit, step.outcome), (vec![wire[2].clone()], None), "finish, mode {}", session["mode"]);
+        let step = station.handle_message(&wire[3], now).expect("ready accepted");
+        assert_eq!((step.transmit, step.outcome), (vec![wire[4].clone()], None), "delivery, mode {}", session["mode"]);
+        let step = station.handle_message(&wire[5], now).expect("confirmation accepted");
+        assert!(step.transmit.is_empty() && step.dropped.is_none());
+        assert_eq!(step.outcome, Some(SessionOutcome::Confirmed { key_id: array(&inputs["key_id"]) }));
     }
 }

@@ -202,7 +202,7 @@ impl StationTask {
             station_id: unlocked.info.station_id.iter().map(|b| format!("{b:02x}")).collect(),
             operator: self.config.operator.clone(),
         };
-        self.station = Some(Arc::new(Station { inventory, unlocked, actor }));
+        self.station = Some(Arc::new(Station::new(inventory, unlocked, actor)));
         self.events.send(Event::Unlocked);
     }
 
