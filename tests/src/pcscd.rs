@@ -5,12 +5,12 @@
 //! running pcscd with this one (readers from /etc are not wanted in tests). vpcd drives one
 //! channel reliably (several channel entries in one pcscd were seen to never report a card), so
 //! tests take the readers in turn through [`lease`]; pcscd is started with `--auto-exit` and
-//! leaves by itself after the run.
+//! leaves by itself after the run (or after a quiet minute: the next lease starts it again).
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const FIRST_PORT: u16 = 35963;
@@ -32,8 +32,15 @@ impl VirtualReader {
 
 #[derive(Debug)]
 struct Daemon {
-    _child: Mutex<Child>,
+    child: Mutex<Child>,
     _config: PathBuf,
+}
+
+impl Daemon {
+    /// Whether this pcscd still runs (`--auto-exit` ends it after a minute without clients).
+    fn running(&self) -> bool {
+        self.child.lock().map(|mut child| matches!(child.try_wait(), Ok(None))).unwrap_or(false)
+    }
 }
 
 fn start_daemon() -> Result<Daemon> {
@@ -73,7 +80,7 @@ fn start_daemon() -> Result<Daemon> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    Ok(Daemon { _child: Mutex::new(child), _config: config })
+    Ok(Daemon { child: Mutex::new(child), _config: config })
 }
 
 fn port_listens(port: u16) -> bool {
@@ -97,11 +104,15 @@ impl Lease {
 
 /// Starts the private pcscd if needed and waits for this test's turn.
 pub fn lease() -> Result<Lease> {
-    static DAEMON: OnceLock<Result<Daemon, String>> = OnceLock::new();
+    static DAEMON: Mutex<Option<Daemon>> = Mutex::new(None);
     static TURN: Mutex<()> = Mutex::new(());
     let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Err(error) = DAEMON.get_or_init(|| start_daemon().map_err(|e| format!("{e:#}"))) {
-        bail!("pcscd: {error}");
+    // Build the binaries first: pcscd leaves by itself after a minute without clients, which a
+    // first build can take.
+    crate::binary("keyfill");
+    let mut daemon = DAEMON.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !daemon.as_ref().is_some_and(Daemon::running) {
+        *daemon = Some(start_daemon()?);
     }
     let reader = |slot: u16| VirtualReader { name: format!("Keyfill vpcd 0 00 {slot:02}"), port: FIRST_PORT + slot };
     Ok(Lease { readers: [reader(0), reader(1)], _turn: turn })
