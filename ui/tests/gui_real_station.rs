@@ -98,3 +98,37 @@ fn gui_failed_export_says_what_to_do_and_is_in_the_history() {
     wait_until(&mut harness, "the failures", |h| h.query_by_label("c2_export_failed").is_some());
     harness.get_by_label_contains("https://127.0.0.1:9");
 }
+
+/// A run cancelled mid-way (the app closing drops the station's tasks) ends its connection
+/// too: dropping the rotator ends the connection task, so nothing reconnects under its id.
+#[test]
+fn gui_cancelled_rotation_run_leaves_no_connection_behind() {
+    use keyfill_station::db::Inventory;
+    use keyfill_station::db::events::Actor;
+    use keyfill_station::home::StationHome;
+    use keyfill_station::provision::Station;
+    use keyfill_station::rotation::{RotationSettings, Rotator};
+    use std::sync::Arc;
+    let home = RealHome::new();
+    let id = home.provisioned("gui-rot-cancelled");
+    let proxy = MqttProxy::start().expect("the proxy listens");
+    home.runtime.block_on(async {
+        let unlocked = StationHome::new(&home.home).unlock(real_station::PASSPHRASE).expect("unlocks");
+        let inventory = Inventory::open(&home.db_url).await.expect("opens");
+        let actor = Actor { station_id: home.station_id(), operator: "gui-operator".into() };
+        let station = Arc::new(Station { inventory, unlocked, actor });
+        let settings = RotationSettings { first_wait: Duration::from_secs(30), ..RotationSettings::default() };
+        let rotator = Arc::new(Rotator::connect(station, &proxy.url(), settings).await.expect("connects"));
+        let run = tokio::spawn(async move { rotator.rotate_all(vec![id], |_| {}).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        run.abort();
+        assert!(run.await.is_err(), "the run was cancelled while waiting for the device");
+    });
+    let connections = proxy.wait_all_closed(Duration::from_secs(10));
+    assert_eq!(connections.len(), 1, "{connections:?}");
+    assert!(!connections[0].is_open(), "still connected after the run was cancelled: {connections:?}");
+    assert!(!connections[0].closed_by_broker_first, "{connections:?}");
+    // Nothing reconnects later under the run's client id.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(proxy.connections().len(), 1, "{:?}", proxy.connections());
+}
