@@ -183,14 +183,14 @@ impl DevicesScreen {
                 .add(
                     egui::TextEdit::singleline(&mut query.text)
                         .id(search_field_id())
-                        .hint_text("name, id, serial number, port · Enter opens the first")
+                        .hint_text("name, id, serial number, port")
                         .desired_width(300.0),
                 )
                 .labelled_by(label.id);
             if search.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
                 open_first = true;
             }
-            widgets::key_hint(ui, "Ctrl+F");
+            widgets::key_hint(ui, "Ctrl+F · Enter opens");
             ui.separator();
             let counts = self.index.counts();
             let states = [

@@ -408,8 +408,12 @@ impl ProvisionScreen {
 
     fn device_ui(&mut self, ui: &mut egui::Ui, settings: &mut Settings) -> Vec<Action> {
         let mut actions = Vec::new();
+        // The name, the status and the buttons first: on a small window they are what shows
+        // without scrolling; the device's facts follow.
         match &self.on_deck {
-            Some(on_deck) => device_facts(ui, on_deck),
+            Some(on_deck) => {
+                ui.label(RichText::new(&on_deck.payload.name).text_style(theme::title_style()).strong());
+            }
             None => {
                 ui.label(RichText::new("No device scanned").text_style(theme::title_style()).color(theme::MUTED_TEXT));
                 ui.label(
@@ -417,7 +421,7 @@ impl ProvisionScreen {
                 );
             }
         }
-        ui.add_space(theme::SPACING);
+        ui.add_space(8.0);
         self.status.ui(ui, settings.provision.auto_mode);
         ui.add_space(theme::SPACING);
         ui.horizontal_wrapped(|ui| {
@@ -449,6 +453,10 @@ impl ProvisionScreen {
                 actions.push(Action::OpenDevice(device.id.clone()));
             }
         });
+        if let Some(on_deck) = &self.on_deck {
+            ui.add_space(theme::SPACING);
+            device_facts(ui, on_deck);
+        }
         ui.add_space(8.0);
         if ui.checkbox(&mut settings.provision.auto_mode, "Auto mode: scan, provision, label").changed() {
             actions.push(Action::SaveSettings(Box::new(settings.clone())));
@@ -485,7 +493,6 @@ impl ProvisionScreen {
 
 fn device_facts(ui: &mut egui::Ui, on_deck: &OnDeck) {
     let payload = &on_deck.payload;
-    ui.label(RichText::new(&payload.name).text_style(theme::title_style()).strong());
     let credential = match payload.credential {
         DeviceCredential::Identity { .. } => "identity key",
         DeviceCredential::SetupSecret(_) => "setup secret",

@@ -64,7 +64,7 @@ impl SessionLog {
             .striped(true)
             .max_scroll_height(TABLE_HEIGHT)
             .column(Column::exact(86.0))
-            .column(Column::initial(170.0).at_least(110.0).clip(true))
+            .column(Column::initial(140.0).at_least(100.0).clip(true))
             .column(Column::remainder().at_least(100.0).clip(true))
             .header(theme::ROW_HEIGHT, |mut header| {
                 for title in ["Time", "Device", "Result"] {

@@ -102,10 +102,8 @@ impl Status {
 
     /// Whether Enter (or the button) provisions now.
     pub fn can_provision(&self) -> bool {
-        matches!(
-            self,
-            Status::Ready | Status::Failed { .. } | Status::Cancelled { .. } | Status::AlreadyProvisioned { .. }
-        )
+        // Not after "already provisioned": there is nothing to do for that device.
+        matches!(self, Status::Ready | Status::Failed { .. } | Status::Cancelled { .. })
     }
 
     pub fn ui(&self, ui: &mut egui::Ui, auto_mode: bool) {
