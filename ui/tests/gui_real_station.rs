@@ -132,3 +132,49 @@ fn gui_cancelled_rotation_run_leaves_no_connection_behind() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(proxy.connections().len(), 1, "{:?}", proxy.connections());
 }
+
+/// Cancel while the station waits for a device that does not answer (a pseudo-terminal with
+/// nobody on the other end): the session is dropped before the key left, so the record is
+/// failed, with why, and the window says the device holds no key.
+#[test]
+fn gui_cancel_while_the_device_is_silent_leaves_the_record_failed() {
+    use keyfill_formats::qr::{DeviceCredential, OnboardingPayload};
+    use keyfill_station::db::Inventory;
+    use keyfill_station::db::devices::{self, DeviceState};
+    use nix::pty::{OpenptyResult, openpty};
+    use nix::sys::termios::{self, SetArg};
+    let home = RealHome::new();
+    let OpenptyResult { master, slave } = openpty(None, None).expect("a pseudo-terminal");
+    let mut attributes = termios::tcgetattr(&slave).expect("its attributes");
+    termios::cfmakeraw(&mut attributes);
+    termios::tcsetattr(&slave, SetArg::TCSANOW, &attributes).expect("raw mode");
+    let port = nix::unistd::ttyname(&slave).expect("its path");
+    let payload =
+        OnboardingPayload::new("gui-silent-0001", "SN-SILENT", DeviceCredential::Identity { public_key: [7; 32] });
+    let mut settings = Settings::default();
+    settings.link.serial_port = port.display().to_string();
+    let mut harness = home.open_unlocked(settings, SIZE);
+    harness.get_by_role_and_label(Role::TextInput, "Scan label").focus();
+    settle(&mut harness);
+    harness.get_by_role_and_label(Role::TextInput, "Scan label").type_text(&payload.encode().expect("a payload"));
+    settle(&mut harness);
+    harness.key_press(eframe::egui::Key::Enter);
+    settle(&mut harness);
+    harness.key_press(eframe::egui::Key::Enter);
+    wait_until(&mut harness, "the handshake", |h| h.query_by_label_contains("Authenticating the device").is_some());
+    harness.get_by_role_and_label(Role::Button, "Cancel").click();
+    wait_until(&mut harness, "the cancel", |h| h.query_by_label("Cancelled").is_some());
+    harness.get_by_label_contains("holds no key from this station");
+
+    let id = payload.device_id.to_hex();
+    let stored = home.runtime.block_on(async {
+        let inventory = Inventory::open(&home.db_url).await.expect("opens");
+        let device = devices::get(inventory.pool(), &id).await.expect("reads");
+        inventory.close().await;
+        device
+    });
+    let stored = stored.expect("the device is in the inventory");
+    assert_eq!(stored.state, DeviceState::Failed);
+    assert_eq!(stored.failure.as_deref(), Some("cancelled by the operator before the key was sent"));
+    drop((master, slave));
+}
