@@ -17,6 +17,7 @@ pub mod export;
 pub mod home;
 pub mod label;
 pub mod link;
+pub mod operator;
 pub mod protocol;
 pub mod provision;
 pub mod qr_image;

@@ -21,7 +21,7 @@ use keyfill_formats::e4::keyfill::{
 };
 use keyfill_formats::e4::{self, Command, TimestampPolicy};
 use keyfill_formats::{DeviceId, SecretKey};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -119,10 +119,19 @@ struct Delivery {
     changed: tokio::sync::Notify,
 }
 
-/// The station's MQTT side of rotation: one connection, confirmations routed per device.
+/// The station's MQTT side of rotation: one connection per run, confirmations routed per device.
+///
+/// Each run connects under a client id of its own ([`client_id`]): two runs under one id would
+/// take the connection from each other, and the broker would close one every time the other
+/// reconnects. [`Rotator::close`] ends the connection with a DISCONNECT once the run is done;
+/// dropping the rotator (a cancelled run) ends the connection task as well.
 pub struct Rotator {
     station: Arc<Station>,
     mqtt: AsyncClient,
+    /// The task that drives the connection; taken by [`Rotator::close`] or aborted on drop.
+    connection: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set once the run ends: the connection task stops instead of reconnecting.
+    closing: Arc<std::sync::atomic::AtomicBool>,
     delivery: Arc<Delivery>,
     /// Set while [`Rotator::watch`] reads messages no rotation waits for.
     watching: Arc<std::sync::atomic::AtomicBool>,
@@ -134,6 +143,26 @@ pub struct Rotator {
 impl std::fmt::Debug for Rotator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rotator").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+/// `keyfill-<first 8 hex digits of the station id>-<12 random hex digits>`: names the station in
+/// the broker's log, and is new for every run.
+pub fn client_id(station_id: &[u8]) -> Result<String, RotationError> {
+    let prefix = hex::encode(station_id.get(..4).unwrap_or(station_id));
+    Ok(format!("keyfill-{prefix}-{}", hex::encode(seal::random_array::<6>()?)))
+}
+
+/// How long [`Rotator::close`] waits for the broker to take the DISCONNECT.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+impl Drop for Rotator {
+    fn drop(&mut self) {
+        let connection =
+            self.connection.get_mut().map(Option::take).unwrap_or_else(|poisoned| poisoned.into_inner().take());
+        if let Some(connection) = connection {
+            connection.abort();
+        }
     }
 }
 
@@ -149,8 +178,8 @@ impl Rotator {
         settings: RotationSettings,
     ) -> Result<Self, RotationError> {
         let (host, port) = parse_broker(broker)?;
-        let client_id =
-            format!("keyfill-station-{}-{}", hex::encode(station.unlocked.info.station_id), std::process::id());
+        let client_id = client_id(&station.unlocked.info.station_id)?;
+        debug!(%client_id, broker, "connecting");
         let mut options = MqttOptions::new(client_id, host, port);
         options.set_keep_alive(Duration::from_secs(15));
         options.set_inflight(settings.mqtt_inflight.max(1));
@@ -164,7 +193,9 @@ impl Rotator {
         let task_delivery = delivery.clone();
         let watching = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let task_watching = watching.clone();
-        tokio::spawn(async move {
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task_closing = closing.clone();
+        let connection = tokio::spawn(async move {
             let mut ready = Some(ready_tx);
             let mut pending_acks = 0;
             loop {
@@ -199,7 +230,10 @@ impl Rotator {
                             _ => {}
                         }
                     }
+                    // The DISCONNECT is written and flushed: the run is over.
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                     Ok(_) => {}
+                    Err(_) if task_closing.load(std::sync::atomic::Ordering::SeqCst) => break,
                     Err(error) => {
                         warn!(%error, "MQTT connection error; reconnecting");
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -207,11 +241,40 @@ impl Rotator {
                 }
             }
         });
-        tokio::time::timeout(Duration::from_secs(15), ready_rx)
-            .await
-            .map_err(|_| RotationError::Mqtt("no answer from the broker".into()))?
-            .map_err(|_| RotationError::Mqtt("connection task ended".into()))?;
-        Ok(Rotator { station, mqtt, delivery, watching, routes, unrouted: Mutex::new(Some(unrouted_rx)), settings })
+        let ready = match tokio::time::timeout(Duration::from_secs(15), ready_rx).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(RotationError::Mqtt("connection task ended".into())),
+            Err(_) => Err(RotationError::Mqtt("no answer from the broker".into())),
+        };
+        if let Err(error) = ready {
+            connection.abort();
+            return Err(error);
+        }
+        Ok(Rotator {
+            station,
+            mqtt,
+            connection: Mutex::new(Some(connection)),
+            closing,
+            delivery,
+            watching,
+            routes,
+            unrouted: Mutex::new(Some(unrouted_rx)),
+            settings,
+        })
+    }
+
+    /// Ends the run's connection: a DISCONNECT to the broker, then the connection task ends.
+    /// Call it once the run is over (after [`Rotator::flush`]); a rotator dropped without it
+    /// ends its connection task all the same, without the DISCONNECT.
+    pub async fn close(&self) {
+        let connection = self.connection.lock().ok().and_then(|mut slot| slot.take());
+        let Some(mut connection) = connection else { return };
+        self.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+        if self.mqtt.try_disconnect().is_ok() && tokio::time::timeout(CLOSE_WAIT, &mut connection).await.is_ok() {
+            return;
+        }
+        warn!("the broker did not take the DISCONNECT in time; closing the connection");
+        connection.abort();
     }
 
     /// Rotates every device in `device_ids` with at most `window` in flight.

@@ -4,6 +4,7 @@
 pub mod bluez;
 pub mod c2;
 pub mod fleet;
+pub mod mqtt_proxy;
 pub mod pcscd;
 pub mod relay;
 

@@ -237,3 +237,57 @@ fn rotation_on_first_use_starts_at_the_devices_first_hello_and_ignores_forged_on
     assert_rotated(&station, &agent, &name, &old_key_id)?;
     Ok(())
 }
+
+/// The login name of this process's real user, as `id -un` reads it from the passwd database.
+fn login_name() -> Result<String> {
+    let output = std::process::Command::new("id").arg("-un").output()?;
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
+
+/// Each `keyfill rotate` run (a batch, then a watch) opens one MQTT connection under a client
+/// id of its own, and closes it with a DISCONNECT when the run ends, before the process exits;
+/// the proxy in front of Mosquitto sees every connection the station makes.
+#[test]
+fn gui_and_cli_rotate_open_one_connection_per_run_and_disconnect_at_the_end() -> Result<()> {
+    use keyfill_e2e::mqtt_proxy::MqttProxy;
+    let dir = tempfile::tempdir()?;
+    let name = unique_name("rot-conn");
+    let (station, _agent) = provisioned_device(dir.path(), Database::sqlite(dir.path()), &name)?;
+    let proxy = MqttProxy::start()?;
+    let broker = proxy.url();
+    let output = station.run(&["rotate", &name, "--broker", &broker, "--first-wait", "0.2", "--max-attempts", "1"])?;
+    assert!(!output.status.success(), "nobody answers: the rotation fails, {}", stderr(&output));
+    let output = station.run(&["rotate", "--watch", "--watch-for", "1", "--broker", &broker])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let connections = proxy.wait_all_closed(Duration::from_secs(10));
+    assert_eq!(connections.len(), 2, "one connection per run: {connections:?}");
+    for connection in &connections {
+        assert!(!connection.is_open(), "{connection:?}");
+        assert!(connection.said_disconnect, "closed with a DISCONNECT: {connection:?}");
+        assert!(!connection.closed_by_broker_first, "no takeover: {connection:?}");
+        let id = connection.client_id.as_deref().unwrap_or_default();
+        assert!(id.starts_with("keyfill-"), "{id}");
+    }
+    assert_ne!(connections[0].client_id, connections[1].client_id, "a client id per run");
+    Ok(())
+}
+
+/// Without `$USER` (a service, `env -i`), the event log names the account's login name.
+#[test]
+fn gui_and_cli_operator_defaults_to_the_login_name_without_user() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let name = unique_name("rot-operator");
+    let (station, _agent) = provisioned_device(dir.path(), Database::sqlite(dir.path()), &name)?;
+    let output = station
+        .command(&["rotate", &name, "--broker", BROKER, "--first-wait", "0.1", "--max-attempts", "1"])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("KEYFILL_OPERATOR")
+        .output()?;
+    assert!(!output.status.success(), "nobody answers: the rotation fails");
+    let record = device(&station, &name)?;
+    let last = record["history"].as_array().and_then(|h| h.last()).cloned().unwrap_or_default();
+    assert_eq!(last["kind"], "rotation_failed", "{record}");
+    assert_eq!(last["operator"].as_str(), Some(login_name()?.as_str()), "{last}");
+    Ok(())
+}

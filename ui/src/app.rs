@@ -170,7 +170,12 @@ impl KeyfillApp {
                 self.provision.on_links(report);
             }
             Event::Provision { job, update } => {
-                if matches!(update, ProvisionUpdate::Provisioned { .. } | ProvisionUpdate::Failed(_)) {
+                if matches!(
+                    update,
+                    ProvisionUpdate::Provisioned { .. }
+                        | ProvisionUpdate::Failed(_)
+                        | ProvisionUpdate::Cancelled { .. }
+                ) {
                     self.history.mark_stale();
                 }
                 return self.provision.on_provision(job, update, &self.settings);
@@ -328,6 +333,8 @@ impl KeyfillApp {
             Action::SaveSettings(new) => self.save_settings(*new),
             Action::OpenDevice(id) => {
                 self.screen = Screen::Devices;
+                // Shown from elsewhere: an old search must not hide it.
+                self.devices.clear_search();
                 let load = self.devices.select(id);
                 self.perform(load);
                 if let Some(load_all) = self.devices.load_once() {
@@ -389,7 +396,7 @@ impl KeyfillApp {
                         Screen::Devices => self.devices.ui(ui, &self.settings),
                         Screen::RotationExport => self.rotation_export.ui(ui, &mut self.settings),
                         Screen::History => self.history.ui(ui),
-                        Screen::Settings => self.settings_screen.ui(ui, &self.settings),
+                        Screen::Settings => self.settings_screen.ui(ui, &self.settings, self.station.as_ref()),
                     };
                     actions.extend(screen_actions);
                 });

@@ -221,6 +221,11 @@ impl CameraPanel {
         }
     }
 
+    /// Forgets the last code read: a label typed or scanned by hand took its place.
+    pub fn forget_sighting(&mut self) {
+        self.sighting = None;
+    }
+
     pub fn stop(&mut self) {
         if let Some(live) = self.live.take() {
             // Dropping signals both threads to stop; joining here could wait for a decode.

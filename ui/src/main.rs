@@ -20,7 +20,7 @@ struct Args {
     /// Database URL (default: the settings', else sqlite://<home>/keyfill.db).
     #[arg(long, env = "KEYFILL_DB")]
     db: Option<String>,
-    /// Operator name recorded in the event log (default: the settings', else $USER).
+    /// Operator name recorded in the event log (default: the settings', else the login name).
     #[arg(long, env = "KEYFILL_OPERATOR")]
     operator: Option<String>,
     /// Settings file (default: gui-settings.json in the user's config directory).
@@ -60,8 +60,7 @@ fn main() -> Result<()> {
             .operator
             .clone()
             .or_else(|| settings.station.operator.clone())
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "unknown".into()),
+            .unwrap_or_else(keyfill_station::operator::default_operator),
         home,
     };
     let bridge = if args.demo {
@@ -73,7 +72,7 @@ fn main() -> Result<()> {
     let options = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default()
             .with_inner_size([1280.0, 800.0])
-            .with_min_inner_size([960.0, 640.0])
+            .with_min_inner_size([1024.0, 600.0])
             .with_title("Keyfill station"),
         ..Default::default()
     };

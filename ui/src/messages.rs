@@ -50,6 +50,11 @@ pub enum Command {
     Lock,
     DetectLinks,
     Provision(Box<ProvisionRequest>),
+    /// Stops the provisioning `job`: its session is dropped where it is, and the station
+    /// settles the record by whether the key had left.
+    CancelProvision {
+        job: JobId,
+    },
     LoadDevices,
     LoadDeviceDetail {
         id: String,
@@ -77,6 +82,7 @@ impl Command {
             Command::Lock => "lock",
             Command::DetectLinks => "detect_links",
             Command::Provision(_) => "provision",
+            Command::CancelProvision { .. } => "cancel_provision",
             Command::LoadDevices => "load_devices",
             Command::LoadDeviceDetail { .. } => "load_device_detail",
             Command::LoadHistory(_) => "load_history",
@@ -237,6 +243,15 @@ pub enum ProvisionUpdate {
         device: Box<Device>,
         reconciled: bool,
     },
+    /// The device already holds its key from this station: nothing was done.
+    AlreadyProvisioned {
+        name: String,
+    },
+    /// The operator cancelled. `key_sent`: the key may be on the device, so the record stays
+    /// pending (the next provisioning asks the device first); otherwise it is marked failed.
+    Cancelled {
+        key_sent: bool,
+    },
     Failed(Problem),
 }
 
@@ -267,8 +282,16 @@ pub struct RotationRow {
 
 #[derive(Debug, Clone)]
 pub enum RotationUpdate {
-    Started { total: usize, broker: String },
-    Progress(RotationProgress),
+    Started {
+        total: usize,
+        broker: String,
+    },
+    /// A device's rotation moved on, with its name for the table.
+    Progress {
+        device_id: String,
+        name: String,
+        progress: RotationProgress,
+    },
     Finished(Vec<RotationRow>),
     Failed(Problem),
 }

@@ -151,17 +151,47 @@ impl Problem {
         Problem::new(format!("Rotation: {error}."), help)
     }
 
+    /// A selection of devices to export that cannot be made (an offline bundle's too).
     pub fn export(error: &ExportError) -> Self {
-        let help = match error {
-            ExportError::CryptoModeMismatch { .. } => {
-                "Configure C2 for symmetric keys (CRYPTOMODE_SYMKEY), then export again."
+        Problem::c2_export(error, "C2")
+    }
+
+    /// An export run to C2 at `target` that stopped, in the operator's words.
+    pub fn c2_export(error: &ExportError, target: &str) -> Self {
+        match error {
+            ExportError::C2 { source, .. } => Problem::c2_at(source, target),
+            ExportError::CryptoModeMismatch { found } => Problem::new(
+                format!(
+                    "C2 at {target} runs in {found} mode, but Keyfill's keys are symmetric E4 keys: nothing was exported."
+                ),
+                "Configure C2 for symmetric keys (CRYPTOMODE_SYMKEY), then export again.",
+            ),
+            ExportError::UnknownDevice(name) => {
+                Problem::new(format!("There is no device {name}."), "Check the device names or ids.")
             }
-            ExportError::C2 { source, .. } => c2_help(source),
-            ExportError::UnknownDevice(_) => "Check the device names or ids.",
-            ExportError::Db(_) | ExportError::Ledger(_) => CHECK_DATABASE,
-            _ => "Export again: a run resumes where the last one stopped.",
-        };
-        Problem::new(format!("Export to C2: {error}."), help)
+            ExportError::Db(db) => Problem::database(db),
+            ExportError::Ledger(reason) => {
+                Problem::new(format!("The export could not be recorded: {reason}."), CHECK_DATABASE)
+            }
+            other => Problem::new(
+                format!("The export to {target} stopped: {other}."),
+                "Export again: a run resumes where the last one stopped.",
+            ),
+        }
+    }
+
+    /// C2 at `target` failed us before or during a run.
+    pub fn c2_at(error: &C2Error, target: &str) -> Self {
+        match error {
+            C2Error::Unreachable(detail) => {
+                let (cause, help) = unreachable_cause(detail);
+                Problem::new(format!("C2 at {target} cannot be reached: {cause}."), help)
+            }
+            C2Error::Status { status, message } => {
+                Problem::new(format!("C2 at {target} refused the request (HTTP {status}: {message})."), c2_help(error))
+            }
+            _ => Problem::new(format!("C2 at {target}: {error}."), c2_help(error)),
+        }
     }
 
     pub fn c2(error: &C2Error) -> Self {
@@ -289,6 +319,35 @@ fn session_help(source: &SessionOrLinkError) -> String {
     }
 }
 
+/// What a connection failure means, from the HTTP client's chain of causes (which names the
+/// operating system's and the TLS library's errors), and what to do about it.
+fn unreachable_cause(detail: &str) -> (&'static str, &'static str) {
+    let detail = detail.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|word| detail.contains(word));
+    if has(&["connection refused"]) {
+        (
+            "nothing accepts connections at that address and port",
+            "Check that C2 runs and that the address and port are C2's, then export again: the run resumes.",
+        )
+    } else if has(&["dns", "lookup", "name or service not known", "no address associated"]) {
+        ("its host name is unknown", "Check the spelling of C2's address and this station's DNS, then export again.")
+    } else if has(&["certificate", "unknownissuer", "handshake", "tls"]) {
+        (
+            "its TLS certificate is not trusted",
+            "Choose the PEM file of the CA that signed C2's certificate under CA file, then export again.",
+        )
+    } else if has(&["timed out", "timeout", "deadline"]) {
+        (
+            "it did not answer in time",
+            "Check the network between this station and C2, then export again: the run resumes.",
+        )
+    } else if has(&["network is unreachable", "no route"]) {
+        ("this station has no route to it", "Check this station's network connection, then export again.")
+    } else {
+        ("the connection failed", "Check the network and C2's address, then export again: the run resumes.")
+    }
+}
+
 fn c2_help(error: &C2Error) -> &'static str {
     match error {
         C2Error::BadUrl { .. } => "Write C2's address as https://HOST:PORT.",
@@ -308,6 +367,21 @@ mod tests {
         let problem = Problem::unlock(&HomeError::Seal(SealError::WrongPassphrase));
         assert_eq!(problem.message, "Wrong passphrase.");
         assert!(problem.help.contains("Caps Lock"));
+    }
+
+    #[test]
+    fn gui_problem_for_an_unreachable_c2_names_the_cause_not_the_library() {
+        let detail =
+            "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)";
+        let error = ExportError::C2 { what: "its crypto mode", source: C2Error::Unreachable(detail.into()) };
+        let problem = Problem::c2_export(&error, "https://c2.example:8888");
+        assert_eq!(
+            problem.message,
+            "C2 at https://c2.example:8888 cannot be reached: nothing accepts connections at that address and port."
+        );
+        assert!(problem.help.starts_with("Check that C2 runs"), "{problem}");
+        let tls = C2Error::Unreachable("client error (Connect): invalid peer certificate: UnknownIssuer".into());
+        assert!(Problem::c2_at(&tls, "https://c2").help.contains("CA file"));
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub struct Settings {
 pub struct StationSettings {
     pub home: Option<PathBuf>,
     pub database: Option<String>,
-    /// Recorded in the event log; `$USER` when unset.
+    /// Recorded in the event log; the account's login name when unset.
     pub operator: Option<String>,
 }
 

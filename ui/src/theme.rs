@@ -7,9 +7,11 @@ pub const OK: Color32 = Color32::from_rgb(0x1b, 0x7f, 0x3b);
 pub const FAILED: Color32 = Color32::from_rgb(0xc0, 0x29, 0x2b);
 pub const WARNING: Color32 = Color32::from_rgb(0xb8, 0x6e, 0x00);
 pub const BUSY: Color32 = Color32::from_rgb(0x1f, 0x5f, 0xb8);
-/// Light tints of [`OK`] and [`BUSY`] for progress bars with text over them.
+/// Light tints of [`OK`], [`BUSY`], [`WARNING`] and [`FAILED`] for progress bars with text over them.
 pub const OK_TINT: Color32 = Color32::from_rgb(0xbf, 0xe3, 0xca);
 pub const BUSY_TINT: Color32 = Color32::from_rgb(0xc6, 0xda, 0xf5);
+pub const WARNING_TINT: Color32 = Color32::from_rgb(0xf3, 0xdc, 0xb4);
+pub const FAILED_TINT: Color32 = Color32::from_rgb(0xf4, 0xc4, 0xc4);
 pub const IDLE: Color32 = Color32::from_rgb(0x4a, 0x55, 0x63);
 pub const MUTED_TEXT: Color32 = Color32::from_rgb(0x5c, 0x66, 0x70);
 pub const PANEL_FILL: Color32 = Color32::from_rgb(0xf4, 0xf6, 0xf8);
@@ -48,6 +50,9 @@ pub fn apply(context: &egui::Context) {
         style.spacing.button_padding = egui::vec2(14.0, 7.0);
         style.spacing.interact_size.y = 32.0;
         style.spacing.text_edit_width = 320.0;
+        // Scroll bars take their own room: a floating bar would lie over the rows and fields
+        // under it, which then cannot be clicked there.
+        style.spacing.scroll = egui::style::ScrollStyle::solid();
         style.visuals.panel_fill = PANEL_FILL;
         style.visuals.window_fill = CARD_FILL;
         style.visuals.striped = true;

@@ -160,3 +160,36 @@ pub fn form_field(ui: &mut egui::Ui, label: &str, text: &mut String, hint: &str,
     ui.end_row();
     response
 }
+
+/// Which of [`two_columns`]' columns to fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    First,
+    Second,
+}
+
+/// Two columns side by side, the first taking `first_share` of the width, when the space is at
+/// least `stack_below` wide; else the first above the second, each the full width. `add` fills
+/// each column in turn.
+pub fn two_columns(ui: &mut egui::Ui, stack_below: f32, first_share: f32, mut add: impl FnMut(&mut egui::Ui, Column)) {
+    let width = ui.available_width();
+    if width < stack_below {
+        add(ui, Column::First);
+        ui.add_space(theme::SPACING);
+        add(ui, Column::Second);
+        return;
+    }
+    let gap = ui.spacing().item_spacing.x;
+    let first = ((width - gap) * first_share).floor();
+    ui.horizontal_top(|ui| {
+        ui.allocate_ui_with_layout(egui::vec2(first, 0.0), egui::Layout::top_down(egui::Align::Min), |ui| {
+            ui.set_width(first);
+            add(ui, Column::First);
+        });
+        let second = ui.available_width();
+        ui.allocate_ui_with_layout(egui::vec2(second, 0.0), egui::Layout::top_down(egui::Align::Min), |ui| {
+            ui.set_width(second);
+            add(ui, Column::Second);
+        });
+    });
+}

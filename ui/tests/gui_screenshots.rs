@@ -23,16 +23,23 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const PASSPHRASE: &str = "demo";
-/// The window the screenshots show.
+/// The window the screenshots show, and the smallest one the app supports.
 const SIZE: [f32; 2] = [1280.0, 800.0];
+const SMALL: [f32; 2] = [1024.0, 600.0];
 const MARGIN: f32 = 8.0;
-const HARNESS: [f32; 2] = [SIZE[0] + 2.0 * MARGIN, SIZE[1] + 2.0 * MARGIN];
+
+/// The harness around a window of `size`: the app is laid out inside a margin.
+fn harness_size(size: [f32; 2]) -> [f32; 2] {
+    [size[0] + 2.0 * MARGIN, size[1] + 2.0 * MARGIN]
+}
 
 struct Tour {
     harness: Harness<'static, KeyfillApp>,
     textures: Textures,
     control: FakeControl,
     out: PathBuf,
+    /// The window drawn now.
+    size: [f32; 2],
 }
 
 impl Tour {
@@ -46,16 +53,32 @@ impl Tour {
         self.capture(name);
     }
 
+    /// The same screen in a window of `size`, then back to the usual size.
+    fn snapshot_at(&mut self, size: [f32; 2], name: &str) {
+        let usual = self.size;
+        self.resize(size);
+        self.snapshot(name);
+        self.resize(usual);
+        self.settle();
+    }
+
+    fn resize(&mut self, size: [f32; 2]) {
+        self.size = size;
+        let [width, height] = harness_size(size);
+        self.harness.set_size(eframe::egui::vec2(width, height));
+    }
+
     /// Draws the current frame as it is, without the frames `snapshot` lets pass first.
     fn capture(&mut self, name: &str) {
         let output = self.harness.output();
         let pixels_per_point = output.pixels_per_point;
         let primitives = self.harness.ctx.tessellate(output.shapes.clone(), pixels_per_point);
-        let size = [(HARNESS[0] * pixels_per_point) as usize, (HARNESS[1] * pixels_per_point) as usize];
+        let harness = harness_size(self.size);
+        let size = [(harness[0] * pixels_per_point) as usize, (harness[1] * pixels_per_point) as usize];
         let frame = software_renderer::render(&self.textures, &primitives, size, pixels_per_point, Color32::WHITE);
         // The harness lays the app out inside an 8-point margin: cut it off.
         let margin = (MARGIN * pixels_per_point) as u32;
-        let (width, height) = ((SIZE[0] * pixels_per_point) as u32, (SIZE[1] * pixels_per_point) as u32);
+        let (width, height) = ((self.size[0] * pixels_per_point) as u32, (self.size[1] * pixels_per_point) as u32);
         let image = image::imageops::crop_imm(&frame, margin, margin, width, height).to_image();
         let path = self.out.join(format!("gui-{name}.png"));
         let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
@@ -145,11 +168,11 @@ fn gui_screenshots_of_every_screen() {
     let app = KeyfillApp::new(Bridge::new(control.connect()), settings, None);
     let textures = Textures::default();
     let harness = Harness::builder()
-        .with_size(HARNESS)
+        .with_size(harness_size(SIZE))
         .with_pixels_per_point(1.0)
         .renderer(SoftwareRenderer { textures: textures.clone() })
         .build_ui_state(|ui, app: &mut KeyfillApp| app.show(ui), app);
-    let mut tour = Tour { harness, textures, control, out };
+    let mut tour = Tour { harness, textures, control, out, size: SIZE };
 
     tour.settle();
     tour.snapshot("unlock");
@@ -199,10 +222,12 @@ fn gui_screenshots_of_every_screen() {
     let id = keyfill_formats::DeviceId::from_name("sensor-1245").to_hex();
     tour.wait_for(&format!("Label saved to /home/maria/keyfill-labels/sensor-1245-{}.png", &id[..8]));
     tour.snapshot("provision");
+    tour.snapshot_at(SMALL, "provision-1024x600");
 
     tour.click(Role::Button, "Show in Devices");
     tour.wait_for("Device history");
     tour.snapshot("devices");
+    tour.snapshot_at(SMALL, "devices-1024x600");
 
     // A pending device: asked over its link whether it holds its key.
     tour.retype("Search", "sensor-1015");

@@ -50,7 +50,7 @@ struct GlobalArgs {
     /// Read the master-key passphrase from this file (else KEYFILL_PASSPHRASE, else a prompt).
     #[arg(long, global = true)]
     passphrase_file: Option<PathBuf>,
-    /// Operator name recorded in the event log (default: $USER).
+    /// Operator name recorded in the event log (default: the login name of the account).
     #[arg(long, env = "KEYFILL_OPERATOR", global = true)]
     operator: Option<String>,
     /// Log format on stderr.
@@ -248,7 +248,7 @@ impl GlobalArgs {
     }
 
     fn operator(&self) -> String {
-        self.operator.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into())
+        self.operator.clone().unwrap_or_else(keyfill_station::operator::default_operator)
     }
 
     async fn inventory(&self, home: &StationHome) -> Result<Inventory> {

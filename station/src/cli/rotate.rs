@@ -91,13 +91,18 @@ pub async fn run(station: Station, args: RotateArgs, interactive: bool) -> Resul
                 }
             }
         };
-        reports.extend(rotator.watch(stop, progress).await?);
+        let watched = rotator.watch(stop, progress).await;
+        if watched.is_err() {
+            rotator.close().await;
+        }
+        reports.extend(watched?);
     }
     bar.finish_and_clear();
     let elapsed = started.elapsed();
     if !rotator.flush(Duration::from_secs(10)).await {
         eprintln!("warning: the broker did not acknowledge every command within 10 s");
     }
+    rotator.close().await;
     let ok = reports.iter().filter(|r| r.result.is_ok()).count();
     if args.json {
         let rows: Vec<serde_json::Value> = reports

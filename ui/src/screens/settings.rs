@@ -1,5 +1,6 @@
 //! The Settings screen: edits a draft of the persisted settings; Save writes them.
 
+use crate::messages::StationSummary;
 use crate::screens::Action;
 use crate::settings::{CameraSource, LabelFileFormat, LabelMode, LinkKind, Settings};
 use crate::theme;
@@ -24,9 +25,13 @@ pub fn find_lp() -> Option<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join("lp")).find(|candidate| candidate.is_file())
 }
 
+/// Below this width the two columns of sections stack.
+const TWO_COLUMNS_FROM: f32 = 1100.0;
+
 fn text_row(ui: &mut egui::Ui, name: &str, value: &mut String, hint: &str) {
     let label = ui.label(name);
-    ui.add(egui::TextEdit::singleline(value).hint_text(hint).desired_width(420.0)).labelled_by(label.id);
+    let width = ui.available_width().clamp(160.0, 420.0);
+    ui.add(egui::TextEdit::singleline(value).hint_text(hint).desired_width(width)).labelled_by(label.id);
     ui.end_row();
 }
 
@@ -54,13 +59,15 @@ impl SettingsScreen {
         self.draft = None;
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, current: &Settings) -> Vec<Action> {
+    /// `station`: where the running station's state lives and who operates it, which the
+    /// station settings below apply to only at the next start.
+    pub fn ui(&mut self, ui: &mut egui::Ui, current: &Settings, station: Option<&StationSummary>) -> Vec<Action> {
         let mut actions = Vec::new();
         let draft = self.draft.get_or_insert_with(|| current.clone());
         let dirty = draft != current;
         theme::card().show(ui, |ui| {
             ui.set_width(ui.available_width());
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 let save = widgets::primary_button("Save", dirty, egui::vec2(140.0, 40.0));
                 let saving = ui.add_enabled(dirty, save).clicked();
                 if saving {
@@ -85,33 +92,49 @@ impl SettingsScreen {
         let draft = self.draft.get_or_insert_with(|| current.clone());
         let cameras = &mut self.cameras;
         let lp = self.lp.get_or_insert_with(find_lp).clone();
-        egui::ScrollArea::vertical().id_salt("settings-scroll").show(ui, |ui| {
-            let half = ((ui.available_width() - theme::SPACING) / 2.0).max(420.0);
-            ui.horizontal_top(|ui| {
-                ui.allocate_ui_with_layout(egui::vec2(half, 0.0), egui::Layout::top_down(egui::Align::Min), |ui| {
-                    station_section(ui, draft);
+        egui::ScrollArea::vertical().id_salt("settings-scroll").auto_shrink([false, false]).show(ui, |ui| {
+            widgets::two_columns(ui, TWO_COLUMNS_FROM, 0.5, |ui, column| match column {
+                widgets::Column::First => {
+                    station_section(ui, draft, station);
                     ui.add_space(theme::SPACING);
                     link_section(ui, draft);
-                });
-                ui.allocate_ui_with_layout(egui::vec2(half, 0.0), egui::Layout::top_down(egui::Align::Min), |ui| {
+                }
+                widgets::Column::Second => {
                     camera_section(ui, draft, cameras);
                     ui.add_space(theme::SPACING);
                     label_section(ui, draft, lp.as_deref());
                     ui.add_space(theme::SPACING);
                     lock_section(ui, draft);
-                });
+                }
             });
         });
         actions
     }
 }
 
-fn station_section(ui: &mut egui::Ui, draft: &mut Settings) {
+fn station_section(ui: &mut egui::Ui, draft: &mut Settings, station: Option<&StationSummary>) {
     widgets::section(ui, "Station", |ui| {
+        if let Some(station) = station {
+            ui.label(RichText::new("In use now").strong());
+            widgets::facts(
+                ui,
+                "settings-station-in-use",
+                &[
+                    ("Home", station.home.display().to_string()),
+                    ("Database", station.database.clone()),
+                    ("Operator", station.operator.clone()),
+                ],
+            );
+            ui.add_space(theme::SPACING);
+            ui.label(RichText::new("At the next start").strong());
+        }
         egui::Grid::new("settings-station").num_columns(2).spacing([12.0, 8.0]).show(ui, |ui| {
             let station = &mut draft.station;
             let mut home = station.home.as_ref().map(|p| p.display().to_string());
-            optional_row(ui, "Station home", &mut home, "default: ~/.local/share/keyfill");
+            let default_home = keyfill_station::home::default_home()
+                .map(|home| format!("default: {}", home.display()))
+                .unwrap_or_else(|| "default: the user's data folder".to_owned());
+            optional_row(ui, "Station home", &mut home, &default_home);
             station.home = home.map(PathBuf::from);
             optional_row(ui, "Database", &mut station.database, "default: sqlite://<home>/keyfill.db");
             optional_row(ui, "Operator", &mut station.operator, "default: the login name");
@@ -126,7 +149,7 @@ fn station_section(ui: &mut egui::Ui, draft: &mut Settings) {
 fn link_section(ui: &mut egui::Ui, draft: &mut Settings) {
     widgets::section(ui, "Links", |ui| {
         let link = &mut draft.link;
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.label("Default link");
             for kind in LinkKind::ALL {
                 ui.selectable_value(&mut link.kind, kind, kind.title());
@@ -164,7 +187,7 @@ fn lock_section(ui: &mut egui::Ui, draft: &mut Settings) {
 fn camera_section(ui: &mut egui::Ui, draft: &mut Settings, cameras: &mut Option<Vec<CameraInfo>>) {
     widgets::section(ui, "Camera", |ui| {
         let camera = &mut draft.camera;
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.selectable_value(&mut camera.source, CameraSource::Off, "Off (handheld scanner)");
             ui.selectable_value(&mut camera.source, CameraSource::Camera, "USB camera");
             ui.selectable_value(&mut camera.source, CameraSource::Folder, "Watched folder");
@@ -214,7 +237,7 @@ fn camera_section(ui: &mut egui::Ui, draft: &mut Settings, cameras: &mut Option<
 fn label_section(ui: &mut egui::Ui, draft: &mut Settings, lp: Option<&std::path::Path>) {
     widgets::section(ui, "Labels", |ui| {
         let label = &mut draft.label;
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.label("After provisioning");
             ui.selectable_value(&mut label.after_provisioning, LabelMode::Off, "Nothing");
             ui.selectable_value(&mut label.after_provisioning, LabelMode::Save, "Save the file");

@@ -99,3 +99,9 @@ pub fn click(harness: &mut Harness<'_, KeyfillApp>, role: Role, label: &str) {
 pub fn is_enabled(harness: &Harness<'_, KeyfillApp>, role: Role, label: &str) -> bool {
     !harness.get_by_role_and_label(role, label).accesskit_node().is_disabled()
 }
+
+/// The app over the fake station in a window of `size` points.
+pub fn harness_sized(control: &FakeControl, settings: Settings, size: [f32; 2]) -> Harness<'static, KeyfillApp> {
+    let app = KeyfillApp::new(Bridge::new(control.connect()), settings, None);
+    Harness::builder().with_size(size).build_ui_state(|ui, app: &mut KeyfillApp| app.show(ui), app)
+}

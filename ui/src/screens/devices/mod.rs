@@ -116,6 +116,14 @@ impl DevicesScreen {
         (!self.loaded && !self.loading).then(|| self.reload())
     }
 
+    /// Forgets the search and filters, so a device opened from another screen is in the table.
+    pub fn clear_search(&mut self) {
+        if self.query != DeviceQuery::default() {
+            self.query = DeviceQuery::default();
+            self.index.set_query(self.query.clone());
+        }
+    }
+
     /// Selects the device `id` and asks for its history.
     pub fn select(&mut self, id: String) -> Action {
         self.selected = Some(id.clone());
@@ -145,10 +153,13 @@ impl DevicesScreen {
         }
         ui.add_space(theme::SPACING);
         if self.selected.is_some() {
+            // The table keeps at least its compact columns beside the detail.
+            let width = ui.available_width();
             egui::Panel::right("device-detail")
                 .resizable(true)
-                .default_size(440.0)
+                .default_size((width * 0.45).clamp(340.0, 480.0))
                 .min_size(320.0)
+                .max_size((width - 460.0).max(320.0))
                 .frame(theme::card().inner_margin(egui::Margin::same(16)))
                 .show(ui, |ui| actions.extend(self.detail_ui(ui, settings)));
         }
@@ -165,16 +176,21 @@ impl DevicesScreen {
     fn toolbar(&mut self, ui: &mut egui::Ui) -> Vec<Action> {
         let mut actions = Vec::new();
         let mut query = self.query.clone();
+        let mut open_first = false;
         ui.horizontal_wrapped(|ui| {
             let label = ui.label("Search");
-            ui.add(
-                egui::TextEdit::singleline(&mut query.text)
-                    .id(search_field_id())
-                    .hint_text("name, id, serial number, port")
-                    .desired_width(300.0),
-            )
-            .labelled_by(label.id);
-            widgets::key_hint(ui, "Ctrl+F");
+            let search = ui
+                .add(
+                    egui::TextEdit::singleline(&mut query.text)
+                        .id(search_field_id())
+                        .hint_text("name, id, serial number, port")
+                        .desired_width(300.0),
+                )
+                .labelled_by(label.id);
+            if search.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                open_first = true;
+            }
+            widgets::key_hint(ui, "Ctrl+F · Enter opens");
             ui.separator();
             let counts = self.index.counts();
             let states = [
@@ -215,6 +231,12 @@ impl DevicesScreen {
         if query != self.query {
             self.index.set_query(query.clone());
             self.query = query;
+        }
+        if open_first {
+            let first = self.index.visible().first().and_then(|&i| self.index.device(i)).map(|d| d.id.clone());
+            if let Some(id) = first {
+                actions.push(self.select(id));
+            }
         }
         ui.label(
             RichText::new(format!("Showing {} of {} devices", self.index.visible().len(), self.index.len()))

@@ -28,10 +28,10 @@ pub fn show(ui: &mut egui::Ui, index: &DeviceIndex, selected: Option<&str>, load
         .id_salt("devices-table")
         .striped(true)
         .sense(egui::Sense::click())
-        .column(Column::initial(170.0).at_least(110.0).clip(true))
-        .column(Column::initial(115.0).at_least(90.0));
+        .column(Column::initial(160.0).at_least(100.0).clip(true))
+        .column(Column::initial(110.0).at_least(90.0).clip(true));
     table = if compact {
-        table.column(Column::remainder().at_least(100.0).clip(true))
+        table.column(Column::remainder().at_least(60.0).clip(true))
     } else {
         table
             .column(Column::initial(300.0).at_least(120.0).clip(true))
@@ -39,7 +39,7 @@ pub fn show(ui: &mut egui::Ui, index: &DeviceIndex, selected: Option<&str>, load
             .column(Column::remainder().at_least(120.0).clip(true))
     };
     table
-        .column(Column::exact(150.0))
+        .column(Column::exact(140.0))
         .header(theme::ROW_HEIGHT, |mut header| {
             for title in titles {
                 header.col(|ui| {

@@ -25,6 +25,9 @@ use session_log::{LogRow, SessionLog};
 use status::{Status, Step};
 use zeroize::Zeroize;
 
+/// Below this width the scan and device panels stack.
+const TWO_COLUMNS_FROM: f32 = 860.0;
+
 pub fn scan_field_id() -> egui::Id {
     egui::Id::unique("provision-scan-field")
 }
@@ -153,6 +156,10 @@ impl ProvisionScreen {
         self.scan_problem = None;
         self.label = LabelStatus::None;
         self.last_label = None;
+        if origin == ScanOrigin::Keyboard {
+            // The camera's last reading is not the device on deck any more.
+            self.camera.forget_sighting();
+        }
         self.on_deck = Some(OnDeck { payload, origin });
         self.status = Status::Ready;
         if settings.provision.auto_mode { self.provision(settings).into_iter().collect() } else { Vec::new() }
@@ -171,13 +178,23 @@ impl ProvisionScreen {
             return None;
         };
         let job = self.next_job();
-        self.status = Status::Running { job, link: link.describe(), step: Step::Opening };
+        self.status = Status::Running { job, link: link.describe(), step: Step::Opening, cancelling: false };
         self.scan_problem = None;
         self.label = LabelStatus::None;
         Some(
             Command::Provision(Box::new(ProvisionRequest { job, link, card_wait: settings.link.card_wait(), payload }))
                 .into(),
         )
+    }
+
+    /// Asks the station to stop the provisioning under way.
+    fn cancel(&mut self) -> Option<Action> {
+        let Status::Running { job, cancelling, .. } = &mut self.status else { return None };
+        if *cancelling {
+            return None;
+        }
+        *cancelling = true;
+        Some(Command::CancelProvision { job: *job }.into())
     }
 
     fn clear(&mut self) {
@@ -190,7 +207,7 @@ impl ProvisionScreen {
     }
 
     pub fn on_provision(&mut self, job: JobId, update: ProvisionUpdate, settings: &Settings) -> Vec<Action> {
-        let Status::Running { job: running, link, step } = &mut self.status else { return Vec::new() };
+        let Status::Running { job: running, link, step, .. } = &mut self.status else { return Vec::new() };
         if *running != job {
             return Vec::new();
         }
@@ -212,6 +229,17 @@ impl ProvisionScreen {
                 self.focus_scan = true;
                 return label.into_iter().collect();
             }
+            ProvisionUpdate::AlreadyProvisioned { name } => {
+                self.log_on_deck(&link, "already provisioned", Tone::Idle);
+                self.status = Status::AlreadyProvisioned { name };
+                self.focus_scan = true;
+            }
+            ProvisionUpdate::Cancelled { key_sent } => {
+                let outcome = if key_sent { "cancelled: pending" } else { "cancelled" };
+                self.log_on_deck(&link, outcome, Tone::Warning);
+                self.status = Status::Cancelled { key_sent };
+                self.focus_scan = true;
+            }
             ProvisionUpdate::Failed(problem) => {
                 if let Some(on_deck) = &self.on_deck {
                     self.log.push(LogRow {
@@ -228,6 +256,20 @@ impl ProvisionScreen {
             }
         }
         Vec::new()
+    }
+
+    /// A row of the session table for the device on deck.
+    fn log_on_deck(&mut self, link: &str, outcome: &str, tone: Tone) {
+        if let Some(on_deck) = &self.on_deck {
+            self.log.push(LogRow {
+                at: keyfill_station::db::now_millis(),
+                name: on_deck.payload.name.clone(),
+                id: on_deck.payload.device_id.to_hex(),
+                link: link.to_owned(),
+                outcome: outcome.to_owned(),
+                tone,
+            });
+        }
     }
 
     fn label_request(&mut self, device: &Device, settings: &Settings) -> Option<Action> {
@@ -280,30 +322,31 @@ impl ProvisionScreen {
         let shortcut =
             ui.input_mut(|i| i.consume_key(Modifiers::CTRL, Key::Enter) || i.consume_key(Modifiers::NONE, Key::F9));
         if ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Escape)) {
-            self.clear();
+            if self.is_busy() {
+                actions.extend(self.cancel());
+            } else {
+                self.clear();
+            }
         }
         if shortcut {
             actions.extend(self.provision(settings));
         }
 
-        theme::card().inner_margin(egui::Margin::symmetric(16, 10)).show(ui, |ui| {
-            ui.set_width(ui.available_width());
-            let output = self.link_bar.ui(ui, &mut settings.link, !self.is_busy());
-            if output.changed {
-                actions.push(Action::SaveSettings(Box::new(settings.clone())));
-            }
-            actions.extend(output.actions);
-        });
-        ui.add_space(theme::SPACING);
-
-        // Left: where labels come in and what this session did; right: the device and its status.
-        let left_width = (ui.available_width() * 0.44).max(380.0);
-        let height = ui.available_height();
-        ui.horizontal_top(|ui| {
-            ui.allocate_ui_with_layout(
-                egui::vec2(left_width, height),
-                egui::Layout::top_down(egui::Align::Min),
-                |ui| {
+        // One scroll for the screen: on a small window nothing falls out of reach.
+        egui::ScrollArea::vertical().id_salt("provision-scroll").auto_shrink([false, false]).show(ui, |ui| {
+            theme::card().inner_margin(egui::Margin::symmetric(16, 10)).show(ui, |ui| {
+                ui.set_width(ui.available_width());
+                let output = self.link_bar.ui(ui, &mut settings.link, !self.is_busy());
+                if output.changed {
+                    actions.push(Action::SaveSettings(Box::new(settings.clone())));
+                }
+                actions.extend(output.actions);
+            });
+            ui.add_space(theme::SPACING);
+            // Left: where labels come in and what this session did; right: the device and its
+            // status. One above the other on a narrow window.
+            widgets::two_columns(ui, TWO_COLUMNS_FROM, 0.44, |ui, column| match column {
+                widgets::Column::First => {
                     theme::card().show(ui, |ui| {
                         ui.set_width(ui.available_width());
                         actions.extend(self.scan_ui(ui, settings));
@@ -311,23 +354,16 @@ impl ProvisionScreen {
                     ui.add_space(theme::SPACING);
                     theme::card().show(ui, |ui| {
                         ui.set_width(ui.available_width());
-                        ui.set_min_height(ui.available_height());
                         self.log.ui(ui);
                     });
-                },
-            );
-            ui.add_space(theme::SPACING - 8.0);
-            ui.allocate_ui_with_layout(
-                egui::vec2(ui.available_width(), height),
-                egui::Layout::top_down(egui::Align::Min),
-                |ui| {
+                }
+                widgets::Column::Second => {
                     theme::card().show(ui, |ui| {
                         ui.set_width(ui.available_width());
-                        ui.set_min_height(ui.available_height());
                         actions.extend(self.device_ui(ui, settings));
                     });
-                },
-            );
+                }
+            });
         });
         actions
     }
@@ -372,8 +408,12 @@ impl ProvisionScreen {
 
     fn device_ui(&mut self, ui: &mut egui::Ui, settings: &mut Settings) -> Vec<Action> {
         let mut actions = Vec::new();
+        // The name, the status and the buttons first: on a small window they are what shows
+        // without scrolling; the device's facts follow.
         match &self.on_deck {
-            Some(on_deck) => device_facts(ui, on_deck),
+            Some(on_deck) => {
+                ui.label(RichText::new(&on_deck.payload.name).text_style(theme::title_style()).strong());
+            }
             None => {
                 ui.label(RichText::new("No device scanned").text_style(theme::title_style()).color(theme::MUTED_TEXT));
                 ui.label(
@@ -381,10 +421,10 @@ impl ProvisionScreen {
                 );
             }
         }
-        ui.add_space(theme::SPACING);
+        ui.add_space(8.0);
         self.status.ui(ui, settings.provision.auto_mode);
         ui.add_space(theme::SPACING);
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             let ready = self.status.can_provision() && self.on_deck.is_some();
             let button = widgets::primary_button("Provision device", ready, egui::vec2(210.0, 52.0));
             let clicked = ui.add_enabled(ready, button).clicked();
@@ -393,7 +433,16 @@ impl ProvisionScreen {
                 actions.extend(self.provision(settings));
                 self.focus_scan = true;
             }
-            if ui.add_enabled(!self.is_busy() && self.on_deck.is_some(), egui::Button::new("Clear")).clicked() {
+            if self.is_busy() {
+                let cancelling = matches!(self.status, Status::Running { cancelling: true, .. });
+                let cancel = ui
+                    .add_enabled(!cancelling, egui::Button::new("Cancel"))
+                    .on_hover_text("Stops waiting for the device; the record is settled by whether the key left");
+                if cancel.clicked() {
+                    actions.extend(self.cancel());
+                    self.focus_scan = true;
+                }
+            } else if ui.add_enabled(self.on_deck.is_some(), egui::Button::new("Clear")).clicked() {
                 self.clear();
                 self.focus_scan = true;
             }
@@ -404,6 +453,10 @@ impl ProvisionScreen {
                 actions.push(Action::OpenDevice(device.id.clone()));
             }
         });
+        if let Some(on_deck) = &self.on_deck {
+            ui.add_space(theme::SPACING);
+            device_facts(ui, on_deck);
+        }
         ui.add_space(8.0);
         if ui.checkbox(&mut settings.provision.auto_mode, "Auto mode: scan, provision, label").changed() {
             actions.push(Action::SaveSettings(Box::new(settings.clone())));
@@ -440,7 +493,6 @@ impl ProvisionScreen {
 
 fn device_facts(ui: &mut egui::Ui, on_deck: &OnDeck) {
     let payload = &on_deck.payload;
-    ui.label(RichText::new(&payload.name).text_style(theme::title_style()).strong());
     let credential = match payload.credential {
         DeviceCredential::Identity { .. } => "identity key",
         DeviceCredential::SetupSecret(_) => "setup secret",

@@ -7,6 +7,8 @@ use egui_extras::{Column, TableBuilder};
 use std::collections::VecDeque;
 
 const KEPT: usize = 1000;
+/// The table's height: about eight rows, scrolling for more.
+const TABLE_HEIGHT: f32 = 250.0;
 
 #[derive(Debug, Clone)]
 pub struct LogRow {
@@ -23,6 +25,9 @@ pub struct SessionLog {
     rows: VecDeque<LogRow>,
     provisioned: usize,
     failed: usize,
+    /// Already provisioned: nothing to do, neither success nor failure.
+    already: usize,
+    cancelled: usize,
 }
 
 impl SessionLog {
@@ -30,31 +35,36 @@ impl SessionLog {
         match row.tone {
             Tone::Ok => self.provisioned += 1,
             Tone::Failed => self.failed += 1,
-            _ => {}
+            Tone::Idle => self.already += 1,
+            Tone::Warning => self.cancelled += 1,
+            Tone::Busy => {}
         }
         self.rows.push_front(row);
         self.rows.truncate(KEPT);
     }
 
     pub fn ui(&self, ui: &mut egui::Ui) {
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.label(RichText::new("This session").heading().strong());
-            ui.label(
-                RichText::new(format!("{} provisioned · {} failed", self.provisioned, self.failed))
-                    .color(theme::MUTED_TEXT),
-            );
+            let mut counts = format!("{} provisioned · {} failed", self.provisioned, self.failed);
+            if self.already > 0 {
+                counts.push_str(&format!(" · {} already provisioned", self.already));
+            }
+            if self.cancelled > 0 {
+                counts.push_str(&format!(" · {} cancelled", self.cancelled));
+            }
+            ui.label(RichText::new(counts).color(theme::MUTED_TEXT));
         });
         if self.rows.is_empty() {
             ui.label(RichText::new("Nothing provisioned yet in this session.").color(theme::MUTED_TEXT));
             return;
         }
-        let height = ui.available_height();
         TableBuilder::new(ui)
             .id_salt("session-log")
             .striped(true)
-            .max_scroll_height(height)
+            .max_scroll_height(TABLE_HEIGHT)
             .column(Column::exact(86.0))
-            .column(Column::initial(170.0).at_least(110.0).clip(true))
+            .column(Column::initial(140.0).at_least(100.0).clip(true))
             .column(Column::remainder().at_least(100.0).clip(true))
             .header(theme::ROW_HEIGHT, |mut header| {
                 for title in ["Time", "Device", "Result"] {
@@ -71,11 +81,15 @@ impl SessionLog {
                         ui.label(time.get(11..19).unwrap_or(&time));
                     });
                     row.col(|ui| {
-                        ui.label(&entry.name).on_hover_text(format!("{} over {}", entry.id, entry.link));
+                        ui.add(egui::Label::new(&entry.name).truncate())
+                            .on_hover_text(format!("{} over {}", entry.id, entry.link));
                     });
                     row.col(|ui| {
-                        ui.label(RichText::new(&entry.outcome).color(entry.tone.color()).strong())
-                            .on_hover_text(&entry.outcome);
+                        // Shown in full on hover when it does not fit.
+                        ui.add(
+                            egui::Label::new(RichText::new(&entry.outcome).color(entry.tone.color()).strong())
+                                .truncate(),
+                        );
                     });
                 });
             });

@@ -42,14 +42,25 @@ impl Step {
     }
 }
 
-/// The bar's stages; reconciling counts as the key stage (it uses the key already recorded).
-const STAGES: [(&str, Step); 5] = [
-    ("Link", Step::Opening),
-    ("Key", Step::KeyGenerated),
-    ("Authenticate", Step::Handshake),
-    ("Send", Step::KeySent),
-    ("Confirm", Step::Confirmed),
-];
+/// The bar's stages, in order.
+const STAGES: [&str; 5] = ["Link", "Key", "Authenticate", "Send", "Confirm"];
+
+impl Step {
+    /// How many stages are done when the station reports this step. The station reports a step
+    /// as it starts it (opening the link, the handshake) or once it is done (the key generated,
+    /// the key sent, the confirmation): a stage is done only once the next one has begun.
+    fn stages_done(self) -> usize {
+        match self {
+            Step::Opening => 0,
+            // Asking the device about its pending key is the key stage, under way.
+            Step::Reconciling => 1,
+            Step::KeyGenerated | Step::Handshake => 2,
+            // The key left after the device authenticated: waiting for its proof.
+            Step::KeySent => 4,
+            Step::Confirmed => 5,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub enum Status {
@@ -62,10 +73,19 @@ pub enum Status {
         job: JobId,
         link: String,
         step: Step,
+        /// Cancel was pressed; the station's answer is on its way.
+        cancelling: bool,
     },
     Provisioned {
         device: Box<Device>,
         reconciled: bool,
+    },
+    /// Nothing to do: the device already holds its key from this station.
+    AlreadyProvisioned {
+        name: String,
+    },
+    Cancelled {
+        key_sent: bool,
     },
     Failed {
         problem: Problem,
@@ -82,7 +102,8 @@ impl Status {
 
     /// Whether Enter (or the button) provisions now.
     pub fn can_provision(&self) -> bool {
-        matches!(self, Status::Ready | Status::Failed { .. })
+        // Not after "already provisioned": there is nothing to do for that device.
+        matches!(self, Status::Ready | Status::Failed { .. } | Status::Cancelled { .. })
     }
 
     pub fn ui(&self, ui: &mut egui::Ui, auto_mode: bool) {
@@ -103,8 +124,13 @@ impl Status {
                 "Ready",
                 "Put the device on the link and press Enter to provision",
             ),
-            Status::Running { link, step, .. } => {
-                widgets::status_banner(ui, Tone::Busy, "Provisioning…", &format!("{} — {link}", step.text()));
+            Status::Running { link, step, cancelling, .. } => {
+                let (headline, detail) = if *cancelling {
+                    ("Cancelling…", format!("Stopping the session — {link}"))
+                } else {
+                    ("Provisioning…", format!("{} — {link}", step.text()))
+                };
+                widgets::status_banner(ui, Tone::Busy, headline, &detail);
                 ui.add_space(8.0);
                 stage_bar(ui, *step);
             }
@@ -118,6 +144,32 @@ impl Status {
                 ui.add_space(8.0);
                 stage_bar(ui, Step::Confirmed);
             }
+            Status::AlreadyProvisioned { name } => {
+                widgets::status_banner(
+                    ui,
+                    Tone::Idle,
+                    "Already provisioned",
+                    &format!("{name} holds its key from this station: nothing to do"),
+                );
+                ui.add_space(8.0);
+                ui.label("Put the next device on the link and scan its label.");
+            }
+            Status::Cancelled { key_sent } => {
+                let detail = if *key_sent {
+                    "The key was sent but not confirmed: the record stays pending"
+                } else {
+                    "The key never left: the device holds no key from this station"
+                };
+                widgets::status_banner(ui, Tone::Warning, "Cancelled", detail);
+                ui.add_space(8.0);
+                let help = if *key_sent {
+                    "What to do: provision the device again when it is on the link; the station first asks it \
+                     whether it holds the key."
+                } else {
+                    "What to do: put the device on the link and provision again."
+                };
+                ui.label(RichText::new(help).strong());
+            }
             Status::Failed { problem } => {
                 widgets::status_banner(ui, Tone::Failed, "Not provisioned", &problem.message);
                 ui.add_space(8.0);
@@ -127,11 +179,12 @@ impl Status {
     }
 }
 
-/// Five stages with the finished ones filled, and a progress bar under them.
+/// Five stages with the finished ones filled green, the one under way in the accent colour,
+/// and a progress bar under them.
 fn stage_bar(ui: &mut egui::Ui, step: Step) {
-    let done = STAGES.iter().filter(|(_, stage)| step >= *stage).count();
-    ui.horizontal(|ui| {
-        for (index, (name, _)) in STAGES.iter().enumerate() {
+    let done = step.stages_done();
+    ui.horizontal_wrapped(|ui| {
+        for (index, name) in STAGES.iter().enumerate() {
             let (fill, text) = if index < done {
                 (theme::OK, egui::Color32::WHITE)
             } else if index == done {

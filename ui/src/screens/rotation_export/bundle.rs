@@ -136,7 +136,11 @@ impl BundlePanel {
                 let rows = written
                     .included
                     .iter()
-                    .map(|d| (d.name.clone(), format!("in the bundle: key {}", d.key_id), Tone::Ok))
+                    .map(|d| {
+                        ResultRow::new(d.name.clone(), "in the bundle", Tone::Ok)
+                            .id(d.device_id.clone())
+                            .detail(format!("key {}", d.key_id))
+                    })
                     .collect();
                 (rows, &written.excluded)
             }
@@ -151,7 +155,9 @@ impl BundlePanel {
         // Left out first: they are what needs the operator's attention.
         let rows: Vec<ResultRow> = excluded
             .iter()
-            .map(|d| (d.name.clone(), format!("left out: {}", d.reason), Tone::Failed))
+            .map(|d| {
+                ResultRow::new(d.name.clone(), format!("left out: {}", d.reason), Tone::Failed).id(d.device_id.clone())
+            })
             .chain(rows)
             .collect();
         results::result_table(ui, "bundle-results", &rows);

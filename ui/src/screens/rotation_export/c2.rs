@@ -132,7 +132,8 @@ impl C2Panel {
         let run = &self.run;
         if run.total > 0 {
             let done = run.reports.len();
-            results::progress_bar(ui, done, run.total, format!("{done} of {} devices", run.total));
+            let failed = run.count(Outcome::Failed);
+            results::progress_bar(ui, done, run.total, failed, format!("{done} of {} devices", run.total));
         }
         if run.finished {
             let failed = run.count(Outcome::Failed);
@@ -160,7 +161,11 @@ impl C2Panel {
                     Some(reason) => format!("{}: {reason}", report.outcome.as_str()),
                     None => report.outcome.as_str().to_owned(),
                 };
-                (report.name.clone(), text, tone)
+                let row = ResultRow::new(report.name.clone(), text, tone).id(report.device_id.clone());
+                match &report.key_id {
+                    Some(key_id) if report.reason.is_none() => row.detail(format!("key {key_id}")),
+                    _ => row,
+                }
             })
             .collect();
         results::result_table(ui, "export-results", &rows);

@@ -18,13 +18,15 @@ use crate::messages::{BundleRefused, BundleWritten, ExportUpdate, RotationUpdate
 use crate::problem::Problem;
 use crate::screens::Action;
 use crate::settings::Settings;
-use crate::theme;
 use crate::widgets::{self, form_field};
 use bundle::BundlePanel;
 use c2::C2Panel;
 use eframe::egui;
 use keyfill_station::export::DeviceFilter;
 use rotation::RotationPanel;
+
+/// Below this width the rotation and export cards stack.
+const TWO_COLUMNS_FROM: f32 = 1100.0;
 
 /// Which export the right-hand card shows.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -76,22 +78,16 @@ impl RotationExportScreen {
 
     pub fn ui(&mut self, ui: &mut egui::Ui, settings: &mut Settings) -> Vec<Action> {
         let mut actions = Vec::new();
-        let half = ((ui.available_width() - theme::SPACING) / 2.0).max(360.0);
-        ui.horizontal_top(|ui| {
-            ui.allocate_ui_with_layout(
-                egui::vec2(half, ui.available_height()),
-                egui::Layout::top_down(egui::Align::Min),
-                |ui| {
+        // One scroll for the screen; the two cards stack on a narrow window.
+        egui::ScrollArea::vertical().id_salt("rotation-export-scroll").auto_shrink([false, false]).show(ui, |ui| {
+            widgets::two_columns(ui, TWO_COLUMNS_FROM, 0.5, |ui, column| match column {
+                widgets::Column::First => {
                     widgets::section(ui, "First-use rotation", |ui| actions.extend(self.rotation.ui(ui, settings)));
-                },
-            );
-            ui.allocate_ui_with_layout(
-                egui::vec2(half, ui.available_height()),
-                egui::Layout::top_down(egui::Align::Min),
-                |ui| {
+                }
+                widgets::Column::Second => {
                     widgets::section(ui, "Export to C2", |ui| actions.extend(self.export_ui(ui, settings)));
-                },
-            );
+                }
+            });
         });
         actions
     }

@@ -7,19 +7,55 @@ use eframe::egui::{self, RichText};
 use egui_extras::{Column, TableBuilder};
 
 /// One row: the device, what happened to it, and the tone that says whether that is good.
-pub type ResultRow = (String, String, Tone);
+#[derive(Debug, Clone)]
+pub struct ResultRow {
+    pub device: String,
+    /// The device's id, shown on hover over its name.
+    pub device_id: Option<String>,
+    /// Short: the whole text shows on hover only when the column is too narrow for it.
+    pub result: String,
+    /// More than the cell says (a key id), shown on hover over the result.
+    pub detail: Option<String>,
+    pub tone: Tone,
+}
+
+impl ResultRow {
+    pub fn new(device: impl Into<String>, result: impl Into<String>, tone: Tone) -> Self {
+        ResultRow { device: device.into(), device_id: None, result: result.into(), detail: None, tone }
+    }
+
+    pub fn id(mut self, device_id: impl Into<String>) -> Self {
+        self.device_id = Some(device_id.into());
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
 
 /// Dark on the bar's light fill, readable however far the bar has come.
 pub fn progress_text(text: String) -> RichText {
     RichText::new(text).color(egui::Color32::from_rgb(0x1e, 0x25, 0x2d)).strong()
 }
 
-/// A progress bar of `done` out of `total` with `text` over it.
-pub fn progress_bar(ui: &mut egui::Ui, done: usize, total: usize, text: String) {
+/// A progress bar of `done` out of `total` (`failed` of them failed) with `text` over it: blue
+/// while running, then green when all went well, amber when some failed, red when all did.
+pub fn progress_bar(ui: &mut egui::Ui, done: usize, total: usize, failed: usize, text: String) {
+    let fill = if done < total {
+        theme::BUSY_TINT
+    } else if failed == 0 {
+        theme::OK_TINT
+    } else if failed >= done {
+        theme::FAILED_TINT
+    } else {
+        theme::WARNING_TINT
+    };
     ui.add(
         egui::ProgressBar::new(done as f32 / total.max(1) as f32)
             .text(progress_text(text))
-            .fill(if done >= total { theme::OK_TINT } else { theme::BUSY_TINT })
+            .fill(fill)
             .desired_height(24.0),
     );
 }
@@ -44,8 +80,8 @@ pub fn result_table(ui: &mut egui::Ui, id: &str, rows: &[ResultRow]) {
     TableBuilder::new(ui)
         .id_salt(id)
         .striped(true)
-        .max_scroll_height(320.0)
-        .column(Column::initial(220.0).at_least(120.0).clip(true))
+        .max_scroll_height(260.0)
+        .column(Column::initial(200.0).at_least(110.0).clip(true))
         .column(Column::remainder().clip(true))
         .header(theme::ROW_HEIGHT, |mut header| {
             for title in ["Device", "Result"] {
@@ -56,12 +92,19 @@ pub fn result_table(ui: &mut egui::Ui, id: &str, rows: &[ResultRow]) {
         })
         .body(|body| {
             body.rows(theme::ROW_HEIGHT, rows.len(), |mut row| {
-                let Some((device, result, tone)) = rows.get(row.index()) else { return };
+                let Some(entry) = rows.get(row.index()) else { return };
                 row.col(|ui| {
-                    ui.label(device);
+                    let name = ui.add(egui::Label::new(&entry.device).truncate());
+                    if let Some(id) = &entry.device_id {
+                        name.on_hover_text(format!("id {id}"));
+                    }
                 });
                 row.col(|ui| {
-                    ui.label(RichText::new(result).color(tone.color())).on_hover_text(result);
+                    let text = RichText::new(&entry.result).color(entry.tone.color());
+                    let result = ui.add(egui::Label::new(text).truncate());
+                    if let Some(detail) = &entry.detail {
+                        result.on_hover_text(detail);
+                    }
                 });
             });
         });

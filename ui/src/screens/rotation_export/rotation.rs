@@ -15,14 +15,45 @@ use eframe::egui::{self, RichText};
 use keyfill_station::rotation::RotationProgress;
 use std::collections::BTreeMap;
 
+/// A device's latest word in a run, while it goes on.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub text: String,
+    pub tone: Tone,
+}
+
+impl Live {
+    /// What `progress` says of its device; counts a device's end in `rotated` or `failed`.
+    pub fn of(progress: RotationProgress, rotated: &mut usize, failed: &mut usize) -> Live {
+        match progress {
+            RotationProgress::Attempt { attempt, .. } => Live { text: format!("attempt {attempt}"), tone: Tone::Busy },
+            RotationProgress::Rotated { .. } => {
+                *rotated += 1;
+                Live { text: "rotated".into(), tone: Tone::Ok }
+            }
+            RotationProgress::Failed { reason, .. } => {
+                *failed += 1;
+                Live { text: format!("failed: {reason}"), tone: Tone::Failed }
+            }
+        }
+    }
+}
+
+/// The live rows, by name then id so the table reads alphabetically while devices come and go.
+pub fn live_rows(live: &BTreeMap<(String, String), Live>) -> Vec<ResultRow> {
+    live.iter()
+        .map(|((name, id), live)| ResultRow::new(name.clone(), live.text.clone(), live.tone).id(id.clone()))
+        .collect()
+}
+
 /// One batch rotation: a known set of devices, each rotated once.
 #[derive(Debug, Default)]
 pub struct BatchRun {
     total: usize,
     rotated: usize,
     failed: usize,
-    /// Per device id: the latest word on it, while the run goes on.
-    live: BTreeMap<String, String>,
+    /// Per device (name, id): the latest word on it, while the run goes on.
+    live: BTreeMap<(String, String), Live>,
     results: Option<Vec<RotationRow>>,
     problem: Option<Problem>,
     starting: bool,
@@ -43,19 +74,10 @@ impl BatchRun {
                 self.total = total;
                 self.starting = false;
             }
-            RotationUpdate::Progress(progress) => match progress {
-                RotationProgress::Attempt { device, attempt } => {
-                    self.live.insert(device, format!("attempt {attempt}"));
-                }
-                RotationProgress::Rotated { device } => {
-                    self.rotated += 1;
-                    self.live.insert(device, "rotated".into());
-                }
-                RotationProgress::Failed { device, reason } => {
-                    self.failed += 1;
-                    self.live.insert(device, format!("failed: {reason}"));
-                }
-            },
+            RotationUpdate::Progress { device_id, name, progress } => {
+                let live = Live::of(progress, &mut self.rotated, &mut self.failed);
+                self.live.insert((name, device_id), live);
+            }
             RotationUpdate::Finished(rows) => {
                 self.results = Some(rows);
                 self.starting = false;
@@ -69,9 +91,12 @@ impl BatchRun {
 
     fn ui(&self, ui: &mut egui::Ui) {
         if self.total > 0 {
-            let done = self.rotated + self.failed;
-            let text = format!("{done} of {} · {} rotated · {} failed", self.total, self.rotated, self.failed);
-            results::progress_bar(ui, done, self.total, text);
+            let (done, failed) = match &self.results {
+                Some(rows) => (rows.len(), rows.iter().filter(|r| r.result.is_err()).count()),
+                None => (self.rotated + self.failed, self.failed),
+            };
+            let text = format!("{done} of {} · {} rotated · {failed} failed", self.total, done - failed);
+            results::progress_bar(ui, done, self.total.max(done), failed, text);
         }
         if let Some(problem) = &self.problem {
             widgets::problem_box(ui, problem);
@@ -79,24 +104,15 @@ impl BatchRun {
         let rows: Vec<ResultRow> = match &self.results {
             Some(rows) => {
                 let ok = rows.iter().filter(|r| r.result.is_ok()).count();
-                let tone = if ok == rows.len() { Tone::Ok } else { Tone::Warning };
+                let tone = match ok {
+                    _ if ok == rows.len() => Tone::Ok,
+                    0 => Tone::Failed,
+                    _ => Tone::Warning,
+                };
                 widgets::notice(ui, tone, &format!("{ok} of {} rotations confirmed", rows.len()));
                 rows.iter().map(result_row).collect()
             }
-            None => self
-                .live
-                .iter()
-                .map(|(id, word)| {
-                    let tone = if word == "rotated" {
-                        Tone::Ok
-                    } else if word.starts_with("failed") {
-                        Tone::Failed
-                    } else {
-                        Tone::Busy
-                    };
-                    (id.clone(), word.clone(), tone)
-                })
-                .collect(),
+            None => live_rows(&self.live),
         };
         results::result_table(ui, "rotation-results", &rows);
     }
@@ -104,10 +120,12 @@ impl BatchRun {
 
 /// A finished rotation as a table row.
 pub fn result_row(row: &RotationRow) -> ResultRow {
-    match &row.result {
-        Ok(key) => (row.name.clone(), format!("rotated: key {key}"), Tone::Ok),
-        Err(reason) => (row.name.clone(), reason.clone(), Tone::Failed),
-    }
+    let result = match &row.result {
+        Ok(key) => ResultRow::new(row.name.clone(), "rotated", Tone::Ok)
+            .detail(format!("new key {key}, confirmed by the device")),
+        Err(reason) => ResultRow::new(row.name.clone(), reason.clone(), Tone::Failed),
+    };
+    result.id(row.device_id.clone())
 }
 
 /// Which run the card shows: the last one started.

@@ -4,12 +4,11 @@
 //! would repaint the window all that time; the window repaints when a device makes contact.
 
 use super::results::{self, ResultRow};
-use super::rotation::result_row;
+use super::rotation::{Live, live_rows, result_row};
 use crate::messages::{RotationRow, WatchUpdate};
 use crate::problem::Problem;
 use crate::widgets::{self, Tone};
 use eframe::egui;
-use keyfill_station::rotation::RotationProgress;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -23,13 +22,6 @@ enum Phase {
     /// Stop was asked for: no new contacts; rotations in flight finish.
     Stopping,
     Ended,
-}
-
-/// A device's latest word in this watch.
-#[derive(Debug, Clone)]
-struct Live {
-    text: String,
-    tone: Tone,
 }
 
 #[derive(Debug, Default)]
@@ -77,19 +69,7 @@ impl WatchRun {
                 }
             }
             WatchUpdate::Progress { device_id, name, progress } => {
-                let live = match progress {
-                    RotationProgress::Attempt { attempt, .. } => {
-                        Live { text: format!("rotating: attempt {attempt}"), tone: Tone::Busy }
-                    }
-                    RotationProgress::Rotated { .. } => {
-                        self.rotated += 1;
-                        Live { text: "rotated".into(), tone: Tone::Ok }
-                    }
-                    RotationProgress::Failed { reason, .. } => {
-                        self.failed += 1;
-                        Live { text: format!("failed: {reason}"), tone: Tone::Failed }
-                    }
-                };
+                let live = Live::of(progress, &mut self.rotated, &mut self.failed);
                 self.live.insert((name, device_id), live);
             }
             WatchUpdate::Stopped(rows) => {
@@ -147,7 +127,7 @@ impl WatchRun {
         }
         let rows: Vec<ResultRow> = match &self.results {
             Some(rows) => rows.iter().map(result_row).collect(),
-            None => self.live.iter().map(|((name, _), live)| (name.clone(), live.text.clone(), live.tone)).collect(),
+            None => live_rows(&self.live),
         };
         results::result_table(ui, "watch-results", &rows);
     }
@@ -156,6 +136,7 @@ impl WatchRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyfill_station::rotation::RotationProgress;
 
     #[test]
     fn gui_watch_counts_contacts_and_a_stop_while_connecting_holds() {

@@ -16,7 +16,7 @@ pub use demo::demo_state;
 use crate::bridge::EventSender;
 use crate::device_index::DeviceIndex;
 use crate::messages::{
-    Command, Event, LabelSaved, LinkReport, ProvisionRequest, ProvisionUpdate, RotationRow, StationIdentity,
+    Command, Event, JobId, LabelSaved, LinkReport, ProvisionRequest, ProvisionUpdate, RotationRow, StationIdentity,
     StationSummary,
 };
 use crate::problem::Problem;
@@ -27,7 +27,7 @@ use keyfill_station::db::events::{EventFilter, LoggedEvent};
 use keyfill_station::db::now_millis;
 use keyfill_station::detect::{LinkTarget, SerialPortInfo};
 use keyfill_station::home::HomeError;
-use keyfill_station::provision::{Progress, ProvisionError, ReconcileVerdict};
+use keyfill_station::provision::{Progress, ReconcileVerdict};
 use keyfill_station::seal::SealError;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -53,7 +53,15 @@ pub struct FakeState {
     pub reconcile_answer: Option<Result<ReconcileVerdict, Problem>>,
     /// Devices (by name) that never confirm a rotation.
     pub rotation_unconfirmed: Vec<String>,
+    /// Provisionings stop once the handshake started (a device that does not answer), until
+    /// cancelled.
+    pub hold_at_handshake: bool,
+    /// A batch rotation stops after the first attempts until [`FakeControl::finish_rotation`].
+    pub hold_rotation: bool,
     held: Option<ProvisionRequest>,
+    /// Whether the held provisioning had sent its key.
+    held_key_sent: bool,
+    held_rotation: Vec<Device>,
     held_index: Option<DeviceIndex>,
     lock_waiting: bool,
     /// The broker of the watch for first contact running now.
@@ -98,7 +106,11 @@ impl FakeState {
             hold_device_list: false,
             reconcile_answer: None,
             rotation_unconfirmed: Vec::new(),
+            hold_at_handshake: false,
+            hold_rotation: false,
             held: None,
+            held_key_sent: false,
+            held_rotation: Vec::new(),
             held_index: None,
             lock_waiting: false,
             watching: None,
@@ -243,13 +255,20 @@ impl FakeControl {
         let already =
             self.with(|state| state.devices.iter().any(|d| d.id == id && d.state == DeviceState::Provisioned));
         if already {
-            let error = ProvisionError::AlreadyProvisioned { name: request.payload.name.clone(), id };
-            self.send(Event::Provision { job, update: ProvisionUpdate::Failed(Problem::provision(&error)) });
+            let update = ProvisionUpdate::AlreadyProvisioned { name: request.payload.name.clone() };
+            self.send(Event::Provision { job, update });
             return;
         }
         let key_id = fake_hex(job);
         step(Progress::KeyGenerated { key_id: key_id.clone() });
         step(Progress::Handshake);
+        if self.with(|state| state.hold_at_handshake) {
+            self.with(|state| {
+                state.held = Some(*request);
+                state.held_key_sent = false;
+            });
+            return;
+        }
         if let Some(problem) = self.with(|state| state.provision_failure.take()) {
             let mut device = device_for(&request, DeviceState::Failed, &key_id);
             device.failure = Some(problem.message.clone());
@@ -263,9 +282,40 @@ impl FakeControl {
         }
         step(Progress::KeySent);
         if self.with(|state| state.hold_provisioning) {
-            self.with(|state| state.held = Some(*request));
+            self.with(|state| {
+                state.held = Some(*request);
+                state.held_key_sent = true;
+            });
         } else {
             self.complete(&request);
+        }
+    }
+
+    /// As the real station: a provisioning cancelled after its key left stays pending, one
+    /// cancelled before is failed.
+    fn cancel_provision(&self, job: JobId) {
+        let held = self.with(|state| {
+            let matches = state.held.as_ref().is_some_and(|held| held.job == job);
+            matches.then(|| (state.held.take(), state.held_key_sent))
+        });
+        let Some((Some(request), key_sent)) = held else { return };
+        let key_id = fake_hex(request.job);
+        let (state, kind, detail) = if key_sent {
+            (DeviceState::Pending, "unconfirmed", "cancelled by the operator after the key was sent")
+        } else {
+            (DeviceState::Failed, "failed", "cancelled by the operator before the key was sent")
+        };
+        let mut device = device_for(&request, state, &key_id);
+        device.failure = Some(detail.to_owned());
+        let lock_waiting = self.with(|fake| {
+            fake.upsert(device.clone());
+            fake.record(Some(&device), kind, detail.to_owned());
+            std::mem::take(&mut fake.lock_waiting)
+        });
+        self.send(Event::DeviceChanged(device));
+        self.send(Event::Provision { job, update: ProvisionUpdate::Cancelled { key_sent } });
+        if lock_waiting {
+            self.send(Event::Locked);
         }
     }
 
@@ -282,6 +332,7 @@ impl FakeControl {
             Command::Lock => self.lock(),
             Command::DetectLinks => self.send(Event::Links(self.with(|state| state.links.clone()))),
             Command::Provision(request) => self.provision(request),
+            Command::CancelProvision { job } => self.cancel_provision(job),
             Command::LoadDevices => self.load_devices(),
             Command::LoadDeviceDetail { id } => self.detail(&id),
             Command::LoadHistory(query) => {

@@ -13,26 +13,50 @@ fn new_key_id(device: &Device) -> String {
     fake_hex(device.created_at as u64 ^ 0x5bd1_e995)
 }
 
+fn progress_of(device: &Device, progress: RotationProgress) -> RotationUpdate {
+    RotationUpdate::Progress { device_id: device.id.clone(), name: device.name.clone(), progress }
+}
+
 impl FakeControl {
+    /// A batch over every provisioned device: each device listed in
+    /// [`super::FakeState::rotation_unconfirmed`] fails, the others are rotated. With
+    /// [`super::FakeState::hold_rotation`] the run stops after the first attempts, as while the
+    /// station waits for confirmations, until [`FakeControl::finish_rotation`].
     pub(super) fn rotate(&self, broker: &str) {
         let devices: Vec<Device> =
             self.with(|state| state.devices.iter().filter(|d| d.state == DeviceState::Provisioned).cloned().collect());
         self.send(Event::Rotation(RotationUpdate::Started { total: devices.len(), broker: broker.to_owned() }));
-        let mut rows = Vec::new();
         for device in &devices {
-            self.send(Event::Rotation(RotationUpdate::Progress(RotationProgress::Attempt {
-                device: device.id.clone(),
-                attempt: 1,
-            })));
-            self.send(Event::Rotation(RotationUpdate::Progress(RotationProgress::Rotated {
-                device: device.id.clone(),
-            })));
-            self.with(|state| state.record(Some(device), "rotated", "key confirmed".into()));
-            rows.push(RotationRow {
-                device_id: device.id.clone(),
-                name: device.name.clone(),
-                result: Ok(new_key_id(device)),
-            });
+            let progress = RotationProgress::Attempt { device: device.id.clone(), attempt: 1 };
+            self.send(Event::Rotation(progress_of(device, progress)));
+        }
+        if self.with(|state| state.hold_rotation) {
+            self.with(|state| state.held_rotation = devices);
+            return;
+        }
+        self.finish_batch(&devices);
+    }
+
+    /// Ends a batch held by [`super::FakeState::hold_rotation`].
+    pub fn finish_rotation(&self) {
+        let devices = self.with(|state| std::mem::take(&mut state.held_rotation));
+        self.finish_batch(&devices);
+    }
+
+    fn finish_batch(&self, devices: &[Device]) {
+        let mut rows = Vec::new();
+        for device in devices {
+            let unconfirmed = self.with(|state| state.rotation_unconfirmed.contains(&device.name));
+            let (progress, kind, result) = if unconfirmed {
+                let error = RotationError::Unconfirmed { attempts: UNCONFIRMED_ATTEMPTS };
+                let progress = RotationProgress::Failed { device: device.id.clone(), reason: error.to_string() };
+                (progress, "rotation_failed", Err(format!("rotation_failed: {error}")))
+            } else {
+                (RotationProgress::Rotated { device: device.id.clone() }, "rotated", Ok(new_key_id(device)))
+            };
+            self.send(Event::Rotation(progress_of(device, progress)));
+            self.with(|state| state.record(Some(device), kind, "key confirmed".into()));
+            rows.push(RotationRow { device_id: device.id.clone(), name: device.name.clone(), result });
         }
         self.send(Event::Rotation(RotationUpdate::Finished(rows)));
     }

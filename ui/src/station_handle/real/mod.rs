@@ -17,7 +17,7 @@ mod rotation;
 mod watch;
 
 use crate::bridge::EventSender;
-use crate::messages::{Command, Event, Passphrase, StationIdentity, StationSummary};
+use crate::messages::{Command, Event, JobId, Passphrase, StationIdentity, StationSummary};
 use crate::problem::Problem;
 use crate::station_handle::StationHandle;
 use keyfill_station::db::events::Actor;
@@ -49,7 +49,14 @@ impl RealStation {
         let (commands, receiver) = mpsc::unbounded_channel();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         std::thread::Builder::new().name("station".into()).spawn(move || {
-            let task = StationTask { config, events, station: None, jobs: JoinSet::new(), watch_stop: None };
+            let task = StationTask {
+                config,
+                events,
+                station: None,
+                jobs: JoinSet::new(),
+                watch_stop: None,
+                provision_cancel: None,
+            };
             runtime.block_on(task.run(receiver));
         })?;
         Ok(RealStation { commands })
@@ -71,6 +78,8 @@ struct StationTask {
     jobs: JoinSet<()>,
     /// Stops the watch for first contact, while one runs.
     watch_stop: Option<oneshot::Sender<()>>,
+    /// Cancels the provisioning started last, by its job.
+    provision_cancel: Option<(JobId, oneshot::Sender<()>)>,
 }
 
 impl StationTask {
@@ -115,6 +124,7 @@ impl StationTask {
             Command::DetectLinks => self.spawn(links::detect(events)),
             Command::SaveLabel(request) => self.spawn(labels::save(request, events)),
             Command::StopWatch => self.stop_watch(),
+            Command::CancelProvision { job } => self.cancel_provision(job),
             command => {
                 let name = command.name();
                 let Some(station) = self.station.clone() else {
@@ -122,7 +132,11 @@ impl StationTask {
                     return;
                 };
                 match command {
-                    Command::Provision(request) => self.spawn(provision::run(station, request, events)),
+                    Command::Provision(request) => {
+                        let (cancel, cancelled) = oneshot::channel();
+                        self.provision_cancel = Some((request.job, cancel));
+                        self.spawn(provision::run(station, request, cancelled, events));
+                    }
                     Command::LoadDevices => self.spawn(inventory::devices(station, events)),
                     Command::LoadDeviceDetail { id } => self.spawn(inventory::detail(station, id, events)),
                     Command::LoadHistory(query) => self.spawn(inventory::history(station, query, events)),
@@ -138,7 +152,8 @@ impl StationTask {
                     | Command::Lock
                     | Command::DetectLinks
                     | Command::SaveLabel(_)
-                    | Command::StopWatch => {}
+                    | Command::StopWatch
+                    | Command::CancelProvision { .. } => {}
                 }
             }
         }
@@ -156,6 +171,17 @@ impl StationTask {
         let (stop, stopped) = oneshot::channel();
         self.watch_stop = Some(stop);
         self.spawn(watch::run(station, request, stopped, self.events.clone()));
+    }
+
+    fn cancel_provision(&mut self, job: JobId) {
+        if let Some((running, cancel)) = self.provision_cancel.take() {
+            if running == job {
+                // Already ended when the receiver is gone: its outcome is on its way.
+                let _ = cancel.send(());
+            } else {
+                self.provision_cancel = Some((running, cancel));
+            }
+        }
     }
 
     fn stop_watch(&mut self) {

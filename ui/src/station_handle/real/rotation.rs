@@ -5,7 +5,8 @@ use crate::messages::{Event, RotationRequest, RotationRow, RotationTargets, Rota
 use crate::problem::Problem;
 use keyfill_station::db::devices;
 use keyfill_station::provision::Station;
-use keyfill_station::rotation::{RotationError, RotationReport, Rotator, rotatable_devices};
+use keyfill_station::rotation::{RotationError, RotationProgress, RotationReport, Rotator, rotatable_devices};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +46,11 @@ pub async fn run(station: Arc<Station>, request: RotationRequest, events: EventS
         Ok(ids) => ids,
         Err(problem) => return update(RotationUpdate::Failed(problem)),
     };
+    // The table names the devices while the run goes on; the library reports ids.
+    let names: HashMap<String, String> = match devices::list(station.inventory.pool(), None).await {
+        Ok(all) => all.into_iter().filter(|d| ids.binary_search(&d.id).is_ok()).map(|d| (d.id, d.name)).collect(),
+        Err(error) => return update(RotationUpdate::Failed(Problem::database(&error))),
+    };
     let rotator = match Rotator::connect(station.clone(), &request.broker, request.settings).await {
         Ok(rotator) => Arc::new(rotator),
         Err(error) => return update(RotationUpdate::Failed(Problem::rotation(&error))),
@@ -53,12 +59,24 @@ pub async fn run(station: Arc<Station>, request: RotationRequest, events: EventS
     let progress_events = events.clone();
     let reports = rotator
         .rotate_all(ids, move |progress| {
-            progress_events.send(Event::Rotation(RotationUpdate::Progress(progress)));
+            let device_id = progress_device(&progress).to_owned();
+            let name = names.get(&device_id).cloned().unwrap_or_else(|| device_id.clone());
+            progress_events.send(Event::Rotation(RotationUpdate::Progress { device_id, name, progress }));
         })
         .await;
-    // Let the last commands reach the broker before the connection goes.
+    // Let the last commands reach the broker, then end the run's connection.
     rotator.flush(Duration::from_secs(10)).await;
+    rotator.close().await;
     update(RotationUpdate::Finished(rows_by_name(reports)));
+}
+
+/// The device a progress event is about.
+pub(super) fn progress_device(progress: &RotationProgress) -> &str {
+    match progress {
+        RotationProgress::Attempt { device, .. }
+        | RotationProgress::Rotated { device }
+        | RotationProgress::Failed { device, .. } => device,
+    }
 }
 
 /// The report's rows for the results table, by name; an unconfirmed rotation reads

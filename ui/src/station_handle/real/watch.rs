@@ -31,11 +31,7 @@ pub async fn run(station: Arc<Station>, request: WatchRequest, stop: oneshot::Re
         let events = events.clone();
         tokio::spawn(async move {
             while let Some(step) = progress.recv().await {
-                let device_id = match &step {
-                    RotationProgress::Attempt { device, .. }
-                    | RotationProgress::Rotated { device }
-                    | RotationProgress::Failed { device, .. } => device.clone(),
-                };
+                let device_id = super::rotation::progress_device(&step).to_owned();
                 let name = match devices::get(station.inventory.pool(), &device_id).await {
                     Ok(Some(device)) => device.name,
                     _ => device_id.clone(),
@@ -56,6 +52,7 @@ pub async fn run(station: Arc<Station>, request: WatchRequest, stop: oneshot::Re
     // The callback, and with it the sender, is gone once `watch` returned: the namer drains.
     let _ = namer.await;
     rotator.flush(Duration::from_secs(10)).await;
+    rotator.close().await;
     match watched {
         Ok(reports) => update(WatchUpdate::Stopped(super::rotation::rows_by_name(reports))),
         Err(error) => update(WatchUpdate::Failed(Problem::rotation(&error))),
