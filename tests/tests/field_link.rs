@@ -52,7 +52,8 @@ impl Line {
     /// A provisioning that gives up on the device after 2 s.
     fn provision_impatiently(&self, agent: &Agent) -> Result<Output> {
         let port = self.port();
-        self.station.run_env(&["provision", "--serial", &port, "--qr", &agent.payload], &[("KEYFILL_REPLY_TIMEOUT", "2")])
+        self.station
+            .run_env(&["provision", "--serial", &port, "--qr", &agent.payload], &[("KEYFILL_REPLY_TIMEOUT", "2")])
     }
 
     fn reconcile(&self) -> Result<Output> {

@@ -1,7 +1,6 @@
 //! Errors as the operator reads them: what happened, and what to do about it. Built from the
 //! station library's typed errors, so each help line fits the actual cause.
 
-use keyfill_formats::message::AbortReason;
 use keyfill_station::bundle::{KeyFileError, SealBundleError};
 use keyfill_station::db::DbError;
 use keyfill_station::detect::LinkTarget;
@@ -211,9 +210,7 @@ impl Problem {
                         SessionOrLinkError::Session(SessionError::DeviceAuthenticationFailed) => {
                             "The device on the link is not this one: put this device on the link."
                         }
-                        SessionOrLinkError::Session(_) => {
-                            "Check that the device runs its provisioning agent on the chosen link."
-                        }
+                        SessionOrLinkError::Session(session) => session.advice(),
                     }
                 ),
             ),
@@ -294,28 +291,8 @@ impl Problem {
 fn session_help(source: &SessionOrLinkError) -> String {
     match source {
         SessionOrLinkError::Link(_) => "Check the cable and the device's power, then provision again.".to_owned(),
-        SessionOrLinkError::Session(session) => match session {
-            SessionError::DeviceAuthenticationFailed => {
-                "This device is not the one on the label (or the label was copied): scan the label of the device on the link."
-                    .to_owned()
-            }
-            SessionError::Timeout { .. } => {
-                "The device did not answer: check that it runs its provisioning agent on the chosen link, then provision again."
-                    .to_owned()
-            }
-            SessionError::RefusedByDevice { reason } | SessionError::DeclinedByDevice { reason } => match reason {
-                AbortReason::AlreadyProvisioned => {
-                    "The device already holds a key: factory-reset it before provisioning it again.".to_owned()
-                }
-                AbortReason::BadCertificate | AbortReason::CertificateExpired => {
-                    "The device does not trust this station: check that it pins this factory's root.".to_owned()
-                }
-                AbortReason::WrongDevice => "The label belongs to another device: scan this device's label.".to_owned(),
-                AbortReason::Busy => "The device is busy: wait a moment and provision again.".to_owned(),
-                _ => "Provision again; if the device refuses again, factory-reset it.".to_owned(),
-            },
-            _ => "Provision again; if it fails again, restart the device.".to_owned(),
-        },
+        // The station library words the advice for each session failure, the same for the CLI.
+        SessionOrLinkError::Session(session) => session.advice().to_owned(),
     }
 }
 
@@ -382,6 +359,20 @@ mod tests {
         assert!(problem.help.starts_with("Check that C2 runs"), "{problem}");
         let tls = C2Error::Unreachable("client error (Connect): invalid peer certificate: UnknownIssuer".into());
         assert!(Problem::c2_at(&tls, "https://c2").help.contains("CA file"));
+    }
+
+    #[test]
+    fn gui_problem_for_a_link_with_data_of_an_earlier_session_says_retry_and_blames_nobody() {
+        let stale = SessionError::StaleLink { phase: "waiting for the handshake reply", seconds: 10, dropped: 2 };
+        let problem = Problem::provision(&ProvisionError::Failed { source: stale.into() });
+        assert!(problem.message.contains("earlier session"), "{problem}");
+        assert!(problem.help.contains("retry"), "{problem}");
+        let text = problem.to_string();
+        assert!(!text.contains("wrong device") && !text.contains("aside") && !text.contains("copied"), "{text}");
+        // Only a genuine proof failure points at the device and its label.
+        let genuine =
+            Problem::provision(&ProvisionError::Failed { source: SessionError::DeviceAuthenticationFailed.into() });
+        assert!(genuine.help.contains("label"), "{genuine}");
     }
 
     #[test]

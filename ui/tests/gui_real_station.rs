@@ -116,7 +116,7 @@ fn gui_cancelled_rotation_run_leaves_no_connection_behind() {
         let unlocked = StationHome::new(&home.home).unlock(real_station::PASSPHRASE).expect("unlocks");
         let inventory = Inventory::open(&home.db_url).await.expect("opens");
         let actor = Actor { station_id: home.station_id(), operator: "gui-operator".into() };
-        let station = Arc::new(Station { inventory, unlocked, actor });
+        let station = Arc::new(Station::new(inventory, unlocked, actor));
         let settings = RotationSettings { first_wait: Duration::from_secs(30), ..RotationSettings::default() };
         let rotator = Arc::new(Rotator::connect(station, &proxy.url(), settings).await.expect("connects"));
         let run = tokio::spawn(async move { rotator.rotate_all(vec![id], |_| {}).await });
