@@ -66,9 +66,15 @@ pub enum RotationError {
     #[error("device {0} is not provisioned")]
     NotProvisioned(String),
     #[error(
-        "no confirmation after {attempts} attempts; both keys are kept, the device's next contact tells which it uses"
+        "no confirmation after {attempts} attempts; both keys are kept, the device's next contact tells which it uses. {}",
+        unconfirmed_cause(*device_clock_offset)
     )]
-    Unconfirmed { attempts: u32 },
+    Unconfirmed {
+        attempts: u32,
+        /// How far ahead of the station's clock (negative: behind) an authentic message from the
+        /// device was stamped during the rotation, if one came.
+        device_clock_offset: Option<i64>,
+    },
     #[error("bad broker URL {0:?}: expected mqtt://HOST[:PORT]")]
     BadBroker(String),
     #[error("MQTT: {0}")]
@@ -79,6 +85,40 @@ pub enum RotationError {
     Seal(#[from] SealError),
     #[error(transparent)]
     E4(#[from] e4::E4Error),
+}
+
+/// Offsets up to this many seconds are transit time or rounding, not a clock to fix.
+const CLOCK_NOISE_SECS: i64 = 2;
+
+/// The likely reason a device sent no confirmation, from what the station saw of its clock.
+fn unconfirmed_cause(device_clock_offset: Option<i64>) -> String {
+    let limit = e4::MAX_AGE_SECS;
+    match device_clock_offset {
+        Some(offset) if offset < -CLOCK_NOISE_SECS => format!(
+            "A message from the device during the rotation was stamped {} s behind the station's clock: the \
+             device's clock is behind, so it takes every command as stamped in the future and refuses it \
+             (devices accept at most {limit} s, E4's Go client none). Set the device's clock (NTP), then rotate again",
+            offset.unsigned_abs()
+        ),
+        Some(offset) if offset > CLOCK_NOISE_SECS => format!(
+            "A message from the device during the rotation was stamped {offset} s ahead of the station's clock: \
+             the device's clock is ahead, so it takes every command as {offset} s old and refuses it beyond \
+             {limit} s. Set the device's clock (NTP), then rotate again"
+        ),
+        _ => format!(
+            "Likely causes: the device is offline or not running `keyfill-agent mqtt`, or its clock differs \
+             from the station's by more than it accepts ({limit} s at most; E4's Go client refuses any \
+             command stamped ahead of its clock)"
+        ),
+    }
+}
+
+/// How far ahead of `now` (negative: behind) `payload` is stamped, if it authenticates under
+/// `key` whatever its timestamp: what a device's message says about its clock.
+fn stamp_offset(key: &SecretKey, payload: &[u8], now: u64) -> Option<i64> {
+    e4::unprotect(key, payload, now, TimestampPolicy::ANY).ok()?;
+    let stamp = i128::from(e4::protected_timestamp(payload).ok()?);
+    i64::try_from(stamp - i128::from(now)).ok()
 }
 
 /// Progress of a batch, as events (the CLI draws a bar, the GUI its own).
@@ -347,6 +387,7 @@ impl Rotator {
         let mut sent = rotation.sent_timestamps();
         let resumed = !sent.is_empty();
         let mut wait = self.settings.first_wait;
+        let mut device_clock_offset = None;
         for attempt in 0..self.settings.max_attempts {
             // A fresh timestamp for every attempt: E4 receivers drop commands older than 10 minutes.
             // Never a timestamp ahead of the clock (receivers may refuse any future one): wait
@@ -368,6 +409,10 @@ impl Rotator {
             progress(RotationProgress::Attempt { device: device_id.clone(), attempt: attempt + 1 });
             let deadline = tokio::time::Instant::now() + wait;
             while let Ok(Some((topic, payload))) = tokio::time::timeout_at(deadline, incoming.recv()).await {
+                let now = unix_now();
+                if let Some(offset) = stamp_offset(old, &payload, now).or_else(|| stamp_offset(new, &payload, now)) {
+                    device_clock_offset = Some(offset);
+                }
                 if !topic.starts_with(CONFIRM_TOPIC_PREFIX) {
                     continue;
                 }
@@ -380,11 +425,12 @@ impl Rotator {
             wait = (wait * 2).min(self.settings.max_wait);
         }
         let mut tx = pool.begin().await.map_err(DbError::from)?;
-        let failure = format!("no confirmation after {} attempts", sent.len());
+        let error = RotationError::Unconfirmed { attempts: sent.len() as u32, device_clock_offset };
+        let failure = error.to_string();
         rotations::set_state(&mut tx, &device_id, "rotation_failed", Some(&failure)).await?;
         events::record(&mut tx, &self.station.actor, Some(&device_id), "rotation_failed", &failure).await?;
         tx.commit().await.map_err(DbError::from)?;
-        Err(RotationError::Unconfirmed { attempts: sent.len() as u32 })
+        Err(error)
     }
 
     async fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), RotationError> {
@@ -531,7 +577,10 @@ impl Rotator {
                     && e4::unprotect(&old, payload, now, TimestampPolicy::C_CLIENT)
                         .is_ok_and(|p| p.as_slice() == HELLO_PLAINTEXT);
                 if !on_old {
-                    debug!(device = device_id, "contact that proves neither key; ignored");
+                    match stamp_offset(&old, payload, now).or_else(|| stamp_offset(&new, payload, now)) {
+                        Some(offset) => warn_outside_window(device_id, offset),
+                        None => debug!(device = device_id, "contact that proves neither key; ignored"),
+                    }
                     return None;
                 }
                 Some(self.rotate(device_id, progress).await)
@@ -541,7 +590,10 @@ impl Rotator {
                 let genuine = e4::unprotect(&current, payload, now, TimestampPolicy::C_CLIENT)
                     .is_ok_and(|p| p.as_slice() == HELLO_PLAINTEXT);
                 if !genuine {
-                    warn!(device = device_id, "hello that does not open under the device's key");
+                    match stamp_offset(&current, payload, now) {
+                        Some(offset) => warn_outside_window(device_id, offset),
+                        None => warn!(device = device_id, "hello that does not open under the device's key"),
+                    }
                     return None;
                 }
                 Some(self.rotate(device_id, progress).await)
@@ -549,6 +601,19 @@ impl Rotator {
             None => None,
         }
     }
+}
+
+/// A device's message that authenticates but is stamped outside the station's window.
+fn warn_outside_window(device_id: &str, offset: i64) {
+    let (amount, side) = (offset.unsigned_abs(), if offset < 0 { "behind" } else { "ahead of" });
+    warn!(
+        device = device_id,
+        offset,
+        "message from the device stamped {amount} s {side} the station's clock, outside the {} s window: the \
+         device's clock is wrong (or the message was replayed); set the device's clock (NTP), it refuses \
+         the station's commands until then",
+        e4::MAX_AGE_SECS
+    );
 }
 
 /// A device marked as being handled by the watcher until dropped.

@@ -85,7 +85,7 @@ impl FakeControl {
                     progress(RotationProgress::Attempt { device: device.id.clone(), attempt });
                 }
                 if unconfirmed {
-                    Err(RotationError::Unconfirmed { attempts: UNCONFIRMED_ATTEMPTS })
+                    Err(RotationError::Unconfirmed { attempts: UNCONFIRMED_ATTEMPTS, device_clock_offset: None })
                 } else {
                     Ok(new_key_id(&device))
                 }
