@@ -26,7 +26,10 @@ async fn main() -> ExitCode {
             for cause in error.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            match error.downcast_ref::<cli::ScanFailure>() {
+                Some(failure) => ExitCode::from(failure.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }
