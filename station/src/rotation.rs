@@ -306,10 +306,35 @@ impl Rotator {
     }
 
     async fn unseal(&self, device: &DeviceId, key_id_hex: &str) -> Result<SecretKey, RotationError> {
-        let row = keys::get(self.station.inventory.pool(), key_id_hex)
+        let pool = self.station.inventory.pool();
+        let row = keys::get(pool, key_id_hex)
             .await?
             .ok_or_else(|| DbError::Inconsistent(format!("missing key {key_id_hex}")))?;
-        Ok(self.station.unlocked.master_key.open_key(&self.key_context(device, key_id_hex)?, &row.sealed_key)?)
+        let key_id: [u8; 16] = hex::decode(key_id_hex)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| DbError::Inconsistent(format!("bad key id {key_id_hex}")))?;
+        let master_key = &self.station.unlocked.master_key;
+        match master_key.open_key(&seal::device_key_context(device, &key_id), &row.sealed_key) {
+            // Only now is the device's name worth a query: the error names it.
+            Err(SealError::Unauthentic) => {
+                let name = devices::get(pool, &device.to_hex()).await?.map(|d| d.name).unwrap_or_default();
+                Ok(master_key.open_device_key(device, &name, &key_id, &row.sealed_key)?)
+            }
+            opened => Ok(opened?),
+        }
+    }
+
+    /// As [`Rotator::unseal`], for the watcher, which goes on with other devices: the reason is
+    /// logged.
+    async fn unseal_or_warn(&self, device: &DeviceId, key_id_hex: &str) -> Option<SecretKey> {
+        match self.unseal(device, key_id_hex).await {
+            Ok(key) => Some(key),
+            Err(error) => {
+                warn!(device = %device.to_hex(), "cannot open the device's key: {error}");
+                None
+            }
+        }
     }
 
     /// The rotation to drive: an unfinished one from the database, or a new one.
@@ -559,7 +584,7 @@ impl Rotator {
         match rotation {
             Some(rotation) if rotation.state == "active" => None,
             Some(rotation) => {
-                let new = self.unseal(&id, &rotation.new_key_id).await.ok()?;
+                let new = self.unseal_or_warn(&id, &rotation.new_key_id).await?;
                 let uses_new = if topic.starts_with(CONFIRM_TOPIC_PREFIX) {
                     confirms(&new, payload, &rotation.sent_timestamps())
                 } else {
@@ -572,7 +597,7 @@ impl Rotator {
                     return Some(RotationReport { device_id: device_id.to_owned(), name: device.name, result });
                 }
                 // Only a device that proves it still uses the old key gets the rotation again.
-                let old = self.unseal(&id, &rotation.old_key_id).await.ok()?;
+                let old = self.unseal_or_warn(&id, &rotation.old_key_id).await?;
                 let on_old = topic.starts_with(HELLO_TOPIC_PREFIX)
                     && e4::unprotect(&old, payload, now, TimestampPolicy::C_CLIENT)
                         .is_ok_and(|p| p.as_slice() == HELLO_PLAINTEXT);
@@ -586,7 +611,7 @@ impl Rotator {
                 Some(self.rotate(device_id, progress).await)
             }
             None if topic.starts_with(HELLO_TOPIC_PREFIX) => {
-                let current = self.unseal(&id, device.key_id.as_deref()?).await.ok()?;
+                let current = self.unseal_or_warn(&id, device.key_id.as_deref()?).await?;
                 let genuine = e4::unprotect(&current, payload, now, TimestampPolicy::C_CLIENT)
                     .is_ok_and(|p| p.as_slice() == HELLO_PLAINTEXT);
                 if !genuine {
