@@ -28,6 +28,7 @@ pub const DEFAULT_FUTURE_SKEW_SECS: u64 = 600;
 /// stamped at most [`MAX_AGE_SECS`] in the past, so a device lagging further would apply a
 /// rotation whose confirmation the station refuses.
 pub const MAX_FUTURE_SKEW_SECS: u64 = MAX_AGE_SECS;
+const _: () = assert!(DEFAULT_FUTURE_SKEW_SECS <= MAX_FUTURE_SKEW_SECS && MAX_FUTURE_SKEW_SECS <= MAX_AGE_SECS);
 
 /// First 16 bytes of SHA3-256 of a topic.
 pub fn topic_hash(topic: &str) -> [u8; ID_LEN] {

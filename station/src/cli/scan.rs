@@ -287,7 +287,7 @@ mod tests {
             &keyfill_station::scan::ImageLimits::DEFAULT,
         );
         let unreadable =
-            FileReport::new(std::path::Path::new("x.png"), Err(ScanError::from(gone.err().expect("no such file"))));
+            FileReport::new(std::path::Path::new("x.png"), Err(ScanError::from(gone.expect_err("no such file"))));
         assert_eq!(unreadable.status, Status::Unreadable);
     }
 

@@ -176,7 +176,7 @@ fn classify(error: ImageError, limits: &ImageLimits) -> Refusal {
     }
 }
 
-fn reader<'a>(bytes: &'a [u8], format: Option<ImageFormat>) -> Result<ImageReader<Cursor<&'a [u8]>>, Refusal> {
+fn reader(bytes: &[u8], format: Option<ImageFormat>) -> Result<ImageReader<Cursor<&[u8]>>, Refusal> {
     let reader = match format {
         Some(format) => ImageReader::with_format(Cursor::new(bytes), format),
         None => {
