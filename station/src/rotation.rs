@@ -680,3 +680,29 @@ pub async fn rotatable_devices(station: &Station) -> Result<Vec<String>, Rotatio
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_a_failed_rotation_names_the_device_clock_when_a_device_message_showed_it() {
+        let failed = |offset| RotationError::Unconfirmed { attempts: 3, device_clock_offset: offset }.to_string();
+        let behind = failed(Some(-660));
+        assert!(behind.contains("stamped 660 s behind the station's clock") && behind.contains("NTP"), "{behind}");
+        let ahead = failed(Some(700));
+        assert!(ahead.contains("stamped 700 s ahead of the station's clock"), "{ahead}");
+        // Transit time is not a clock problem; nothing seen names the clock only as a possibility.
+        for unknown in [failed(Some(1)), failed(None)] {
+            assert!(unknown.contains("Likely causes") && unknown.contains("clock differs"), "{unknown}");
+        }
+    }
+
+    #[test]
+    fn field_stamp_offset_reads_only_authentic_messages() {
+        let key = SecretKey::from_bytes([4; 32]);
+        let hello = e4::protect(&key, 1_000, HELLO_PLAINTEXT).unwrap_or_default();
+        assert_eq!(stamp_offset(&key, &hello, 1_660), Some(-660), "outside any window, still read");
+        assert_eq!(stamp_offset(&SecretKey::from_bytes([5; 32]), &hello, 1_660), None, "not under this key");
+    }
+}

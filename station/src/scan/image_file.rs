@@ -76,6 +76,11 @@ pub enum ImageFileError {
         needed.div_ceil(MIB), limit / MIB
     )]
     TooMuchMemory { path: PathBuf, needed: u64, limit: u64 },
+    #[error(
+        "image {path} needs more memory to decode than the {} MiB Keyfill allows ({reason}); rescan the label at a lower resolution",
+        limit / MIB
+    )]
+    DecoderLimit { path: PathBuf, limit: u64, reason: String },
     #[error("{path} is not a PNG or JPEG image")]
     UnknownFormat { path: PathBuf },
     #[error("cannot decode image {path} (damaged or cut short?): {reason}")]
@@ -91,6 +96,7 @@ impl ImageFileError {
             ImageFileError::FileTooLarge { .. }
                 | ImageFileError::TooManyPixels { .. }
                 | ImageFileError::TooMuchMemory { .. }
+                | ImageFileError::DecoderLimit { .. }
         )
     }
 }
@@ -144,6 +150,7 @@ pub fn decode_image(
 enum Refusal {
     TooManyPixels { width: u32, height: u32 },
     TooMuchMemory { needed: u64 },
+    DecoderLimit(String),
     UnknownFormat,
     Decode(String),
 }
@@ -162,16 +169,19 @@ impl Refusal {
             Refusal::TooMuchMemory { needed } => {
                 ImageFileError::TooMuchMemory { path, needed, limit: limits.max_decoded_bytes }
             }
+            Refusal::DecoderLimit(reason) => {
+                ImageFileError::DecoderLimit { path, limit: limits.max_decoded_bytes, reason }
+            }
             Refusal::UnknownFormat => ImageFileError::UnknownFormat { path },
             Refusal::Decode(reason) => ImageFileError::Decode { path, reason },
         }
     }
 }
 
-fn classify(error: ImageError, limits: &ImageLimits) -> Refusal {
+fn classify(error: ImageError) -> Refusal {
     match error {
         // The decoder's own accounting (e.g. a huge embedded colour profile) hit the limit.
-        ImageError::Limits(_) => Refusal::TooMuchMemory { needed: limits.max_decoded_bytes.saturating_add(1) },
+        ImageError::Limits(limit) => Refusal::DecoderLimit(limit.to_string()),
         other => Refusal::Decode(other.to_string()),
     }
 }
@@ -195,17 +205,17 @@ fn decode(bytes: &[u8], format: Option<ImageFormat>, limits: &ImageLimits) -> Re
     // with its size, which the operator needs to know.
     let mut header = reader(bytes, format)?;
     header.limits(limits.decoder_limits(false));
-    let (width, height) = header.into_dimensions().map_err(|e| classify(e, limits))?;
+    let (width, height) = header.into_dimensions().map_err(classify)?;
     let pixels = u64::from(width) * u64::from(height);
     if width > limits.max_side || height > limits.max_side || pixels > limits.max_pixels {
         return Err(Refusal::TooManyPixels { width, height });
     }
     let mut full = reader(bytes, format)?;
     full.limits(limits.decoder_limits(true));
-    let decoder = full.into_decoder().map_err(|e| classify(e, limits))?;
+    let decoder = full.into_decoder().map_err(classify)?;
     let needed = decoder.total_bytes();
     if needed > limits.max_decoded_bytes {
         return Err(Refusal::TooMuchMemory { needed });
     }
-    DynamicImage::from_decoder(decoder).map_err(|e| classify(e, limits))
+    DynamicImage::from_decoder(decoder).map_err(classify)
 }
