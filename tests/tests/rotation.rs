@@ -286,3 +286,24 @@ fn field_rotation_to_a_device_11_minutes_behind_fails_naming_the_clock_and_keeps
     assert!(log.contains("ahead of this device's clock"), "{log}");
     Ok(())
 }
+
+#[test]
+fn field_watching_station_blames_the_clock_not_the_key_for_a_hello_11_minutes_old() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let name = unique_name("rot-old-hello");
+    let (station, mut agent) = provisioned_device(dir.path(), Database::sqlite(dir.path()), &name)?;
+    let (mut watcher, lines) = watch(&station, 8)?;
+    agent.mqtt(BROKER, &["--clock-offset-secs", "-660", "--hello"])?;
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.iter().any(|l| l.contains("s behind the station's clock, outside the 600 s window")) {
+        anyhow::ensure!(Instant::now() < deadline, "the hello's clock was not named: {seen:?}");
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    assert!(!seen.iter().any(|l| l.contains("does not open under the device's key")), "{seen:?}");
+    assert!(watcher.wait()?.success());
+    assert_eq!(device(&station, &name)?["rotation"], serde_json::Value::Null, "nothing started");
+    Ok(())
+}
