@@ -48,6 +48,14 @@ pub enum E4Event {
     CommandApplied {
         command: &'static str,
     },
+    /// A command that authenticates under a held key but is stamped outside this device's
+    /// window: the device's clock and the station's disagree (or the command waited on the broker
+    /// for longer than the window). Nothing is applied.
+    OutsideClockWindow {
+        command_timestamp: u64,
+        now: u64,
+        window: TimestampPolicy,
+    },
     Rejected {
         reason: String,
     },
@@ -62,6 +70,27 @@ pub enum E4ClientError {
     NoTopicKey(String),
     #[error(transparent)]
     E4(#[from] E4Error),
+}
+
+/// What an [`E4Event::OutsideClockWindow`] means, for the device's log.
+pub fn describe_clock_refusal(command_timestamp: u64, now: u64, window: TimestampPolicy) -> String {
+    if command_timestamp > now {
+        format!(
+            "E4 command refused: stamped {} s ahead of this device's clock, more than the {} s accepted; \
+             this device's clock is probably behind the station's: set it (NTP). Every command is \
+             refused until the clocks agree",
+            command_timestamp - now,
+            window.future_skew
+        )
+    } else {
+        format!(
+            "E4 command refused: stamped {} s before this device's clock, older than the {} s accepted; \
+             it waited on the broker that long (a retained command from an earlier attempt), or this \
+             device's clock is ahead of the station's: check it (NTP)",
+            now - command_timestamp,
+            window.max_age
+        )
+    }
 }
 
 /// The E4 client of one device.
@@ -87,8 +116,21 @@ fn command_name(command: &Command) -> &'static str {
 }
 
 impl E4Client {
+    /// A client that accepts commands up to [`e4::DEFAULT_FUTURE_SKEW_SECS`] ahead of its clock.
     pub fn new(device_id: DeviceId, state: StoredKey, grace_secs: u64) -> Self {
-        E4Client { device_id, state, grace_secs, policy: TimestampPolicy::GO_CLIENT }
+        E4Client { device_id, state, grace_secs, policy: TimestampPolicy::device(e4::DEFAULT_FUTURE_SKEW_SECS) }
+    }
+
+    /// Accepts commands up to `secs` ahead of this device's clock instead (0 is E4's Go client);
+    /// at most [`e4::MAX_FUTURE_SKEW_SECS`], larger values are capped.
+    pub fn with_max_future_skew(mut self, secs: u64) -> Self {
+        self.policy = TimestampPolicy::device(secs.min(e4::MAX_FUTURE_SKEW_SECS));
+        self
+    }
+
+    /// The timestamps this client accepts.
+    pub fn timestamp_policy(&self) -> TimestampPolicy {
+        self.policy
     }
 
     pub fn state(&self) -> &StoredKey {
@@ -148,6 +190,10 @@ impl E4Client {
                 },
                 None => return rejected(E4Error::Unauthentic.to_string()),
             },
+            Err(E4Error::InFuture { .. } | E4Error::TooOld { .. }) if self.opens_under_a_held_key(protected) => {
+                let window = self.policy;
+                return vec![E4Output::Event(E4Event::OutsideClockWindow { command_timestamp, now, window })];
+            }
             Err(error) => return rejected(error.to_string()),
         };
         let command = match Command::decode(&plaintext, KeyMode::Symmetric) {
@@ -157,6 +203,14 @@ impl E4Client {
         let mut out = if under_next { self.promote(true) } else { Vec::new() };
         out.extend(self.apply(command, command_timestamp, now));
         out
+    }
+
+    /// Whether `protected` authenticates under the current or the next key, whatever its
+    /// timestamp: tells a genuine command from the wrong clock apart from a forged one, so that
+    /// only the former is reported as a clock problem.
+    fn opens_under_a_held_key(&self, protected: &[u8]) -> bool {
+        let opens = |key: &SecretKey| e4::unprotect(key, protected, 0, TimestampPolicy::ANY).is_ok();
+        opens(&self.state.key) || self.state.e4.next.as_ref().is_some_and(|next| opens(&next.key))
     }
 
     fn apply(&mut self, command: Command, command_timestamp: u64, now: u64) -> Vec<E4Output> {
@@ -327,10 +381,84 @@ mod tests {
         let stale = command(&old, &Command::ResetTopics, NOW - 601);
         let forged = command(&SecretKey::from_bytes([3; 32]), &Command::ResetTopics, NOW);
         let garbage = e4::protect(&old, NOW, &[0x42, 1, 2]).expect("protect");
-        for message in [stale, forged, garbage, vec![1, 2, 3]] {
+        for message in [forged, garbage, vec![1, 2, 3]] {
             let out = client.handle_control(&message, NOW);
             assert!(matches!(out.as_slice(), [E4Output::Event(E4Event::Rejected { .. })]), "{out:?}");
         }
+        let out = client.handle_control(&stale, NOW);
+        assert!(matches!(out.as_slice(), [E4Output::Event(E4Event::OutsideClockWindow { .. })]), "{out:?}");
+    }
+
+    #[test]
+    fn field_device_60_s_behind_the_station_takes_its_rotation_command() {
+        let mut client = client();
+        let old = SecretKey::from_bytes([1; 32]);
+        let new = SecretKey::from_bytes([9; 32]);
+        // The station stamps at its clock, a minute ahead of the device's.
+        let out = client.handle_control(&command(&old, &Command::SetIdKey { key: new.clone() }, NOW + 60), NOW);
+        assert!(out.contains(&E4Output::Event(E4Event::NextKeyStored { command_timestamp: NOW + 60 })), "{out:?}");
+        let published = publications(&out);
+        assert_eq!(published.len(), 1, "confirmed");
+        // Stamped with the device's clock; the station's window takes a minute in the past.
+        let plaintext = e4::unprotect(&new, &published[0].1, NOW + 60, TimestampPolicy::C_CLIENT).expect("opens");
+        assert_eq!(Confirmation::decode(&plaintext).map(|c| c.command_timestamp), Ok(NOW + 60));
+    }
+
+    #[test]
+    fn field_device_11_minutes_behind_refuses_the_command_as_a_clock_problem_and_keeps_its_key() {
+        let mut client = client();
+        let before = client.state().clone();
+        let old = SecretKey::from_bytes([1; 32]);
+        let new = SecretKey::from_bytes([9; 32]);
+        let out = client.handle_control(&command(&old, &Command::SetIdKey { key: new }, NOW + 660), NOW);
+        assert_eq!(
+            out,
+            vec![E4Output::Event(E4Event::OutsideClockWindow {
+                command_timestamp: NOW + 660,
+                now: NOW,
+                window: TimestampPolicy::device(600),
+            })]
+        );
+        assert_eq!(client.state(), &before, "nothing stored, nothing confirmed");
+    }
+
+    #[test]
+    fn field_future_skew_defaults_to_ten_minutes_is_configurable_and_capped() {
+        let old = SecretKey::from_bytes([1; 32]);
+        let applied = |client: &mut E4Client, ahead: u64| {
+            let out = client.handle_control(&command(&old, &Command::ResetTopics, NOW + ahead), NOW);
+            out.contains(&E4Output::Event(E4Event::CommandApplied { command: "ResetTopics" }))
+        };
+        let mut default = client();
+        assert!(applied(&mut default, 600), "exactly 10 minutes ahead");
+        assert!(!applied(&mut default, 601));
+        let mut strict = client().with_max_future_skew(0);
+        assert!(applied(&mut strict, 0));
+        assert!(!applied(&mut strict, 1), "E4's Go client rule");
+        let mut capped = client().with_max_future_skew(24 * 3600);
+        assert_eq!(capped.timestamp_policy(), TimestampPolicy::device(e4::MAX_FUTURE_SKEW_SECS));
+        assert!(!applied(&mut capped, e4::MAX_FUTURE_SKEW_SECS + 1));
+        // The past window is unchanged.
+        let out = default.handle_control(&command(&old, &Command::ResetTopics, NOW - 601), NOW);
+        assert!(matches!(out.as_slice(), [E4Output::Event(E4Event::OutsideClockWindow { .. })]), "{out:?}");
+    }
+
+    #[test]
+    fn field_a_forged_command_from_the_future_is_not_blamed_on_the_clock() {
+        let mut client = client();
+        let forged = command(&SecretKey::from_bytes([3; 32]), &Command::ResetTopics, NOW + 3600);
+        let out = client.handle_control(&forged, NOW);
+        assert!(matches!(out.as_slice(), [E4Output::Event(E4Event::Rejected { .. })]), "{out:?}");
+    }
+
+    #[test]
+    fn field_grace_period_runs_on_the_device_clock_not_the_command_stamp() {
+        let mut client = client();
+        let old = SecretKey::from_bytes([1; 32]);
+        let new = SecretKey::from_bytes([8; 32]);
+        // Stamped 5 minutes ahead: the grace period still starts when the device received it.
+        client.handle_control(&command(&old, &Command::SetIdKey { key: new }, NOW + 300), NOW);
+        assert_eq!(client.poll_timeout(), Some(NOW + 3600));
     }
 
     #[test]

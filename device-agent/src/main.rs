@@ -11,12 +11,15 @@ use keyfill_agent::driver::FaultInjection;
 use keyfill_agent::e4client::E4Client;
 use keyfill_agent::identity::DeviceIdentity;
 use keyfill_agent::keystore::{FileKeystore, Keystore, write_atomically};
-use keyfill_agent::mqtt::{E4Fault, run_mqtt};
+use keyfill_agent::mqtt::{DeviceClock, E4Fault, run_mqtt};
 use keyfill_agent::serial::{LinkError, serve_stream};
 use keyfill_agent::vpcd::{VpcdError, serve_card};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tracing::{debug, info, warn};
+
+/// Bound of the test-only clock offset: ten years either way.
+const MAX_CLOCK_OFFSET_SECS: i64 = 10 * 366 * 24 * 3600;
 
 #[derive(Parser)]
 #[command(name = "keyfill-agent", version, about = "Keyfill device agent: answers provisioning on a device link")]
@@ -108,9 +111,28 @@ enum Command {
         /// Announce the device on keyfill/hello/<id> after connecting (first use).
         #[arg(long)]
         hello: bool,
+        /// Seconds a command may be stamped ahead of this device's clock, so that a device whose
+        /// clock lags the station's still takes its commands (0 refuses any future stamp, as E4's
+        /// Go client does). At most 600: the station refuses confirmations stamped further back.
+        #[arg(
+            long,
+            default_value_t = keyfill_formats::e4::DEFAULT_FUTURE_SKEW_SECS,
+            value_parser = clap::value_parser!(u64).range(0..=keyfill_formats::e4::MAX_FUTURE_SKEW_SECS)
+        )]
+        max_future_skew_secs: u64,
         /// Inject a fault (tests only).
         #[arg(long, value_enum, hide = true)]
         fault: Option<MqttFault>,
+        /// Shift this device's clock by this many seconds (negative: behind), to play a device
+        /// whose clock disagrees with the station's. Tests and bench devices only.
+        #[arg(
+            long,
+            hide = true,
+            default_value_t = 0,
+            allow_negative_numbers = true,
+            value_parser = clap::value_parser!(i64).range(-MAX_CLOCK_OFFSET_SECS..=MAX_CLOCK_OFFSET_SECS)
+        )]
+        clock_offset_secs: i64,
     },
     /// Show what the device holds (never the key itself).
     Status {
@@ -206,7 +228,7 @@ async fn main() -> Result<()> {
                 (None, None) => bail!("give --serial PATH, --vpcd HOST:PORT, --ble or --ble-relay HOST:PORT"),
             }
         }
-        Command::Mqtt { broker, grace_secs, hello, fault } => {
+        Command::Mqtt { broker, grace_secs, hello, max_future_skew_secs, fault, clock_offset_secs } => {
             let identity = load_identity(&cli.state)?;
             let mut store = keystore(&cli.state);
             let state = store.load()?.context("the device holds no key: provision it first")?;
@@ -215,8 +237,15 @@ async fn main() -> Result<()> {
                 Some(MqttFault::ExitAfterNextStored) => E4Fault::ExitAfterNextStored,
                 None => E4Fault::None,
             };
-            let client = E4Client::new(identity.device_id, state, grace_secs);
-            run_mqtt(&broker, client, &mut store, hello, fault).await?;
+            let client =
+                E4Client::new(identity.device_id, state, grace_secs).with_max_future_skew(max_future_skew_secs);
+            let clock = if clock_offset_secs == 0 {
+                DeviceClock::system()
+            } else {
+                warn!(clock_offset_secs, "test clock: this device's clock is shifted from the system clock");
+                DeviceClock::shifted(clock_offset_secs)
+            };
+            run_mqtt(&broker, client, &mut store, hello, fault, clock).await?;
         }
         Command::Status { json } => {
             let identity = load_identity(&cli.state)?;

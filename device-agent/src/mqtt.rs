@@ -7,7 +7,7 @@
 //! would not survive a power loss: after a restart the broker resumes a half-finished QoS 2
 //! exchange the new process knows nothing of, and the client drops the connection.
 
-use crate::e4client::{E4Client, E4Event, E4Output};
+use crate::e4client::{E4Client, E4Event, E4Output, describe_clock_refusal};
 use crate::keystore::Keystore;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -50,14 +50,35 @@ pub fn parse_broker(url: &str) -> Result<(String, u16), MqttError> {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+/// The device's clock in Unix seconds: the system clock, shifted by a fixed offset on test
+/// benches to play a device whose clock disagrees with the station's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceClock {
+    offset_secs: i64,
 }
 
-async fn sleep_until_unix(deadline: Option<u64>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep(Duration::from_secs(deadline.saturating_sub(unix_now()).max(1))).await,
-        None => std::future::pending().await,
+impl DeviceClock {
+    /// The system clock, as on every real device.
+    pub fn system() -> Self {
+        DeviceClock::default()
+    }
+
+    /// The system clock shifted by `offset_secs` (negative: behind). For tests and bench
+    /// devices only.
+    pub fn shifted(offset_secs: i64) -> Self {
+        DeviceClock { offset_secs }
+    }
+
+    pub fn now(&self) -> u64 {
+        let system = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        system.saturating_add_signed(self.offset_secs)
+    }
+
+    async fn sleep_until(&self, deadline: Option<u64>) {
+        match deadline {
+            Some(deadline) => tokio::time::sleep(Duration::from_secs(deadline.saturating_sub(self.now()).max(1))).await,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -68,6 +89,7 @@ pub async fn run_mqtt<K: Keystore>(
     keystore: &mut K,
     hello: bool,
     mut fault: E4Fault,
+    clock: DeviceClock,
 ) -> Result<(), MqttError> {
     let (host, port) = parse_broker(broker)?;
     let control = client.control_topic();
@@ -79,7 +101,8 @@ pub async fn run_mqtt<K: Keystore>(
     // the broker deliver it again.
     options.set_manual_acks(true);
     let (mqtt, mut events) = AsyncClient::new(options, 64);
-    info!(%broker, %control, "E4 client connecting");
+    let window = client.timestamp_policy();
+    info!(%broker, %control, max_future_skew = window.future_skew, max_age = window.max_age, "E4 client connecting");
     let mut pending_ack: Option<rumqttc::Publish> = None;
     loop {
         let outputs = tokio::select! {
@@ -87,7 +110,7 @@ pub async fn run_mqtt<K: Keystore>(
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     mqtt.subscribe(control.clone(), QoS::AtLeastOnce).await?;
                     if hello {
-                        match client.hello(unix_now()) {
+                        match client.hello(clock.now()) {
                             Ok(output) => vec![output],
                             Err(error) => { warn!(%error, "cannot make a hello"); Vec::new() }
                         }
@@ -96,7 +119,7 @@ pub async fn run_mqtt<K: Keystore>(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) if publish.topic == control => {
-                    let outputs = client.handle_control(&publish.payload, unix_now());
+                    let outputs = client.handle_control(&publish.payload, clock.now());
                     pending_ack = Some(publish);
                     outputs
                 }
@@ -114,7 +137,7 @@ pub async fn run_mqtt<K: Keystore>(
                     Vec::new()
                 }
             },
-            _ = sleep_until_unix(client.poll_timeout()) => client.handle_timeout(unix_now()),
+            _ = clock.sleep_until(client.poll_timeout()) => client.handle_timeout(clock.now()),
         };
         for output in outputs {
             match output {
@@ -152,6 +175,14 @@ fn log_event(event: &E4Event) {
         }
         E4Event::KeyPromoted { by_command } => info!(by_command, "new client key in use; old key erased"),
         E4Event::CommandApplied { command } => info!(command, "E4 command applied"),
+        E4Event::OutsideClockWindow { command_timestamp, now, window } => {
+            warn!(
+                command_timestamp,
+                device_clock = now,
+                "{}",
+                describe_clock_refusal(*command_timestamp, *now, *window)
+            )
+        }
         E4Event::Rejected { reason } => warn!(%reason, "E4 message rejected"),
     }
 }

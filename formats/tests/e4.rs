@@ -2,6 +2,7 @@
 //! RFC 5297 AES-SIV vectors, timestamp windows, command parsing, public-key command keys.
 
 use keyfill_formats::SecretKey;
+use keyfill_formats::e4;
 use keyfill_formats::e4::{
     Command, CommandError, E4Error, KeyMode, TimestampPolicy, command_key_for_c2, command_key_for_device, protect,
     topic_hash, unprotect,
@@ -98,6 +99,21 @@ fn e4_timestamp_windows_follow_the_go_and_c_clients() {
     assert!(matches!(unprotect(&key, &protected, 999_999, TimestampPolicy::GO_CLIENT), Err(E4Error::InFuture { .. })));
     assert!(unprotect(&key, &protected, 999_400, TimestampPolicy::C_CLIENT).is_ok(), "C allows 10 minutes of skew");
     assert!(matches!(unprotect(&key, &protected, 999_399, TimestampPolicy::C_CLIENT), Err(E4Error::InFuture { .. })));
+}
+
+#[test]
+fn field_device_window_takes_a_lagging_clock_up_to_its_future_skew() {
+    let key = key("3984a8df8bcbbc0d9f2294ae5c008bca1fc06244ff875abab7044f3fe90dfa3f");
+    let protected = protect(&key, 1_000_000, b"hello").expect("protect");
+    let default = TimestampPolicy::device(e4::DEFAULT_FUTURE_SKEW_SECS);
+    assert_eq!(default, TimestampPolicy::C_CLIENT, "the default is the C client's window");
+    assert!(unprotect(&key, &protected, 999_940, default).is_ok(), "a device a minute behind");
+    assert!(unprotect(&key, &protected, 999_400, default).is_ok(), "ten minutes behind");
+    assert!(matches!(unprotect(&key, &protected, 999_340, default), Err(E4Error::InFuture { skew: 600, .. })));
+    assert!(matches!(unprotect(&key, &protected, 1_000_601, default), Err(E4Error::TooOld { .. })), "past unchanged");
+    let strict = TimestampPolicy::device(0);
+    assert_eq!(strict, TimestampPolicy::GO_CLIENT);
+    assert!(matches!(unprotect(&key, &protected, 999_999, strict), Err(E4Error::InFuture { .. })));
 }
 
 #[test]

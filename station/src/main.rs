@@ -29,7 +29,10 @@ async fn main() -> ExitCode {
             if let Some(advice) = cli::advice(&error) {
                 eprintln!("  what to do: {advice}");
             }
-            ExitCode::FAILURE
+            match error.downcast_ref::<cli::ScanFailure>() {
+                Some(failure) => ExitCode::from(failure.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -348,7 +348,7 @@ impl Station {
                 public_key: public_key.try_into().map_err(|_| DbError::Inconsistent("identity key length".into()))?,
             },
             (None, Some(sealed)) => {
-                let secret = self.unlocked.master_key.open(&seal::setup_secret_context(&device_id), sealed)?;
+                let secret = self.unlocked.master_key.open_setup_secret(&device_id, &device.name, sealed)?;
                 let bytes: [u8; 16] =
                     secret.as_slice().try_into().map_err(|_| DbError::Inconsistent("setup secret length".into()))?;
                 DeviceCredential::SetupSecret(SetupSecret(bytes))
@@ -402,10 +402,8 @@ impl Station {
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| DbError::Inconsistent("bad key id".into()))?;
-        let key = self
-            .unlocked
-            .master_key
-            .open_key(&seal::device_key_context(&payload.device_id, &key_id), &row.sealed_key)?;
+        let key =
+            self.unlocked.master_key.open_device_key(&payload.device_id, &device.name, &key_id, &row.sealed_key)?;
         let (session, first) = self.start_session(&payload, Request::QueryKey { key_id, key })?;
         let result = run_session(link, session, first, |_| {}).await.result;
         let LinkInfo { transport, port } = link.info();

@@ -1,14 +1,14 @@
 //! Decoding a label photograph or scan; a thin layer over [`crate::scan`] kept for
-//! `keyfill provision --qr-image`.
+//! `keyfill provision --qr-image`, with the same image limits.
 
-use crate::scan::{ScanError, Scanner};
+use crate::scan::{ImageFileError, ScanError, Scanner};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum QrImageError {
-    #[error("cannot read image {path}: {reason}")]
-    Read { path: String, reason: String },
+    #[error(transparent)]
+    Image(#[from] ImageFileError),
     #[error("no QR code found in {0}")]
     NotFound(String),
 }
@@ -17,7 +17,7 @@ pub enum QrImageError {
 pub fn decode_file(path: &std::path::Path) -> Result<Vec<String>, QrImageError> {
     let shown = path.display().to_string();
     let results = Scanner::default().scan_file(path).map_err(|error| match error {
-        ScanError::Read { reason, .. } => QrImageError::Read { path: shown.clone(), reason },
+        ScanError::Image(error) => QrImageError::Image(error),
     })?;
     if results.is_empty() {
         return Err(QrImageError::NotFound(shown));

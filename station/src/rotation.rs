@@ -66,9 +66,15 @@ pub enum RotationError {
     #[error("device {0} is not provisioned")]
     NotProvisioned(String),
     #[error(
-        "no confirmation after {attempts} attempts; both keys are kept, the device's next contact tells which it uses"
+        "no confirmation after {attempts} attempts; both keys are kept, the device's next contact tells which it uses. {}",
+        unconfirmed_cause(*device_clock_offset)
     )]
-    Unconfirmed { attempts: u32 },
+    Unconfirmed {
+        attempts: u32,
+        /// How far ahead of the station's clock (negative: behind) an authentic message from the
+        /// device was stamped during the rotation, if one came.
+        device_clock_offset: Option<i64>,
+    },
     #[error("bad broker URL {0:?}: expected mqtt://HOST[:PORT]")]
     BadBroker(String),
     #[error("MQTT: {0}")]
@@ -79,6 +85,40 @@ pub enum RotationError {
     Seal(#[from] SealError),
     #[error(transparent)]
     E4(#[from] e4::E4Error),
+}
+
+/// Offsets up to this many seconds are transit time or rounding, not a clock to fix.
+const CLOCK_NOISE_SECS: i64 = 2;
+
+/// The likely reason a device sent no confirmation, from what the station saw of its clock.
+fn unconfirmed_cause(device_clock_offset: Option<i64>) -> String {
+    let limit = e4::MAX_AGE_SECS;
+    match device_clock_offset {
+        Some(offset) if offset < -CLOCK_NOISE_SECS => format!(
+            "A message from the device during the rotation was stamped {} s behind the station's clock: the \
+             device's clock is behind, so it takes every command as stamped in the future and refuses it \
+             (devices accept at most {limit} s, E4's Go client none). Set the device's clock (NTP), then rotate again",
+            offset.unsigned_abs()
+        ),
+        Some(offset) if offset > CLOCK_NOISE_SECS => format!(
+            "A message from the device during the rotation was stamped {offset} s ahead of the station's clock: \
+             the device's clock is ahead, so it takes every command as {offset} s old and refuses it beyond \
+             {limit} s. Set the device's clock (NTP), then rotate again"
+        ),
+        _ => format!(
+            "Likely causes: the device is offline or not running `keyfill-agent mqtt`, or its clock differs \
+             from the station's by more than it accepts ({limit} s at most; E4's Go client refuses any \
+             command stamped ahead of its clock)"
+        ),
+    }
+}
+
+/// How far ahead of `now` (negative: behind) `payload` is stamped, if it authenticates under
+/// `key` whatever its timestamp: what a device's message says about its clock.
+fn stamp_offset(key: &SecretKey, payload: &[u8], now: u64) -> Option<i64> {
+    e4::unprotect(key, payload, now, TimestampPolicy::ANY).ok()?;
+    let stamp = i128::from(e4::protected_timestamp(payload).ok()?);
+    i64::try_from(stamp - i128::from(now)).ok()
 }
 
 /// Progress of a batch, as events (the CLI draws a bar, the GUI its own).
@@ -329,10 +369,35 @@ impl Rotator {
     }
 
     async fn unseal(&self, device: &DeviceId, key_id_hex: &str) -> Result<SecretKey, RotationError> {
-        let row = keys::get(self.station.inventory.pool(), key_id_hex)
+        let pool = self.station.inventory.pool();
+        let row = keys::get(pool, key_id_hex)
             .await?
             .ok_or_else(|| DbError::Inconsistent(format!("missing key {key_id_hex}")))?;
-        Ok(self.station.unlocked.master_key.open_key(&self.key_context(device, key_id_hex)?, &row.sealed_key)?)
+        let key_id: [u8; 16] = hex::decode(key_id_hex)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| DbError::Inconsistent(format!("bad key id {key_id_hex}")))?;
+        let master_key = &self.station.unlocked.master_key;
+        match master_key.open_key(&seal::device_key_context(device, &key_id), &row.sealed_key) {
+            // Only now is the device's name worth a query: the error names it.
+            Err(SealError::Unauthentic) => {
+                let name = devices::get(pool, &device.to_hex()).await?.map(|d| d.name).unwrap_or_default();
+                Ok(master_key.open_device_key(device, &name, &key_id, &row.sealed_key)?)
+            }
+            opened => Ok(opened?),
+        }
+    }
+
+    /// As [`Rotator::unseal`], for the watcher, which goes on with other devices: the reason is
+    /// logged.
+    async fn unseal_or_warn(&self, device: &DeviceId, key_id_hex: &str) -> Option<SecretKey> {
+        match self.unseal(device, key_id_hex).await {
+            Ok(key) => Some(key),
+            Err(error) => {
+                warn!(device = %device.to_hex(), "cannot open the device's key: {error}");
+                None
+            }
+        }
     }
 
     /// The rotation to drive: an unfinished one from the database, or a new one.
@@ -410,6 +475,7 @@ impl Rotator {
         let mut sent = rotation.sent_timestamps();
         let resumed = !sent.is_empty();
         let mut wait = self.settings.first_wait;
+        let mut device_clock_offset = None;
         for attempt in 0..self.settings.max_attempts {
             // A fresh timestamp for every attempt: E4 receivers drop commands older than 10 minutes.
             // Never a timestamp ahead of the clock (receivers may refuse any future one): wait
@@ -431,6 +497,10 @@ impl Rotator {
             progress(RotationProgress::Attempt { device: device_id.clone(), attempt: attempt + 1 });
             let deadline = tokio::time::Instant::now() + wait;
             while let Ok(Some((topic, payload))) = tokio::time::timeout_at(deadline, incoming.recv()).await {
+                let now = unix_now();
+                if let Some(offset) = stamp_offset(old, &payload, now).or_else(|| stamp_offset(new, &payload, now)) {
+                    device_clock_offset = Some(offset);
+                }
                 if !topic.starts_with(CONFIRM_TOPIC_PREFIX) {
                     continue;
                 }
@@ -443,11 +513,12 @@ impl Rotator {
             wait = (wait * 2).min(self.settings.max_wait);
         }
         let mut tx = pool.begin().await.map_err(DbError::from)?;
-        let failure = format!("no confirmation after {} attempts", sent.len());
+        let error = RotationError::Unconfirmed { attempts: sent.len() as u32, device_clock_offset };
+        let failure = error.to_string();
         rotations::set_state(&mut tx, &device_id, "rotation_failed", Some(&failure)).await?;
         events::record(&mut tx, &self.station.actor, Some(&device_id), "rotation_failed", &failure).await?;
         tx.commit().await.map_err(DbError::from)?;
-        Err(RotationError::Unconfirmed { attempts: sent.len() as u32 })
+        Err(error)
     }
 
     async fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), RotationError> {
@@ -576,7 +647,7 @@ impl Rotator {
         match rotation {
             Some(rotation) if rotation.state == "active" => None,
             Some(rotation) => {
-                let new = self.unseal(&id, &rotation.new_key_id).await.ok()?;
+                let new = self.unseal_or_warn(&id, &rotation.new_key_id).await?;
                 let uses_new = if topic.starts_with(CONFIRM_TOPIC_PREFIX) {
                     confirms(&new, payload, &rotation.sent_timestamps())
                 } else {
@@ -589,22 +660,28 @@ impl Rotator {
                     return Some(RotationReport { device_id: device_id.to_owned(), name: device.name, result });
                 }
                 // Only a device that proves it still uses the old key gets the rotation again.
-                let old = self.unseal(&id, &rotation.old_key_id).await.ok()?;
+                let old = self.unseal_or_warn(&id, &rotation.old_key_id).await?;
                 let on_old = topic.starts_with(HELLO_TOPIC_PREFIX)
                     && e4::unprotect(&old, payload, now, TimestampPolicy::C_CLIENT)
                         .is_ok_and(|p| p.as_slice() == HELLO_PLAINTEXT);
                 if !on_old {
-                    debug!(device = device_id, "contact that proves neither key; ignored");
+                    match stamp_offset(&old, payload, now).or_else(|| stamp_offset(&new, payload, now)) {
+                        Some(offset) => warn_outside_window(device_id, offset),
+                        None => debug!(device = device_id, "contact that proves neither key; ignored"),
+                    }
                     return None;
                 }
                 Some(self.rotate(device_id, progress).await)
             }
             None if topic.starts_with(HELLO_TOPIC_PREFIX) => {
-                let current = self.unseal(&id, device.key_id.as_deref()?).await.ok()?;
+                let current = self.unseal_or_warn(&id, device.key_id.as_deref()?).await?;
                 let genuine = e4::unprotect(&current, payload, now, TimestampPolicy::C_CLIENT)
                     .is_ok_and(|p| p.as_slice() == HELLO_PLAINTEXT);
                 if !genuine {
-                    warn!(device = device_id, "hello that does not open under the device's key");
+                    match stamp_offset(&current, payload, now) {
+                        Some(offset) => warn_outside_window(device_id, offset),
+                        None => warn!(device = device_id, "hello that does not open under the device's key"),
+                    }
                     return None;
                 }
                 Some(self.rotate(device_id, progress).await)
@@ -612,6 +689,19 @@ impl Rotator {
             None => None,
         }
     }
+}
+
+/// A device's message that authenticates but is stamped outside the station's window.
+fn warn_outside_window(device_id: &str, offset: i64) {
+    let (amount, side) = (offset.unsigned_abs(), if offset < 0 { "behind" } else { "ahead of" });
+    warn!(
+        device = device_id,
+        offset,
+        "message from the device stamped {amount} s {side} the station's clock, outside the {} s window: the \
+         device's clock is wrong (or the message was replayed); set the device's clock (NTP), it refuses \
+         the station's commands until then",
+        e4::MAX_AGE_SECS
+    );
 }
 
 /// A device marked as being handled by the watcher until dropped.
@@ -652,4 +742,30 @@ pub async fn rotatable_devices(station: &Station) -> Result<Vec<String>, Rotatio
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_a_failed_rotation_names_the_device_clock_when_a_device_message_showed_it() {
+        let failed = |offset| RotationError::Unconfirmed { attempts: 3, device_clock_offset: offset }.to_string();
+        let behind = failed(Some(-660));
+        assert!(behind.contains("stamped 660 s behind the station's clock") && behind.contains("NTP"), "{behind}");
+        let ahead = failed(Some(700));
+        assert!(ahead.contains("stamped 700 s ahead of the station's clock"), "{ahead}");
+        // Transit time is not a clock problem; nothing seen names the clock only as a possibility.
+        for unknown in [failed(Some(1)), failed(None)] {
+            assert!(unknown.contains("Likely causes") && unknown.contains("clock differs"), "{unknown}");
+        }
+    }
+
+    #[test]
+    fn field_stamp_offset_reads_only_authentic_messages() {
+        let key = SecretKey::from_bytes([4; 32]);
+        let hello = e4::protect(&key, 1_000, HELLO_PLAINTEXT).unwrap_or_default();
+        assert_eq!(stamp_offset(&key, &hello, 1_660), Some(-660), "outside any window, still read");
+        assert_eq!(stamp_offset(&SecretKey::from_bytes([5; 32]), &hello, 1_660), None, "not under this key");
+    }
 }

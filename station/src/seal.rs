@@ -1,7 +1,7 @@
 //! Sealing secrets at rest: AES-256-GCM (ring) under a master key, which is itself sealed under
 //! a key derived from the operator passphrase with PBKDF2-HMAC-SHA256.
 
-use keyfill_formats::SecretKey;
+use keyfill_formats::{DeviceId, SecretKey};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::pbkdf2;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -21,6 +21,29 @@ pub enum SealError {
     WrongPassphrase,
     #[error("sealed data failed authentication (altered, or sealed under another master key)")]
     Unauthentic,
+    #[error(
+        "the sealed key {key_id} of device {name} (id {device_id}) failed authentication: its database row was \
+         altered, or it was sealed under another station's master key (a database from another station, or a \
+         station home that is not this database's); restore the database from a backup of this station, or use \
+         it with the station home it belongs to"
+    )]
+    DeviceKeyUnauthentic {
+        device_id: String,
+        /// The device's name, escaped for printing.
+        name: String,
+        key_id: String,
+    },
+    #[error(
+        "the sealed setup secret of device {name} (id {device_id}) failed authentication: its database row was \
+         altered, or it was sealed under another station's master key (a database from another station, or a \
+         station home that is not this database's); restore the database from a backup of this station, or use \
+         it with the station home it belongs to"
+    )]
+    SetupSecretUnauthentic {
+        device_id: String,
+        /// The device's name, escaped for printing.
+        name: String,
+    },
     #[error("sealed data is malformed")]
     Malformed,
     #[error("the system random source failed")]
@@ -146,15 +169,56 @@ impl MasterKey {
     pub fn open_key(&self, context: &[u8], sealed: &[u8]) -> Result<SecretKey, SealError> {
         SecretKey::from_slice(&self.open(context, sealed)?).ok_or(SealError::Malformed)
     }
+
+    /// Opens the sealed key `key_id` of the device `device` named `name`; an authentication
+    /// failure names the device and the key.
+    pub fn open_device_key(
+        &self,
+        device: &DeviceId,
+        name: &str,
+        key_id: &[u8; 16],
+        sealed: &[u8],
+    ) -> Result<SecretKey, SealError> {
+        self.open_key(&device_key_context(device, key_id), sealed).map_err(|error| match error {
+            SealError::Unauthentic => SealError::DeviceKeyUnauthentic {
+                device_id: device.to_hex(),
+                name: escaped_name(name),
+                key_id: hex::encode(key_id),
+            },
+            other => other,
+        })
+    }
+
+    /// Opens the sealed setup secret of the device `device` named `name`; an authentication
+    /// failure names the device.
+    pub fn open_setup_secret(
+        &self,
+        device: &DeviceId,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        self.open(&setup_secret_context(device), sealed).map_err(|error| match error {
+            SealError::Unauthentic => {
+                SealError::SetupSecretUnauthentic { device_id: device.to_hex(), name: escaped_name(name) }
+            }
+            other => other,
+        })
+    }
+}
+
+/// A device name as it may be printed: quoted, control characters and quotes escaped, so that
+/// a name from a label cannot rewrite the operator's terminal or a log line.
+fn escaped_name(name: &str) -> String {
+    format!("{name:?}")
 }
 
 /// Associated data that binds a sealed device key to its device and key id.
-pub fn device_key_context(device_id: &keyfill_formats::DeviceId, key_id: &[u8; 16]) -> Vec<u8> {
+pub fn device_key_context(device_id: &DeviceId, key_id: &[u8; 16]) -> Vec<u8> {
     [&b"keyfill device key v1\0"[..], &device_id.0, key_id].concat()
 }
 
 /// Associated data for a device's sealed setup secret.
-pub fn setup_secret_context(device_id: &keyfill_formats::DeviceId) -> Vec<u8> {
+pub fn setup_secret_context(device_id: &DeviceId) -> Vec<u8> {
     [&b"keyfill setup secret v1\0"[..], &device_id.0].concat()
 }
 
@@ -171,6 +235,34 @@ mod tests {
         assert_eq!(again.open(b"ctx", &blob)?.as_slice(), b"secret bytes");
         assert!(matches!(again.open(b"other ctx", &blob), Err(SealError::Unauthentic)));
         assert!(matches!(MasterKey::unseal(&sealed, "wrong"), Err(SealError::WrongPassphrase)));
+        Ok(())
+    }
+
+    #[test]
+    fn hostile_a_sealed_key_that_does_not_open_names_its_device_and_key() -> Result<(), SealError> {
+        let master = MasterKey::generate()?;
+        let device = DeviceId::from_name("line-3\u{1b}[2J");
+        let key_id = [0xab; 16];
+        let mut sealed = master.seal(&device_key_context(&device, &key_id), &[7; 32])?;
+        assert!(master.open_device_key(&device, "line-3\u{1b}[2J", &key_id, &sealed).is_ok());
+        sealed[20] ^= 1;
+        let error = master.open_device_key(&device, "line-3\u{1b}[2J", &key_id, &sealed).err();
+        let text = error.map(|e| e.to_string()).unwrap_or_default();
+        for needed in [&device.to_hex(), &hex::encode(key_id), "\"line-3\\u{1b}[2J\"", "altered", "backup"] {
+            assert!(text.contains(needed), "{needed} missing from {text}");
+        }
+        assert!(!text.contains('\u{1b}'), "the name is escaped: {text}");
+        // Sealed by another station's master key.
+        let other = MasterKey::generate()?.seal(&device_key_context(&device, &key_id), &[7; 32])?;
+        assert!(matches!(
+            master.open_device_key(&device, "d", &key_id, &other),
+            Err(SealError::DeviceKeyUnauthentic { .. })
+        ));
+        let secret = MasterKey::generate()?.seal(&setup_secret_context(&device), &[1; 16])?;
+        assert!(matches!(
+            master.open_setup_secret(&device, "d", &secret),
+            Err(SealError::SetupSecretUnauthentic { .. })
+        ));
         Ok(())
     }
 }

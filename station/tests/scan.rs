@@ -346,7 +346,7 @@ fn scan_qr_image_decode_file_still_reads_label_files() {
     ));
     assert!(matches!(
         keyfill_station::qr_image::decode_file(&dir.path().join("missing.png")),
-        Err(keyfill_station::qr_image::QrImageError::Read { .. })
+        Err(keyfill_station::qr_image::QrImageError::Image(_))
     ));
 }
 

@@ -291,3 +291,73 @@ fn gui_and_cli_operator_defaults_to_the_login_name_without_user() -> Result<()> 
     assert_eq!(last["operator"].as_str(), Some(login_name()?.as_str()), "{last}");
     Ok(())
 }
+
+#[test]
+fn field_rotation_reaches_a_device_whose_clock_is_a_minute_behind() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let name = unique_name("rot-lagging");
+    let (station, mut agent) = provisioned_device(dir.path(), Database::sqlite(dir.path()), &name)?;
+    let old_key_id = device(&station, &name)?["key_id"].clone();
+    // Every command the station stamps is a minute ahead of this device's clock.
+    agent.mqtt(BROKER, &["--clock-offset-secs", "-60"])?;
+    let output = rotate(&station, &name, &[])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_rotated(&station, &agent, &name, &old_key_id)
+}
+
+#[test]
+fn field_rotation_to_a_device_11_minutes_behind_fails_naming_the_clock_and_keeps_its_key() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let name = unique_name("rot-far-behind");
+    let (station, mut agent) = provisioned_device(dir.path(), Database::sqlite(dir.path()), &name)?;
+    let old_key_id = device(&station, &name)?["key_id"].clone();
+    let rotating = station
+        .command(&["rotate", &name, "--broker", BROKER, "--first-wait", "1", "--max-attempts", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while device(&station, &name)?["rotation_attempts"].as_i64().unwrap_or(0) < 1 {
+        anyhow::ensure!(Instant::now() < deadline, "the rotation never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The device comes online during the rotation, its clock 11 minutes behind; its hello on
+    // connecting shows the station the difference.
+    agent.mqtt(BROKER, &["--clock-offset-secs", "-660", "--hello"])?;
+    let output = rotating.wait_with_output()?;
+    assert!(!output.status.success());
+    let said = stderr(&output);
+    assert!(said.contains("clock") && said.contains("behind the station's"), "{said}");
+
+    let record = device(&station, &name)?;
+    assert_eq!(record["rotation"], "rotation_failed", "{record}");
+    assert_eq!(record["state"], "provisioned");
+    assert_eq!(record["key_id"], old_key_id, "the station still uses the old key");
+    let status = agent.status()?;
+    assert_eq!(status["key_id"], old_key_id, "the device kept its key");
+    assert_eq!(status["rotation_pending"], false, "and stored nothing: {status}");
+    let log = String::from_utf8_lossy(&agent.log()).into_owned();
+    assert!(log.contains("ahead of this device's clock"), "{log}");
+    Ok(())
+}
+
+#[test]
+fn field_watching_station_blames_the_clock_not_the_key_for_a_hello_11_minutes_old() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let name = unique_name("rot-old-hello");
+    let (station, mut agent) = provisioned_device(dir.path(), Database::sqlite(dir.path()), &name)?;
+    let (mut watcher, lines) = watch(&station, 8)?;
+    agent.mqtt(BROKER, &["--clock-offset-secs", "-660", "--hello"])?;
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.iter().any(|l| l.contains("s behind the station's clock, outside the 600 s window")) {
+        anyhow::ensure!(Instant::now() < deadline, "the hello's clock was not named: {seen:?}");
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    assert!(!seen.iter().any(|l| l.contains("does not open under the device's key")), "{seen:?}");
+    assert!(watcher.wait()?.success());
+    assert_eq!(device(&station, &name)?["rotation"], serde_json::Value::Null, "nothing started");
+    Ok(())
+}

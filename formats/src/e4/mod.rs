@@ -21,6 +21,14 @@ pub const ID_LEN: usize = 16;
 pub const MAX_TOPIC_LEN: usize = 512;
 /// Receivers reject protected messages older than this many seconds.
 pub const MAX_AGE_SECS: u64 = 600;
+/// How far ahead of its clock a Keyfill device accepts a command by default: the C client's
+/// 10 minutes, so that a device whose clock lags the station's is still reachable.
+pub const DEFAULT_FUTURE_SKEW_SECS: u64 = 600;
+/// The largest future skew a device may be configured with. The station accepts device messages
+/// stamped at most [`MAX_AGE_SECS`] in the past, so a device lagging further would apply a
+/// rotation whose confirmation the station refuses.
+pub const MAX_FUTURE_SKEW_SECS: u64 = MAX_AGE_SECS;
+const _: () = assert!(DEFAULT_FUTURE_SKEW_SECS <= MAX_FUTURE_SKEW_SECS && MAX_FUTURE_SKEW_SECS <= MAX_AGE_SECS);
 
 /// First 16 bytes of SHA3-256 of a topic.
 pub fn topic_hash(topic: &str) -> [u8; ID_LEN] {

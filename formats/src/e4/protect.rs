@@ -45,6 +45,14 @@ impl TimestampPolicy {
     /// The C client: 10 minutes either way.
     pub const C_CLIENT: TimestampPolicy =
         TimestampPolicy { max_age: super::MAX_AGE_SECS, future_skew: super::MAX_AGE_SECS };
+    /// A Keyfill device: at most 10 minutes old, and up to `max_future_skew` seconds ahead of its
+    /// clock, so that a device whose clock lags the station's still takes its commands. The
+    /// agent's default is [`super::DEFAULT_FUTURE_SKEW_SECS`] (the C client's window); it
+    /// refuses values above [`super::MAX_FUTURE_SKEW_SECS`].
+    pub const fn device(max_future_skew: u64) -> TimestampPolicy {
+        TimestampPolicy { max_age: super::MAX_AGE_SECS, future_skew: max_future_skew }
+    }
+
     /// Accept any timestamp (known-answer tests only).
     pub const ANY: TimestampPolicy = TimestampPolicy { max_age: u64::MAX, future_skew: u64::MAX };
 

@@ -9,6 +9,8 @@ mod output;
 mod rotate;
 mod scan;
 
+pub use scan::ScanFailure;
+
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use keyfill_formats::qr::OnboardingPayload;
@@ -402,11 +404,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Bundle { command } => bundle::bundle_command(command)?,
-        Command::Scan(args) => {
-            if !scan::run(args).await? {
-                bail!("not every file held a Keyfill label; see above");
-            }
-        }
+        Command::Scan(args) => scan::run(args).await?,
         Command::Label(args) => {
             let inventory = global.inventory(&home).await?;
             label::run(args, &inventory).await?;

@@ -17,8 +17,41 @@ pub struct ScanArgs {
     pub json: bool,
 }
 
-/// Scans every file; true if every file held a valid Keyfill label.
-pub async fn run(args: ScanArgs) -> Result<bool> {
+/// How a `keyfill scan` run ended short of a Keyfill label in every file: the exit code names the
+/// worst outcome over the files (docs/cli.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, thiserror::Error)]
+pub enum ScanFailure {
+    #[error("a QR code was found that is not a valid Keyfill label; see above")]
+    NotAKeyfillLabel,
+    #[error("no QR code was found in at least one image; see above")]
+    NoCode,
+    #[error("at least one file could not be read as an image, or is larger than Keyfill reads; see above")]
+    Unreadable,
+}
+
+impl ScanFailure {
+    /// 3, 4 and 5: 1 is any other error, 2 a usage error.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ScanFailure::NotAKeyfillLabel => 3,
+            ScanFailure::NoCode => 4,
+            ScanFailure::Unreadable => 5,
+        }
+    }
+
+    fn of(status: Status) -> Option<Self> {
+        match status {
+            Status::Keyfill => None,
+            Status::InvalidLabel | Status::NotKeyfill => Some(ScanFailure::NotAKeyfillLabel),
+            Status::NoCode => Some(ScanFailure::NoCode),
+            Status::Unreadable => Some(ScanFailure::Unreadable),
+        }
+    }
+}
+
+/// Scans every file; fails with the worst [`ScanFailure`] unless every file held a valid Keyfill
+/// label.
+pub async fn run(args: ScanArgs) -> Result<()> {
     let mut reports = Vec::with_capacity(args.files.len());
     for path in args.files {
         // Decoding is CPU work: keep it off the async runtime's worker threads.
@@ -36,7 +69,10 @@ pub async fn run(args: ScanArgs) -> Result<bool> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     }
-    Ok(reports.iter().all(|r| r.status == Status::Keyfill))
+    match reports.iter().filter_map(|r| ScanFailure::of(r.status)).max() {
+        Some(failure) => Err(failure.into()),
+        None => Ok(()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -246,10 +282,12 @@ mod tests {
         assert_eq!(report_of(&["https://example.com", "KF1:%%"]).status, Status::InvalidLabel);
         assert_eq!(report_of(&["https://example.com"]).status, Status::NotKeyfill);
         assert_eq!(report_of(&[]).status, Status::NoCode);
-        let unreadable = FileReport::new(
-            std::path::Path::new("x.png"),
-            Err(ScanError::Read { path: "x.png".into(), reason: "gone".into() }),
+        let gone = keyfill_station::scan::image_file::read_image(
+            std::path::Path::new("/nonexistent/x.png"),
+            &keyfill_station::scan::ImageLimits::DEFAULT,
         );
+        let unreadable =
+            FileReport::new(std::path::Path::new("x.png"), Err(ScanError::from(gone.expect_err("no such file"))));
         assert_eq!(unreadable.status, Status::Unreadable);
     }
 

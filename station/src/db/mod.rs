@@ -59,6 +59,51 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// SQLite creates a database with mode 0644, and its `-wal` and `-shm` files with the mode of the
+/// database, whatever the umask: the inventory (sealed keys, names, the event log) would be
+/// readable by every local user wherever `--db` puts it. Creating the file 0600 before SQLite
+/// opens it makes all three private. A database left readable by an earlier version is made
+/// private too, with a warning. Failures are left for SQLite to report when it opens the file.
+fn make_sqlite_file_private(url: &str) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let Ok(options) = sqlx::sqlite::SqliteConnectOptions::from_str(url) else { return };
+    let path = options.get_filename();
+    let in_memory =
+        url.contains("mode=memory") || path.as_os_str().is_empty() || path.starts_with("file:sqlx-in-memory");
+    if in_memory || url.contains("mode=ro") {
+        return;
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let companions = ["", "-wal", "-shm", "-journal"].map(|suffix| {
+                let mut name = path.as_os_str().to_owned();
+                name.push(suffix);
+                std::path::PathBuf::from(name)
+            });
+            for file in companions {
+                let Ok(metadata) = std::fs::metadata(&file) else { continue };
+                let mode = metadata.permissions().mode() & 0o777;
+                if !metadata.is_file() || mode & 0o077 == 0 {
+                    continue;
+                }
+                match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                    Ok(()) => tracing::warn!(
+                        "database file {} was readable by other users (mode {mode:o}); it is now 0600",
+                        file.display()
+                    ),
+                    Err(error) => tracing::warn!(
+                        "database file {} is readable by other users (mode {mode:o}) and cannot be made private: \
+                         {error}; restrict it (chmod 600) or keep it in a private folder",
+                        file.display()
+                    ),
+                }
+            }
+        }
+        Err(_) => {}
+    }
+}
+
 impl Inventory {
     /// Opens (creating a SQLite file if needed) and migrates the database at `url`.
     pub async fn open(url: &str) -> Result<Self, DbError> {
@@ -76,6 +121,9 @@ impl Inventory {
             }
             _ => url.to_owned(),
         };
+        if backend == Backend::Sqlite {
+            make_sqlite_file_private(&url);
+        }
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })

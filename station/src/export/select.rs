@@ -7,7 +7,6 @@ use super::{ExportError, ExportItem};
 use crate::db::devices::{self, Device, DeviceState};
 use crate::db::{DbError, keys};
 use crate::provision::Station;
-use crate::seal;
 use keyfill_formats::{DeviceId, SecretKey};
 
 /// Which devices an export covers.
@@ -91,8 +90,7 @@ async fn current_key(station: &Station, device: &Device) -> Result<Result<(Secre
     let id = DeviceId::from_hex(&device.id).ok_or_else(|| inconsistent("id is not hex"))?;
     let key_id_bytes: [u8; 16] =
         hex::decode(key_id).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| inconsistent("key id is not hex"))?;
-    let context = seal::device_key_context(&id, &key_id_bytes);
-    let key = station.unlocked.master_key.open_key(&context, &row.sealed_key)?;
+    let key = station.unlocked.master_key.open_device_key(&id, &device.name, &key_id_bytes, &row.sealed_key)?;
     let facts = KeyFacts {
         confirmed_at: row.confirmed_at.or(device.provisioned_at).unwrap_or(row.created_at),
         rotated: device.rotation.as_deref() == Some("active"),

@@ -4,6 +4,7 @@
 //! Only the luma plane matters to a QR decoder, so the camera is asked for a format whose luma
 //! is cheap to take: 8-bit grey, then YUYV (every other byte), then Motion JPEG (decoded).
 
+use super::image_file::ImageLimits;
 use super::source::{Frame, FrameSource, Next, SourceError};
 use image::GrayImage;
 use linuxvideo::format::{PixFormat, PixelFormat};
@@ -179,8 +180,11 @@ pub fn to_gray(
     match encoding {
         CameraEncoding::Grey => pick_luma(data, width, height, bytes_per_line.max(width), 1),
         CameraEncoding::Yuyv => pick_luma(data, width, height, bytes_per_line.max(width.saturating_mul(2)), 2),
+        // A frame's JPEG header may claim any size: read within the same limits as files.
         CameraEncoding::Mjpeg => {
-            image::load_from_memory_with_format(data, image::ImageFormat::Jpeg).ok().map(|i| i.to_luma8())
+            super::image_file::decode_image(data, Some(image::ImageFormat::Jpeg), &ImageLimits::DEFAULT)
+                .ok()
+                .map(image::DynamicImage::into_luma8)
         }
     }
 }

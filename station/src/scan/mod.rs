@@ -6,6 +6,8 @@
 //!   rxing pass; the retries only run on frames that fail.
 //! - [`decoders`]: rxing and rqrr, each isolated against panics; [`locate`]: where each code
 //!   lies, from the decoders' own geometry.
+//! - [`image_file`]: reading image files and JPEG frames within [`ImageLimits`], refusing
+//!   oversized ones from their header.
 //! - [`preprocess`]: size limit, rescaling, inversion, adaptive threshold.
 //! - [`source`]: frame sources (image files played as a camera, a watched folder) and
 //!   [`camera`]: V4L2 capture.
@@ -15,19 +17,21 @@
 
 pub mod camera;
 pub mod decoders;
+pub mod image_file;
 pub mod live;
 pub mod locate;
 pub mod preprocess;
 pub mod source;
 
 pub use decoders::{Decoded, Decoder, DecoderPanicked};
+pub use image_file::{ImageFileError, ImageLimits};
 pub use locate::{Corners, Point};
 pub use preprocess::{Prep, Prepared};
 
 use image::GrayImage;
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload, QrError};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use thiserror::Error;
 
 /// One decoded code: the text exactly as the code holds it, what it means to Keyfill, and where
@@ -167,8 +171,8 @@ pub const MEASURED_ONLY: &[Stage] =
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ScanError {
-    #[error("cannot read image {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Image(#[from] ImageFileError),
 }
 
 /// Finds QR codes in images by running a cascade of stages until one finds a code.
@@ -203,10 +207,9 @@ impl Scanner {
         self.scan_gray(image.to_luma8())
     }
 
-    /// Reads the image file at `path` (PNG or JPEG) and scans it.
+    /// Reads the image file at `path` (PNG or JPEG) within [`ImageLimits::DEFAULT`] and scans it.
     pub fn scan_file(&self, path: &Path) -> Result<Vec<ScanResult>, ScanError> {
-        let image = image::open(path).map_err(|e| ScanError::Read { path: path.to_owned(), reason: e.to_string() })?;
-        Ok(self.scan_image(&image))
+        Ok(self.scan_gray(image_file::read_gray(path, &ImageLimits::DEFAULT)?))
     }
 }
 

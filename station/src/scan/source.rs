@@ -2,6 +2,7 @@
 //! played as a camera, a folder watched for new images). The V4L2 camera is in
 //! [`super::camera`].
 
+use super::image_file::{ImageFileError, ImageLimits};
 use image::GrayImage;
 use std::collections::HashMap;
 use std::fmt;
@@ -46,8 +47,8 @@ pub enum SourceError {
     CameraFormat { device: String, offered: String },
     #[error("capturing from camera {device} failed: {reason}")]
     Capture { device: String, reason: String },
-    #[error("cannot read image {path}: {reason}")]
-    Image { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Image(#[from] ImageFileError),
     #[error("cannot list folder {path}: {reason}")]
     Folder { path: PathBuf, reason: String },
 }
@@ -195,9 +196,7 @@ fn list_images(folder: &Path) -> Result<HashMap<PathBuf, (SystemTime, u64)>, Sou
     Ok(found)
 }
 
-/// Reads an image file as grayscale.
+/// Reads an image file as grayscale, within [`ImageLimits::DEFAULT`].
 pub fn read_gray(path: &Path) -> Result<GrayImage, SourceError> {
-    image::open(path)
-        .map(|image| image.to_luma8())
-        .map_err(|e| SourceError::Image { path: path.to_owned(), reason: e.to_string() })
+    Ok(super::image_file::read_gray(path, &ImageLimits::DEFAULT)?)
 }

@@ -48,7 +48,7 @@ impl FakeControl {
         for device in devices {
             let unconfirmed = self.with(|state| state.rotation_unconfirmed.contains(&device.name));
             let (progress, kind, result) = if unconfirmed {
-                let error = RotationError::Unconfirmed { attempts: UNCONFIRMED_ATTEMPTS };
+                let error = RotationError::Unconfirmed { attempts: UNCONFIRMED_ATTEMPTS, device_clock_offset: None };
                 let progress = RotationProgress::Failed { device: device.id.clone(), reason: error.to_string() };
                 (progress, "rotation_failed", Err(format!("rotation_failed: {error}")))
             } else {
@@ -109,7 +109,7 @@ impl FakeControl {
                     progress(RotationProgress::Attempt { device: device.id.clone(), attempt });
                 }
                 if unconfirmed {
-                    Err(RotationError::Unconfirmed { attempts: UNCONFIRMED_ATTEMPTS })
+                    Err(RotationError::Unconfirmed { attempts: UNCONFIRMED_ATTEMPTS, device_clock_offset: None })
                 } else {
                     Ok(new_key_id(&device))
                 }
