@@ -157,7 +157,9 @@ impl Problem {
                 "Configure C2 for symmetric keys (CRYPTOMODE_SYMKEY), then export again."
             }
             ExportError::C2 { source, .. } => c2_help(source),
-            ExportError::UnknownDevice(_) => "Check the device names or ids.",
+            ExportError::Lookup(_) => {
+                "Check the device names or ids; write id:ID or name:NAME where a name looks like an id."
+            }
             ExportError::Db(_) | ExportError::Ledger(_) => CHECK_DATABASE,
             _ => "Export again: a run resumes where the last one stopped.",
         };
@@ -293,7 +295,9 @@ fn c2_help(error: &C2Error) -> &'static str {
     match error {
         C2Error::BadUrl { .. } => "Write C2's address as https://HOST:PORT.",
         C2Error::BadCa { .. } => "Choose the PEM file of the CA that signed C2's certificate, or leave it empty.",
-        C2Error::Unreachable(_) => "Check the network and C2's address, then export again: the run resumes.",
+        C2Error::Unreachable { .. } => "Check the network and C2's address, then export again: the run resumes.",
+        C2Error::Untrusted { .. } => "Choose the PEM file of the CA that signed C2's certificate.",
+        C2Error::ListChanged { .. } => "Export again once no other tool is registering clients in C2.",
         C2Error::Status { .. } => "Check C2's logs; export again once it answers: the run resumes.",
         _ => "Check C2's address and version, then export again.",
     }

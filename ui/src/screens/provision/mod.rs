@@ -216,7 +216,7 @@ impl ProvisionScreen {
                 if let Some(on_deck) = &self.on_deck {
                     self.log.push(LogRow {
                         at: keyfill_station::db::now_millis(),
-                        name: on_deck.payload.name.clone(),
+                        name: on_deck.payload.name.as_str().to_owned(),
                         id: on_deck.payload.device_id.to_hex(),
                         link,
                         outcome: problem.message.clone(),
@@ -440,7 +440,7 @@ impl ProvisionScreen {
 
 fn device_facts(ui: &mut egui::Ui, on_deck: &OnDeck) {
     let payload = &on_deck.payload;
-    ui.label(RichText::new(&payload.name).text_style(theme::title_style()).strong());
+    ui.label(RichText::new(payload.name.as_str()).text_style(theme::title_style()).strong());
     let credential = match payload.credential {
         DeviceCredential::Identity { .. } => "identity key",
         DeviceCredential::SetupSecret(_) => "setup secret",
