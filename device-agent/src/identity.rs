@@ -1,7 +1,7 @@
 //! The device's identity: name, id, credential and the pinned factory root public key.
 
 use keyfill_formats::qr::{self, OnboardingPayload, SetupSecret, TransportHints};
-use keyfill_formats::{DeviceId, SecretKey};
+use keyfill_formats::{DeviceId, DeviceName, NameError, SecretKey};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use thiserror::Error;
@@ -17,7 +17,7 @@ pub enum DeviceCredential {
 
 #[derive(Clone, Debug)]
 pub struct DeviceIdentity {
-    pub name: String,
+    pub name: DeviceName,
     pub device_id: DeviceId,
     pub serial_number: String,
     pub credential: DeviceCredential,
@@ -29,8 +29,8 @@ pub struct DeviceIdentity {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum IdentityError {
-    #[error("device name must be 1..=255 bytes of UTF-8")]
-    InvalidName,
+    #[error("{0}")]
+    InvalidName(#[from] NameError),
     #[error("cannot read identity file {path}: {source}")]
     Read { path: String, source: std::io::Error },
     #[error("identity file {path} is malformed: {reason}")]
@@ -75,14 +75,11 @@ fn hex_array<const N: usize>(text: &str, path: &str, field: &str) -> Result<[u8;
 impl DeviceIdentity {
     /// Creates a new identity with a fresh static key (`identity` mode) or setup secret.
     pub fn generate(
-        name: &str,
+        name: DeviceName,
         serial_number: &str,
         factory_root: [u8; 32],
         secret_mode: bool,
     ) -> Result<Self, IdentityError> {
-        if !keyfill_formats::ids::valid_name(name) {
-            return Err(IdentityError::InvalidName);
-        }
         let credential = if secret_mode {
             DeviceCredential::SetupSecret(SetupSecret(random_bytes::<16>()?))
         } else {
@@ -103,8 +100,8 @@ impl DeviceIdentity {
             DeviceCredential::Identity { private_key, public_key }
         };
         Ok(DeviceIdentity {
-            name: name.to_owned(),
-            device_id: DeviceId::from_name(name),
+            device_id: name.device_id(),
+            name,
             serial_number: serial_number.to_owned(),
             credential,
             factory_root,
@@ -118,7 +115,7 @@ impl DeviceIdentity {
             DeviceCredential::Identity { public_key, .. } => qr::DeviceCredential::Identity { public_key: *public_key },
             DeviceCredential::SetupSecret(secret) => qr::DeviceCredential::SetupSecret(secret.clone()),
         };
-        let mut payload = OnboardingPayload::new(&self.name, &self.serial_number, credential);
+        let mut payload = OnboardingPayload::new(self.name.clone(), &self.serial_number, credential);
         payload.hints = self.hints.clone();
         payload
     }
@@ -132,7 +129,7 @@ impl DeviceIdentity {
         };
         let file = IdentityFile {
             version: 1,
-            name: self.name.clone(),
+            name: self.name.as_str().to_owned(),
             serial_number: self.serial_number.clone(),
             mode: mode.into(),
             private_key,
@@ -150,9 +147,10 @@ impl DeviceIdentity {
         if file.version != 1 {
             return Err(malformed(format!("unsupported version {}", file.version)));
         }
-        if !keyfill_formats::ids::valid_name(&file.name) {
-            return Err(IdentityError::InvalidName);
-        }
+        // An identity written before the name rules may hold a name C2 cannot address.
+        let name = DeviceName::try_from(file.name).map_err(|error| {
+            malformed(format!("{error}; initialise the device again (`keyfill-agent init --force`) with a valid name"))
+        })?;
         let credential = match (file.mode.as_str(), &file.private_key, &file.setup_secret) {
             ("identity", Some(private_hex), None) => {
                 let private_key = SecretKey::from_bytes(hex_array::<32>(private_hex, &path_text, "private_key")?);
@@ -167,8 +165,8 @@ impl DeviceIdentity {
             }
         };
         Ok(DeviceIdentity {
-            device_id: DeviceId::from_name(&file.name),
-            name: file.name,
+            device_id: name.device_id(),
+            name,
             serial_number: file.serial_number,
             credential,
             factory_root: hex_array::<32>(&file.factory_root, &path_text, "factory_root")?,

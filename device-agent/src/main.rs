@@ -57,7 +57,8 @@ enum Fault {
 enum Command {
     /// Create the device identity and print its QR onboarding payload.
     Init {
-        /// Device name (its E4 client name), 1..=255 bytes.
+        /// Device name (its E4 client name): 1..=255 bytes of UTF-8, no control character, no '/',
+        /// neither "." nor "..".
         #[arg(long)]
         name: String,
         /// File with the factory root public key (64 hex characters), as written by `keyfill init`.
@@ -186,13 +187,16 @@ async fn main() -> Result<()> {
     init_logging(cli.log_format);
     match cli.command {
         Command::Init { name, factory_root, serial_number, secret_mode, label, force } => {
+            // Parsed here rather than by clap, whose error would echo the value, control
+            // characters included, onto the terminal.
+            let name = keyfill_formats::DeviceName::parse(&name).context("--name is not a valid device name")?;
             let path = identity_path(&cli.state);
             if path.exists() && !force {
                 bail!("{} already exists; pass --force to replace the identity", path.display());
             }
             std::fs::create_dir_all(&cli.state).with_context(|| format!("cannot create {}", cli.state.display()))?;
             let root = read_factory_root(&factory_root)?;
-            let identity = DeviceIdentity::generate(&name, &serial_number, root, secret_mode)?;
+            let identity = DeviceIdentity::generate(name, &serial_number, root, secret_mode)?;
             // Validate everything before touching the old identity or key.
             let payload = identity.onboarding_payload().encode()?;
             erase_key(&cli.state)?;
@@ -212,7 +216,7 @@ async fn main() -> Result<()> {
                 Some(Fault::StrayBeforeReply) => FaultInjection::StrayBeforeReply,
                 None => FaultInjection::None,
             };
-            let local_name = identity.name.clone();
+            let local_name = identity.name.as_str().to_owned();
             let mut core = AgentCore::new(identity, stored);
             match (serial, vpcd) {
                 (Some(serial), _) => serve_serial(&serial, baud, core, &mut store, fault).await?,
@@ -255,7 +259,7 @@ async fn main() -> Result<()> {
                 keyfill_agent::identity::DeviceCredential::SetupSecret(_) => "secret",
             };
             let status = serde_json::json!({
-                "name": identity.name,
+                "name": identity.name.as_str(),
                 "id": identity.device_id.to_hex(),
                 "serial_number": identity.serial_number,
                 "mode": mode,

@@ -19,6 +19,7 @@
 use crate::cbor::{self, CborError, Reader, Writer};
 use crate::cert::{self, BundleSignerCertificate, CertificateError};
 use crate::ids::{self, DeviceId};
+use crate::name::{DeviceName, NameError};
 use crate::secret::SecretKey;
 use std::collections::HashSet;
 use std::fmt;
@@ -86,8 +87,8 @@ pub enum BundleError {
          span {actual_earliest}..={actual_latest}"
     )]
     TimeRangeMismatch { manifest_earliest: u64, manifest_latest: u64, actual_earliest: u64, actual_latest: u64 },
-    #[error("entry {index}: the client name must be 1..=255 bytes")]
-    InvalidName { index: usize },
+    #[error("entry {index}: the device name is not valid: {reason}")]
+    InvalidName { index: usize, reason: NameError },
     #[error("client {name:?} appears more than once")]
     DuplicateName { name: String },
     #[error("client {name:?}: device id is not SHA3-256(name)[..16]")]
@@ -138,7 +139,7 @@ pub struct Manifest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BundleEntry {
     /// The E4 client name, C2's handle for the client.
-    pub name: String,
+    pub name: DeviceName,
     pub device_id: DeviceId,
     pub key_id: [u8; 16],
     pub key: SecretKey,
@@ -311,8 +312,8 @@ impl Manifest {
     }
 }
 
-/// Checks entries as C2 and the importer need them: 1..=[`MAX_ENTRIES`] of them, valid and unique
-/// names, device id = SHA3-256(name)[..16], no all-zero key.
+/// Checks entries as C2 and the importer need them: 1..=[`MAX_ENTRIES`] of them, unique names
+/// (valid by their type), device id = SHA3-256(name)[..16], no all-zero key.
 pub fn check_entries(entries: &[BundleEntry]) -> Result<EntrySummary, BundleError> {
     let count = entries.len() as u64;
     if count == 0 {
@@ -323,18 +324,16 @@ pub fn check_entries(entries: &[BundleEntry]) -> Result<EntrySummary, BundleErro
     }
     let mut names = HashSet::with_capacity(entries.len());
     let (mut earliest, mut latest) = (u64::MAX, u64::MIN);
-    for (index, entry) in entries.iter().enumerate() {
-        if !ids::valid_name(&entry.name) {
-            return Err(BundleError::InvalidName { index });
-        }
+    for entry in entries {
+        let name = || entry.name.as_str().to_owned();
         if !names.insert(entry.name.as_str()) {
-            return Err(BundleError::DuplicateName { name: entry.name.clone() });
+            return Err(BundleError::DuplicateName { name: name() });
         }
-        if entry.device_id != DeviceId::from_name(&entry.name) {
-            return Err(BundleError::DeviceIdMismatch { name: entry.name.clone() });
+        if entry.device_id != entry.name.device_id() {
+            return Err(BundleError::DeviceIdMismatch { name: name() });
         }
         if entry.key.is_all_zero() {
-            return Err(BundleError::ZeroKey { name: entry.name.clone() });
+            return Err(BundleError::ZeroKey { name: name() });
         }
         earliest = earliest.min(entry.provisioned_at_ms);
         latest = latest.max(entry.provisioned_at_ms);
@@ -346,7 +345,7 @@ pub fn check_entries(entries: &[BundleEntry]) -> Result<EntrySummary, BundleErro
 /// final allocation: growing the buffer earlier never leaves a copy of it in freed memory.
 fn encode_entry(entry: &BundleEntry) -> Zeroizing<Vec<u8>> {
     let mut w = Writer::new();
-    w.array(6).text(&entry.name).bytes(&entry.device_id.0).bytes(&entry.key_id);
+    w.array(6).text(entry.name.as_str()).bytes(&entry.device_id.0).bytes(&entry.key_id);
     w.uint(entry.provisioned_at_ms).bool(entry.from_rotation).bytes(entry.key.expose());
     Zeroizing::new(w.finish())
 }
@@ -377,8 +376,8 @@ pub fn decode_entries(plaintext: &[u8], manifest: &Manifest) -> Result<Vec<Bundl
         return Err(BundleError::CountMismatch { manifest: manifest.count, actual: declared });
     }
     let mut entries = Vec::with_capacity((declared as usize).min(plaintext.len() / MIN_ENCODED_ENTRY));
-    for _ in 0..declared {
-        entries.push(read_entry(&mut r).map_err(malformed("entries"))?);
+    for index in 0..declared as usize {
+        entries.push(read_entry(&mut r, index)?);
     }
     r.finish().map_err(malformed("entries"))?;
     require_deterministic_entries(plaintext, &entries).map_err(malformed("entries"))?;
@@ -386,16 +385,18 @@ pub fn decode_entries(plaintext: &[u8], manifest: &Manifest) -> Result<Vec<Bundl
     Ok(entries)
 }
 
-fn read_entry(r: &mut Reader<'_>) -> Result<BundleEntry, CborError> {
-    if r.array("entry")? != 6 {
-        return Err(wrong_shape("entry", "6 fields"));
+fn read_entry(r: &mut Reader<'_>, index: usize) -> Result<BundleEntry, BundleError> {
+    let cbor = |source| BundleError::Malformed { part: "entries", source };
+    if r.array("entry").map_err(cbor)? != 6 {
+        return Err(cbor(wrong_shape("entry", "6 fields")));
     }
-    let name = r.text("client name", ids::MAX_NAME_LEN)?.to_owned();
-    let device_id = DeviceId(r.bytes_exact::<16>("device id")?);
-    let key_id = r.bytes_exact::<16>("key id")?;
-    let provisioned_at_ms = r.uint("provisioned at")?;
-    let from_rotation = r.bool("from rotation")?;
-    let key = SecretKey::from_bytes(r.bytes_exact::<32>("key")?);
+    let name = r.text("client name", ids::MAX_NAME_LEN).map_err(cbor)?;
+    let name = DeviceName::parse(name).map_err(|reason| BundleError::InvalidName { index, reason })?;
+    let device_id = DeviceId(r.bytes_exact::<16>("device id").map_err(cbor)?);
+    let key_id = r.bytes_exact::<16>("key id").map_err(cbor)?;
+    let provisioned_at_ms = r.uint("provisioned at").map_err(cbor)?;
+    let from_rotation = r.bool("from rotation").map_err(cbor)?;
+    let key = SecretKey::from_bytes(r.bytes_exact::<32>("key").map_err(cbor)?);
     Ok(BundleEntry { name, device_id, key_id, key, provisioned_at_ms, from_rotation })
 }
 

@@ -3,15 +3,15 @@
 use sha3::{Digest, Sha3_256};
 use std::fmt;
 
-/// Maximum length of an E4 client name in bytes.
-pub const MAX_NAME_LEN: usize = 255;
+pub use crate::name::MAX_NAME_LEN;
 
 /// A 16-byte device id, equal to the first 16 bytes of SHA3-256(name) (the E4 client id).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId(pub [u8; 16]);
 
 impl DeviceId {
-    /// The E4 client id of `name`: the first 16 bytes of SHA3-256 of its UTF-8 bytes.
+    /// The E4 client id of `name`: the first 16 bytes of SHA3-256 of its UTF-8 bytes. Any text
+    /// has one; a name Keyfill accepts is a [`crate::DeviceName`].
     pub fn from_name(name: &str) -> Self {
         let digest = Sha3_256::digest(name.as_bytes());
         let mut id = [0u8; 16];
@@ -55,9 +55,4 @@ impl fmt::Debug for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DeviceId({})", self.to_hex())
     }
-}
-
-/// Checks an E4 client name: UTF-8 (guaranteed by `&str`), 1..=255 bytes.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_NAME_LEN
 }

@@ -7,6 +7,8 @@
 //! - [`bundle`]: the offline C2 export bundle (manifest, entries, signed envelope) and, in
 //!   [`cert`], its signer's certificate; the HPKE and Ed25519 calls are made by the station.
 //! - [`ids`]: device ids, which are E4 client ids (SHA3-256 of the name, first 16 bytes).
+//! - [`name`]: device names, validated once into a [`DeviceName`].
+//! - [`printable`]: outside text escaped for terminals and logs.
 //!
 //! Every decoder here is bounded and returns a typed error on bad input; none panics.
 #![forbid(unsafe_code)]
@@ -21,9 +23,13 @@ pub mod e4;
 pub mod frame;
 pub mod ids;
 pub mod message;
+pub mod name;
+pub mod printable;
 pub mod proof;
 pub mod qr;
 pub mod secret;
 
 pub use ids::DeviceId;
+pub use name::{DeviceName, NameError};
+pub use printable::printable;
 pub use secret::SecretKey;

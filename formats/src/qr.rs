@@ -7,7 +7,8 @@
 
 use crate::base45::{self, Base45Error};
 use crate::cbor::{self, CborError, Reader, Writer};
-use crate::ids::{self, DeviceId};
+use crate::ids::DeviceId;
+use crate::name::{DeviceName, NameError};
 use std::fmt;
 use thiserror::Error;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -74,7 +75,7 @@ impl TransportHints {
 /// The parsed onboarding payload of one device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OnboardingPayload {
-    pub name: String,
+    pub name: DeviceName,
     pub device_id: DeviceId,
     pub serial_number: String,
     pub credential: DeviceCredential,
@@ -101,6 +102,8 @@ pub enum QrError {
     FieldTooLong { field: &'static str, len: usize, max: usize },
     #[error("field {field} is invalid: {reason}")]
     InvalidField { field: &'static str, reason: &'static str },
+    #[error("the label's device name is not valid: {0}")]
+    InvalidName(#[from] NameError),
     #[error("checksum mismatch: the label is damaged or misread (the checksum detects errors, not forgery)")]
     BadChecksum,
     #[error("device id does not equal SHA3-256(name)[..16]; the label is not a valid E4 identity")]
@@ -109,10 +112,10 @@ pub enum QrError {
 
 impl OnboardingPayload {
     /// Builds the payload of a device, deriving its id from its name.
-    pub fn new(name: &str, serial_number: &str, credential: DeviceCredential) -> Self {
+    pub fn new(name: DeviceName, serial_number: &str, credential: DeviceCredential) -> Self {
         OnboardingPayload {
-            name: name.to_owned(),
-            device_id: DeviceId::from_name(name),
+            device_id: name.device_id(),
+            name,
             serial_number: serial_number.to_owned(),
             credential,
             hints: TransportHints::default(),
@@ -121,14 +124,7 @@ impl OnboardingPayload {
     }
 
     fn validate(&self) -> Result<(), QrError> {
-        if !ids::valid_name(&self.name) {
-            return Err(if self.name.is_empty() {
-                QrError::MissingField("name")
-            } else {
-                QrError::FieldTooLong { field: "name", len: self.name.len(), max: ids::MAX_NAME_LEN }
-            });
-        }
-        if DeviceId::from_name(&self.name) != self.device_id {
+        if self.name.device_id() != self.device_id {
             return Err(QrError::IdMismatch);
         }
         if self.serial_number.is_empty() {
@@ -164,7 +160,7 @@ impl OnboardingPayload {
         let mut w = Writer::new();
         w.map(entries);
         w.uint(KEY_VERSION).uint(VERSION);
-        w.uint(KEY_NAME).text(&self.name);
+        w.uint(KEY_NAME).text(self.name.as_str());
         w.uint(KEY_ID).bytes(&self.device_id.0);
         w.uint(KEY_SERIAL).text(&self.serial_number);
         match &self.credential {
@@ -301,7 +297,8 @@ fn decode_map(cbor: &[u8]) -> Result<(OnboardingPayload, u32), QrError> {
                 }
                 version = Some(v);
             }
-            KEY_NAME => name = Some(field_text(&mut r, "name", ids::MAX_NAME_LEN)?),
+            // Read within the CBOR bound; the name rules, length included, are DeviceName's.
+            KEY_NAME => name = Some(DeviceName::try_from(field_text(&mut r, "name", MAX_TEXT_LEN)?)?),
             KEY_ID => device_id = Some(DeviceId(r.bytes_exact::<16>("device id")?)),
             KEY_SERIAL => serial = Some(field_text(&mut r, "serial number", MAX_SERIAL_LEN)?),
             KEY_IDENTITY => {

@@ -6,7 +6,7 @@ use keyfill_formats::bundle::{
     encode_bundle, encode_entries, encode_signed_body,
 };
 use keyfill_formats::cert::{BundleSignerBody, BundleSignerCertificate, CertificateError};
-use keyfill_formats::{DeviceId, SecretKey};
+use keyfill_formats::{DeviceId, DeviceName, SecretKey};
 use proptest::prelude::*;
 
 /// Built by tools/vectors/c2_bundle.py with pyhpke, cbor2 and cryptography (see the README).
@@ -14,7 +14,7 @@ const PYTHON_BUNDLE: &[u8] = include_bytes!("vectors/c2-bundle.kfb");
 
 fn entry(name: &str, provisioned_at_ms: u64) -> BundleEntry {
     BundleEntry {
-        name: name.into(),
+        name: DeviceName::parse(name).expect("a valid name"),
         device_id: DeviceId::from_name(name),
         key_id: [1; 16],
         key: SecretKey::from_bytes([2; 32]),
@@ -119,9 +119,6 @@ fn c2_export_entries_round_trip_and_checks() {
     let mut zero = entry("zero", 1);
     zero.key = SecretKey::from_bytes([0; 32]);
     assert_eq!(check_entries(&[zero]), Err(BundleError::ZeroKey { name: "zero".into() }));
-    let mut nameless = entry("", 1);
-    nameless.device_id = DeviceId::from_name("");
-    assert_eq!(check_entries(&[nameless]), Err(BundleError::InvalidName { index: 0 }));
 
     // The manifest must announce exactly what the plaintext holds.
     let wrong_count = Manifest { count: 3, ..m.clone() };
@@ -216,5 +213,25 @@ proptest! {
         let len = plaintext.len();
         plaintext[cut % len] ^= 0x5A;
         let _ = decode_entries(&plaintext, &manifest(&entries));
+    }
+}
+
+#[test]
+fn c2_export_bundle_entries_refuse_hostile_names() {
+    // Entries as a tampered or careless writer could produce them: each name is swapped, byte
+    // for byte, into a valid encoding, with the id that goes with it.
+    let hostile = [("victim\tdev", "victimXdev"), ("evil/name", "evilXname"), ("..", "xx"), ("esc\x1b", "escX")];
+    for (name, stand_in) in hostile {
+        let entries = [entry(stand_in, 1)];
+        let mut plaintext = encode_entries(&entries).to_vec();
+        let replace = |bytes: &mut Vec<u8>, from: &[u8], to: &[u8]| {
+            let at = bytes.windows(from.len()).position(|w| w == from).expect("present");
+            bytes[at..at + from.len()].copy_from_slice(to);
+        };
+        replace(&mut plaintext, stand_in.as_bytes(), name.as_bytes());
+        replace(&mut plaintext, &DeviceId::from_name(stand_in).0, &DeviceId::from_name(name).0);
+        let error = decode_entries(&plaintext, &manifest(&entries)).expect_err(name);
+        assert!(matches!(error, BundleError::InvalidName { index: 0, .. }), "{name:?}: {error}");
+        assert!(error.to_string().contains("device name"), "{name:?}: {error}");
     }
 }

@@ -6,12 +6,13 @@ use keyfill_formats::message::{
     AbortReason, HandshakeMode, KeyDelivery, KeyKind, SessionId, SessionMessage, WireBody, WireMessage,
 };
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload, QrError, SetupSecret, TransportHints};
-use keyfill_formats::{DeviceId, SecretKey, base45};
+use keyfill_formats::{DeviceId, DeviceName, NameError, SecretKey, base45};
 use proptest::prelude::*;
 
 fn payload_strategy() -> impl Strategy<Value = OnboardingPayload> {
     (
-        "[a-zA-Z0-9 ./_-]{1,64}",
+        // Any valid name: no '/', no control character, never "." or "..".
+        "[a-zA-Z0-9 _é🔑-][a-zA-Z0-9 ._é🔑-]{0,63}",
         "[A-Z0-9-]{1,64}",
         prop::option::of("[a-z0-9-]{1,64}"),
         any::<bool>(),
@@ -29,7 +30,8 @@ fn payload_strategy() -> impl Strategy<Value = OnboardingPayload> {
                 } else {
                     DeviceCredential::SetupSecret(SetupSecret(secret))
                 };
-                let mut payload = OnboardingPayload::new(&name, &serial, credential);
+                let name = DeviceName::parse(&name).expect("the pattern makes valid names");
+                let mut payload = OnboardingPayload::new(name, &serial, credential);
                 payload.model = model;
                 payload.hints = TransportHints { serial: serial_hint, ble_address, ble_name, pcsc_aid };
                 payload
@@ -197,7 +199,8 @@ proptest! {
 
 #[test]
 fn qr_errors_are_typed() {
-    let payload = OnboardingPayload::new("dev", "SN", DeviceCredential::Identity { public_key: [1; 32] });
+    let name = DeviceName::parse("dev").expect("valid");
+    let payload = OnboardingPayload::new(name, "SN", DeviceCredential::Identity { public_key: [1; 32] });
     let text = payload.encode().expect("encodes");
     assert_eq!(OnboardingPayload::parse("KF2:ABC"), Err(QrError::WrongPrefix));
     assert!(matches!(OnboardingPayload::parse("KF1:ab"), Err(QrError::BadBase45(_))));
@@ -220,10 +223,10 @@ fn qr_errors_are_typed() {
     cbor[last] ^= 1;
     assert_eq!(OnboardingPayload::parse(&format!("KF1:{}", base45::encode(&cbor))), Err(QrError::BadChecksum));
     // A name of 256 bytes is over-long.
-    let mut long_name = payload.clone();
-    long_name.name = "n".repeat(256);
-    long_name.device_id = DeviceId::from_name(&long_name.name);
-    assert!(matches!(long_name.encode(), Err(QrError::FieldTooLong { field: "name", .. })));
+    assert!(matches!(
+        OnboardingPayload::parse(&label_with_any_name(&"n".repeat(256))),
+        Err(QrError::InvalidName(NameError::TooLong { len: 256 }))
+    ));
     // An id that is not SHA3-256(name)[..16] is refused.
     let mut forged = payload;
     forged.device_id = DeviceId([0; 16]);
@@ -242,4 +245,66 @@ fn device_ids_match_e4_vectors() {
         checked += 1;
     }
     assert_eq!(checked, 5);
+}
+
+/// The CBOR of a label for `name` whatever `name` holds, with a correct id and checksum: a label
+/// printer that checked nothing.
+fn label_with_any_name(name: &str) -> String {
+    fn head(out: &mut Vec<u8>, major: u8, value: usize) {
+        match value {
+            0..=23 => out.push(major << 5 | value as u8),
+            24..=0xff => out.extend([major << 5 | 24, value as u8]),
+            _ => {
+                out.push(major << 5 | 25);
+                out.extend((value as u16).to_be_bytes());
+            }
+        }
+    }
+    let mut body = Vec::new();
+    head(&mut body, 0, 0);
+    head(&mut body, 0, 1);
+    head(&mut body, 0, 1);
+    head(&mut body, 3, name.len());
+    body.extend_from_slice(name.as_bytes());
+    head(&mut body, 0, 2);
+    head(&mut body, 2, 16);
+    body.extend_from_slice(&DeviceId::from_name(name).0);
+    head(&mut body, 0, 3);
+    head(&mut body, 3, 2);
+    body.extend_from_slice(b"SN");
+    head(&mut body, 0, 4);
+    head(&mut body, 2, 32);
+    body.extend_from_slice(&[1; 32]);
+    let checksum = crc32fast::hash(&[&[0xA5][..], &body].concat());
+    let mut cbor = vec![0xA6];
+    cbor.extend_from_slice(&body);
+    cbor.extend_from_slice(&[0x0F, 0x44]);
+    cbor.extend_from_slice(&checksum.to_be_bytes());
+    format!("KF1:{}", base45::encode(&cbor))
+}
+
+#[test]
+fn c2_export_qr_payload_decode_refuses_hostile_names() {
+    let accepted = OnboardingPayload::parse(&label_with_any_name("line 3 sensor 42")).expect("a valid name");
+    assert_eq!(accepted.device_id, DeviceId::from_name("line 3 sensor 42"));
+    let hostile = [
+        ("victim\tdev", "control character"),
+        ("a\rb", "control character"),
+        ("a\nb", "control character"),
+        ("a\x1b[2Jb", "control character"),
+        ("a\x7fb", "control character"),
+        ("a\u{9b}b", "control character"),
+        ("line-3/sensor 42", "'/'"),
+        ("/", "'/'"),
+        (".", "\".\" or \"..\""),
+        ("..", "\".\" or \"..\""),
+        ("", "empty"),
+    ];
+    for (name, rule) in hostile {
+        let error = OnboardingPayload::parse(&label_with_any_name(name)).expect_err(name);
+        let message = error.to_string();
+        assert!(message.contains("device name") && message.contains(rule), "{name:?}: {message}");
+    }
+    let too_long = OnboardingPayload::parse(&label_with_any_name(&"n".repeat(256))).expect_err("256 bytes");
+    assert!(too_long.to_string().contains("255"), "{too_long}");
 }

@@ -6,6 +6,7 @@ use keyfill_agent::driver::FaultInjection;
 use keyfill_agent::identity::DeviceIdentity;
 use keyfill_agent::keystore::{FileKeystore, Keystore};
 use keyfill_agent::serial::serve_stream;
+use keyfill_formats::DeviceName;
 use nix::pty::{OpenptyResult, openpty};
 use nix::sys::termios::{self, SetArg};
 use std::os::fd::OwnedFd;
@@ -33,8 +34,14 @@ pub struct SimulatedDevice {
 
 impl SimulatedDevice {
     /// Creates a device identity pinned to `factory_root` with its keystore under `state_dir`,
-    /// and starts serving on a fresh pseudo-terminal.
-    pub fn start(name: &str, serial_number: &str, factory_root: [u8; 32], state_dir: &Path) -> Result<Self, DemoError> {
+    /// and starts serving on a fresh pseudo-terminal. `state_dir` is the caller's choice: a name
+    /// is never a path.
+    pub fn start(
+        name: DeviceName,
+        serial_number: &str,
+        factory_root: [u8; 32],
+        state_dir: &Path,
+    ) -> Result<Self, DemoError> {
         let identity = DeviceIdentity::generate(name, serial_number, factory_root, false)
             .map_err(|e| DemoError::Device(e.to_string()))?;
         std::fs::create_dir_all(state_dir).map_err(|e| DemoError::Device(e.to_string()))?;

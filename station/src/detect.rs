@@ -176,7 +176,7 @@ pub fn ble_target(device: &OnboardingPayload) -> String {
     match (&device.hints.ble_address, &device.hints.ble_name) {
         (Some(address), _) => address.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"),
         (None, Some(name)) => name.clone(),
-        (None, None) => device.name.clone(),
+        (None, None) => device.name.as_str().to_owned(),
     }
 }
 
@@ -194,7 +194,11 @@ mod tests {
 
     #[test]
     fn detect_ble_target_prefers_the_labels_address_then_its_name() {
-        let mut payload = OnboardingPayload::new("dev-1", "SN-1", DeviceCredential::Identity { public_key: [1; 32] });
+        let mut payload = OnboardingPayload::new(
+            "dev-1".parse().expect("valid"),
+            "SN-1",
+            DeviceCredential::Identity { public_key: [1; 32] },
+        );
         assert_eq!(ble_target(&payload), "dev-1");
         payload.hints.ble_name = Some("KF-dev-1".into());
         assert_eq!(ble_target(&payload), "KF-dev-1");

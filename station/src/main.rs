@@ -22,9 +22,10 @@ async fn main() -> ExitCode {
     match cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            // Errors may quote outside text (a name, a device's or C2's message).
+            eprintln!("error: {}", keyfill_formats::printable(&error.to_string()));
             for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", keyfill_formats::printable(&cause.to_string()));
             }
             if let Some(advice) = cli::advice(&error) {
                 eprintln!("  what to do: {advice}");

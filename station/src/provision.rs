@@ -15,9 +15,9 @@ use crate::home::{UnlockedStation, unix_now};
 use crate::link::{Link, LinkError, LinkInfo};
 use crate::protocol::{Request, SessionError, SessionOutcome, SessionTimeouts, StationSession};
 use crate::seal::{self, SealError};
-use keyfill_formats::DeviceId;
 use keyfill_formats::message::{AbortReason, KeyDelivery, KeyKind, SessionId};
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload, SetupSecret, TransportHints};
+use keyfill_formats::{DeviceId, DeviceName};
 use std::time::Instant;
 use thiserror::Error;
 use tracing::{info, warn};
@@ -198,7 +198,7 @@ fn new_device(payload: &OnboardingPayload, station: &UnlockedStation) -> Result<
     };
     Ok(NewDevice {
         id: payload.device_id.to_hex(),
-        name: payload.name.clone(),
+        name: payload.name.as_str().to_owned(),
         serial_number: payload.serial_number.clone(),
         credential_mode: mode,
         identity_public_key: public_key,
@@ -357,8 +357,12 @@ impl Station {
                 return Err(DbError::Inconsistent(format!("device {} has no credential", device.id)).into());
             }
         };
+        // An inventory written by an earlier version may hold a name that is no device name.
+        let name = DeviceName::parse(&device.name).map_err(|error| {
+            DbError::Inconsistent(format!("device {}: its stored name is not a valid device name: {error}", device.id))
+        })?;
         Ok(OnboardingPayload {
-            name: device.name.clone(),
+            name,
             device_id,
             serial_number: device.serial_number.clone(),
             credential,

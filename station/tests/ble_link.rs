@@ -227,7 +227,7 @@ fn random_session_id() -> [u8; 8] {
 }
 
 fn device(name: &str, root_seed: u8) -> DeviceIdentity {
-    DeviceIdentity::generate(name, "SN-BLE", root(root_seed).1, false).expect("identity")
+    DeviceIdentity::generate(name.parse().expect("a valid name"), "SN-BLE", root(root_seed).1, false).expect("identity")
 }
 
 async fn provisions_at_mtu(mtu: usize) {

@@ -26,7 +26,7 @@ fn now_ms() -> u64 {
 
 fn entry(name: &str, key_byte: u8, provisioned_at_ms: u64, from_rotation: bool) -> BundleEntry {
     BundleEntry {
-        name: name.into(),
+        name: name.try_into().expect("a valid name"),
         device_id: DeviceId::from_name(name),
         key_id: [key_byte ^ 0xFF; 16],
         key: SecretKey::from_bytes([key_byte; 32]),

@@ -73,7 +73,11 @@ fn lying_png(width: u32, height: u32, rows: u32) -> Vec<u8> {
 }
 
 fn label_png(path: &Path) -> String {
-    let payload = OnboardingPayload::new("hostile-1", "SN-1", DeviceCredential::Identity { public_key: [7; 32] });
+    let payload = OnboardingPayload::new(
+        keyfill_formats::DeviceName::parse("hostile-1").expect("a valid name"),
+        "SN-1",
+        DeviceCredential::Identity { public_key: [7; 32] },
+    );
     let text = payload.encode().unwrap_or_else(|e| panic!("{e}"));
     let code = qrcode::QrCode::new(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
     code.render::<Luma<u8>>().module_dimensions(6, 6).build().save(path).unwrap_or_else(|e| panic!("{e}"));

@@ -249,7 +249,7 @@ fn label_batch_sheet_of_30_has_the_expected_pages_and_codes() {
 
 #[test]
 fn label_long_names_are_fitted_and_still_decode() {
-    let name = format!("plant-a/line-3/{}-sensor-0042", "x".repeat(200));
+    let name = format!("plant-a.line-3.{}-sensor-0042", "x".repeat(200));
     let serial = format!("SERIAL-{}-END", "7".repeat(52));
     let content = LabelContent::for_device(&identity_device(&name, &serial)).expect("content");
     for spec in [LabelSpec::LABEL_50X30, LabelSpec::LABEL_62X29, LabelSpec::LABEL_100X50] {
@@ -260,7 +260,7 @@ fn label_long_names_are_fitted_and_still_decode() {
         }
         let name_text: String =
             layout.lines.iter().filter(|l| l.role == LineRole::Name).map(|l| l.text.as_str()).collect();
-        assert!(name_text.starts_with("plant-a/") && name_text.ends_with("0042"), "{name_text}");
+        assert!(name_text.starts_with("plant-a.") && name_text.ends_with("0042"), "{name_text}");
         let serial_text: String =
             layout.lines.iter().filter(|l| l.role == LineRole::SerialNumber).map(|l| l.text.as_str()).collect();
         assert!(serial_text.starts_with("S/N SERIAL-") && serial_text.ends_with("-END"), "{serial_text}");
@@ -304,8 +304,11 @@ fn label_never_carries_key_material() {
 
 #[test]
 fn label_scanned_payload_is_printed_exactly() {
-    let mut payload =
-        OnboardingPayload::new("field-unit-7", "SN-7", DeviceCredential::SetupSecret(SetupSecret([42; 16])));
+    let mut payload = OnboardingPayload::new(
+        "field-unit-7".parse().expect("valid"),
+        "SN-7",
+        DeviceCredential::SetupSecret(SetupSecret([42; 16])),
+    );
     payload.hints.serial = true;
     let text = payload.encode().expect("encode");
     let content = LabelContent::from_scanned_text(&text).expect("content").with_provisioned_at(Some(PROVISIONED_AT));

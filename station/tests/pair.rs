@@ -49,7 +49,7 @@ fn valid_station(root: &FactoryRoot) -> StationCredentials {
 }
 
 fn device(name: &str, root: &FactoryRoot, secret_mode: bool) -> DeviceIdentity {
-    DeviceIdentity::generate(name, "SN-1", root.public, secret_mode).expect("identity")
+    DeviceIdentity::generate(name.parse().expect("a valid name"), "SN-1", root.public, secret_mode).expect("identity")
 }
 
 fn delivery(device: &DeviceIdentity, key_byte: u8) -> KeyDelivery {
@@ -164,7 +164,7 @@ fn untouched(_: bool, _: usize, m: Vec<u8>) -> Option<Vec<u8>> {
 #[test]
 fn identity_mode_delivers_and_confirms() {
     let root = factory_root(1);
-    let identity = device("line-1/dev-1", &root, false);
+    let identity = device("line-1 dev-1", &root, false);
     let payload = identity.onboarding_payload();
     let mut agent = AgentCore::new(identity.clone(), None);
     let (result, transcript) =

@@ -79,7 +79,7 @@ fn scan_full_shared_photo_set_reaches_the_best_decoders_rate() {
 
 fn keyfill_payload() -> OnboardingPayload {
     let mut payload = OnboardingPayload::new(
-        "pump-controller-0017",
+        "pump-controller-0017".parse().expect("a valid name"),
         "SN-2026-000017",
         DeviceCredential::Identity { public_key: [0x42; 32] },
     );

@@ -4,6 +4,7 @@
 pub mod bluez;
 pub mod c2;
 pub mod fleet;
+pub mod labels;
 pub mod mqtt_proxy;
 pub mod pcscd;
 pub mod relay;
@@ -285,7 +286,7 @@ pub struct Agent {
 impl Agent {
     /// `keyfill-agent init`, pinned to `factory_root_file`.
     pub fn init(dir: &Path, name: &str, factory_root_file: &Path, extra: &[&str]) -> Result<Self> {
-        let state = dir.join(format!("agent-{}", name.replace('/', "_")));
+        let state = dir.join(format!("agent-{}", keyfill_formats::DeviceId::from_name(name)));
         let output = Command::new(binary("keyfill-agent"))
             .arg("--state")
             .arg(&state)

@@ -17,9 +17,10 @@ fn stderr(output: &Output) -> String {
 fn provisioned(dir: &Path, db: Database, names: &[String]) -> Result<(Station, Vec<Agent>)> {
     let station = Station::init(dir, db)?;
     let mut agents = Vec::new();
-    for name in names {
+    for (index, name) in names.iter().enumerate() {
         let mut agent = Agent::init(dir, name, &station.factory_root_file(), &[])?;
-        let pty_dir = dir.join(format!("pty-{name}"));
+        // By index: socat's address syntax does not take every character a name may hold.
+        let pty_dir = dir.join(format!("pty-{index}"));
         std::fs::create_dir_all(&pty_dir)?;
         let pty = PtyPair::new(&pty_dir)?;
         agent.serve(&pty.device_side, &[])?;
@@ -66,7 +67,7 @@ fn device_posts(c2: &C2Server) -> usize {
 }
 
 #[test]
-fn c2_export_creates_then_reports_unchanged_sqlite_and_postgres() -> Result<()> {
+fn c2_export_creates_then_reports_already_exported_sqlite_and_postgres() -> Result<()> {
     let dir = tempfile::tempdir()?;
     for (label, db) in [("sqlite", Database::sqlite(dir.path())), ("postgres", Database::postgres()?)] {
         let dir = dir.path().join(label);
@@ -88,11 +89,25 @@ fn c2_export_creates_then_reports_unchanged_sqlite_and_postgres() -> Result<()> 
         let posts_before = device_posts(&c2);
         let (output, report) = export(&station, &c2, &[])?;
         assert!(output.status.success(), "{label}: {}", stderr(&output));
-        assert!(outcomes(&report).values().all(|o| o == "unchanged"), "{report}");
-        assert_eq!(device_posts(&c2), posts_before, "{label}: an unchanged key is not sent again");
+        assert!(outcomes(&report).values().all(|o| o == "already_exported"), "{report}");
+        assert_eq!(report["summary"]["already_exported"], 2, "{report}");
+        assert_eq!(report["summary"].get("unchanged"), None, "{report}");
+        assert_eq!(device_posts(&c2), posts_before, "{label}: a key already exported is not sent again");
+        // The text report says what Keyfill knows, and what it cannot know.
+        let (url, ca) = (c2.url(), c2.ca_file());
+        let output = station.run(&["export", "c2", "--url", &url, "--ca", ca.to_str().context("ca path")?])?;
+        assert!(output.status.success(), "{label}: {}", stderr(&output));
+        let table = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(table.lines().skip(1).all(|line| line.contains("already exported")), "{table}");
+        assert!(!table.contains("unchanged") && !stderr(&output).contains("unchanged"), "{table}");
+        assert!(stderr(&output).contains("0 created, 0 replaced, 2 already exported, 0 failed"), "{}", stderr(&output));
+        assert!(stderr(&output).contains("C2 cannot show"), "{}", stderr(&output));
+        let shown = station.run(&["devices", "show", &names[0], "--json"])?;
+        let shown: serde_json::Value = serde_json::from_slice(&shown.stdout)?;
+        assert_eq!(shown["c2_exports"][0]["outcome"], "already_exported", "{shown}");
 
         let history = station.history_kinds(&names[0])?;
-        assert_eq!(history.iter().filter(|k| *k == "c2_exported").count(), 2, "{history:?}");
+        assert_eq!(history.iter().filter(|k| *k == "c2_exported").count(), 3, "{history:?}");
         // No key in the clear: station database, home, output and trace logs, C2's database.
         for agent in &agents {
             let key = agent.key_bytes()?.context("key")?;
@@ -151,13 +166,17 @@ fn c2_export_partial_failure_then_resume() -> Result<()> {
         "C2's reason is reported: {report}"
     );
     assert_eq!(report["devices"][1]["attempts"], 1, "a 400 is not retried");
+    // C2's message, the HTTP status and what to do, in words rather than library text.
+    let reason = reason.and_then(|d| d["reason"].as_str()).unwrap_or_default();
+    assert!(reason.contains("HTTP 400") && reason.contains("invalid argument"), "{reason}");
+    assert!(!reason.contains("reqwest") && !reason.contains("{"), "{reason}");
 
     c2.clear_faults();
     let (output, report) = export(&station, &c2, &[])?;
     assert!(output.status.success(), "{}", stderr(&output));
     let second = outcomes(&report);
     assert_eq!(second[&names[1]], "created");
-    assert_eq!((second[&names[0]].as_str(), second[&names[2]].as_str()), ("unchanged", "unchanged"));
+    assert_eq!((second[&names[0]].as_str(), second[&names[2]].as_str()), ("already_exported", "already_exported"));
     assert_eq!(c2.clients()?.len(), 3);
     Ok(())
 }
@@ -221,16 +240,31 @@ fn c2_export_needs_the_ca_and_a_reachable_c2() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (station, _agents) = provisioned(dir.path(), Database::sqlite(dir.path()), &names("c2-tls", 1))?;
     let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
-    // Without the test CA the server is not trusted.
+    // Without the test CA the server is not trusted: said in words, with what to do.
     let output = station.run(&["export", "c2", "--url", &c2.url()])?;
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("crypto mode"), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("certificate") && message.contains("not trusted"), "{message}");
+    assert!(message.contains("--ca"), "{message}");
+    assert_eq!(device_posts(&c2), 0);
+    // A URL that is not C2's gateway: C2's plain-text 404, explained.
+    let ca = c2.ca_file();
+    let wrong = format!("{}/not-the-gateway", c2.url());
+    let output = station.run(&["export", "c2", "--url", &wrong, "--ca", ca.to_str().context("ca path")?])?;
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("HTTP 404") && message.contains("--url"), "{message}");
     assert_eq!(device_posts(&c2), 0);
     // Unreachable: a clear error, and nothing is recorded as delivered.
     c2.pause();
     let (output, _) = export(&station, &c2, &["--max-attempts", "2"])?;
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("unreachable"), "{}", stderr(&output));
+    // The error lines, not the trace log around them.
+    let message: String =
+        stderr(&output).lines().filter(|l| l.starts_with("error:") || l.starts_with("  caused by:")).collect();
+    assert!(message.contains("unreachable") && message.contains("connection refused"), "{message}");
+    assert!(message.contains("is C2 running"), "{message}");
+    assert!(!message.contains("os error") && !message.contains("tcp connect error"), "{message}");
     c2.resume();
     let (output, report) = export(&station, &c2, &[])?;
     assert!(output.status.success(), "{}", stderr(&output));
@@ -336,7 +370,7 @@ fn c2_export_bundle_carries_keys_across_the_air_gap_into_c2() -> Result<()> {
     // Importing the same bundle again resumes from its journal: nothing to send.
     let (output, report) = import(&station, &c2, &bundle, &operator_key, &root)?;
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(outcomes(&report).values().all(|o| o == "unchanged"), "{report}");
+    assert!(outcomes(&report).values().all(|o| o == "already_exported"), "{report}");
 
     // The keys appear in the clear nowhere: bundle, journal, key files, station home, output, logs.
     let mut files = keyfill_e2e::read_tree(&station.home);
@@ -391,5 +425,145 @@ fn c2_export_after_a_confirmed_rotation_replaces_the_key_and_holds_back_unsettle
     let held = c2.clients()?;
     assert_eq!(held.get(&names[0]), agents[0].key_bytes()?.as_ref(), "C2 holds the rotated key");
     assert_eq!(held.get(&names[1]), agents[1].key_bytes()?.as_ref(), "C2 keeps the last confirmed key");
+    Ok(())
+}
+
+/// Stores clients as another tool would have registered them: `fillers` names sorting before
+/// every device name, then each of `foreign` with its own key.
+fn registered_by_another_tool(c2: &C2Server, fillers: usize, foreign: &[(&str, [u8; 32])]) -> Result<()> {
+    for index in 0..fillers {
+        c2.insert_client(&format!("another-tool-{index:03}"), &[0x11; 32])?;
+    }
+    for (name, key) in foreign {
+        c2.insert_client(name, key)?;
+    }
+    Ok(())
+}
+
+/// The `offset` of every `GET /e4/clients` C2 received, in order.
+fn listing_offsets(c2: &C2Server) -> Vec<u64> {
+    c2.request_lines()
+        .iter()
+        .filter_map(|line| line.strip_prefix("GET /e4/clients?"))
+        .filter_map(|query| query.split('&').find_map(|pair| pair.strip_prefix("offset=")))
+        .filter_map(|offset| offset.parse().ok())
+        .collect()
+}
+
+#[test]
+fn c2_export_pages_past_c2s_page_cap_and_never_overwrites_clients_it_did_not_export() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // "zz-" sorts after every other client: C2 lists these names only past its first page.
+    let names = names("zz-paging", 3);
+    let (station, agents) = provisioned(dir.path(), Database::sqlite(dir.path()), &names)?;
+    let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
+    let (foreign_0, foreign_1) = ([0x5a; 32], [0x6b; 32]);
+    registered_by_another_tool(&c2, 248, &[(&names[0], foreign_0), (&names[1], foreign_1)])?;
+    assert_eq!(c2.clients()?.len(), 250);
+
+    let (output, report) = export(&station, &c2, &[])?;
+    assert!(!output.status.success(), "two devices are refused: {}", stderr(&output));
+    let result = outcomes(&report);
+    assert_eq!((result[&names[0]].as_str(), result[&names[1]].as_str()), ("failed", "failed"), "{report}");
+    assert_eq!(result[&names[2]], "created", "{report}");
+    for device in report["devices"].as_array().context("devices")?.iter().take(2) {
+        assert!(device["reason"].as_str().is_some_and(|r| r.contains("--replace")), "{report}");
+    }
+    let held = c2.clients()?;
+    assert_eq!(held[&names[0]], foreign_0.to_vec(), "C2's key is untouched");
+    assert_eq!(held[&names[1]], foreign_1.to_vec(), "C2's key is untouched");
+    assert_eq!(Some(&held[&names[2]]), agents[2].key_bytes()?.as_ref());
+    // Every page was read, whatever the page cap, up to an empty one; and the count was asked.
+    assert_eq!(listing_offsets(&c2), [0, 100, 200, 250], "{:?}", c2.request_lines());
+    assert!(c2.request_lines().iter().any(|line| line == "GET /e4/clients/count"), "{:?}", c2.request_lines());
+
+    let (output, report) = export(&station, &c2, &["--replace"])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = outcomes(&report);
+    assert_eq!((result[&names[0]].as_str(), result[&names[1]].as_str()), ("replaced", "replaced"), "{report}");
+    assert_eq!(result[&names[2]], "already_exported", "{report}");
+    let held = c2.clients()?;
+    for (name, agent) in names.iter().zip(&agents) {
+        assert_eq!(held.get(name), agent.key_bytes()?.as_ref(), "C2 holds {name}'s key");
+    }
+    assert_eq!(held.len(), 251);
+    Ok(())
+}
+
+#[test]
+fn c2_export_refuses_to_judge_while_c2s_client_list_changes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let names = names("zz-moving", 1);
+    let (station, _agents) = provisioned(dir.path(), Database::sqlite(dir.path()), &names)?;
+    let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
+    registered_by_another_tool(&c2, 150, &[])?;
+    c2.add_a_client_during_each_listing();
+
+    let (output, _) = export(&station, &c2, &["--max-attempts", "2"])?;
+    assert!(!output.status.success(), "a moving list must not be trusted");
+    let message = stderr(&output);
+    assert!(message.contains("changed while"), "{message}");
+    assert!(message.contains("nothing was exported"), "{message}");
+    assert_eq!(device_posts(&c2), 0, "nothing is sent on a list that moved");
+
+    c2.clear_faults();
+    let (output, report) = export(&station, &c2, &[])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(outcomes(&report)[&names[0]], "created");
+    Ok(())
+}
+
+/// Percent-encodes every byte of `name` but the unreserved ones (RFC 3986).
+fn strictly_encoded(name: &str) -> String {
+    name.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(byte).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// Runs `sql` on a station's SQLite inventory, as an earlier Keyfill version could have left it.
+fn sqlite_exec(db: &Database, sql: &str) -> Result<()> {
+    let Database::Sqlite { path, .. } = db else { anyhow::bail!("a SQLite inventory is needed") };
+    let output = std::process::Command::new("sqlite3").arg(path).arg(sql).output()?;
+    anyhow::ensure!(output.status.success(), "sqlite3: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(())
+}
+
+#[test]
+fn c2_export_sends_exactly_the_name_or_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let base = unique_name("exact");
+    let tricky = format!("{base} Zürich 🔑 100%?#&=+;,'()[]@!$*\\~");
+    let victim = format!("{base}-victim");
+    let (station, agents) = provisioned(dir.path(), Database::sqlite(dir.path()), &[tricky.clone(), victim.clone()])?;
+    // An inventory row from an earlier version, whose name holds a tab. The URL library drops
+    // tabs from a path, so a POST would land on another tool's client "…victimdev".
+    let hostile = format!("{victim}\tdev");
+    let other_tools_client = format!("{victim}dev");
+    sqlite_exec(
+        &station.db,
+        &format!("UPDATE devices SET name = '{victim}' || char(9) || 'dev' WHERE name = '{victim}'"),
+    )?;
+    let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
+    let foreign = [0x77; 32];
+    c2.insert_client(&other_tools_client, &foreign)?;
+
+    let (output, report) = export(&station, &c2, &[])?;
+    assert!(!output.status.success(), "the hostile name fails the run");
+    let result = outcomes(&report);
+    assert_eq!(result[&tricky], "created", "{report}");
+    assert_eq!(result[&hostile], "failed", "{report}");
+    let reason = report["devices"].as_array().context("devices")?.iter().find(|d| d["name"] == hostile.as_str());
+    assert!(reason.and_then(|d| d["reason"].as_str()).is_some_and(|r| r.contains("control character")), "{report}");
+
+    // The request line carries the name, every byte but the unreserved ones percent-encoded.
+    let posts: Vec<String> = c2.request_lines().into_iter().filter(|line| line.starts_with("POST ")).collect();
+    assert_eq!(posts, [format!("POST /e4/client/{}", strictly_encoded(&tricky))]);
+    let held = c2.clients()?;
+    assert_eq!(held.get(&tricky), agents[0].key_bytes()?.as_ref(), "C2 stored exactly the name");
+    assert_eq!(held[&other_tools_client], foreign.to_vec(), "the other tool's client is untouched");
+    assert_eq!(held.len(), 2);
     Ok(())
 }

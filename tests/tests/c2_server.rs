@@ -21,11 +21,12 @@ struct Api {
     base: String,
 }
 
-/// Status and JSON body of an answer.
+/// Status and body of an answer: its JSON (`Null` when it is not JSON) and its text.
 #[derive(Debug)]
 struct Reply {
     status: u16,
     body: Value,
+    text: String,
 }
 
 impl Api {
@@ -64,8 +65,8 @@ impl Api {
             let response = request.send().await?;
             let status = response.status().as_u16();
             let text = response.text().await?;
-            let body = serde_json::from_str(&text).with_context(|| format!("answer is not JSON: {text:?}"))?;
-            Ok(Reply { status, body })
+            let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+            Ok(Reply { status, body, text })
         })
     }
 
@@ -82,11 +83,17 @@ impl Api {
         self.send_url(method, self.client_url(name), body)
     }
 
-    /// `/e4/client/{name}` with `name` as one percent-encoded segment (`/` becomes `%2F`).
+    /// `/e4/client/{name}` with every byte of `name` but the unreserved ones percent-encoded
+    /// (the URL library's own segment encoding silently drops tabs and line breaks).
     fn client_url(&self, name: &str) -> Url {
-        let mut url = Url::parse(&self.base).expect("the base URL parses");
-        url.path_segments_mut().expect("an https URL has a path").clear().extend(["e4", "client", name]);
-        url
+        let mut path = String::from("/e4/client/");
+        for byte in name.bytes() {
+            match byte {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => path.push(char::from(byte)),
+                _ => path.push_str(&format!("%{byte:02X}")),
+            }
+        }
+        Url::parse(&format!("{}{path}", self.base)).expect("the URL parses")
     }
 }
 
@@ -100,12 +107,20 @@ fn start(mode: CryptoMode) -> (tempfile::TempDir, C2Server) {
     (dir, server)
 }
 
-/// Asserts a grpc-gateway error body with `status` and gRPC `code`.
+/// Asserts a grpc-gateway v1 error body with `status` and gRPC `code`: `error` and `message`
+/// both carry the message.
 fn assert_gateway_error(reply: &Reply, status: u16, code: i64) {
     assert_eq!(reply.status, status, "{reply:?}");
     assert_eq!(reply.body["code"], code, "{reply:?}");
     assert!(reply.body["message"].is_string(), "{reply:?}");
+    assert_eq!(reply.body["error"], reply.body["message"], "{reply:?}");
     assert_eq!(reply.body["details"], json!([]), "{reply:?}");
+}
+
+/// Asserts the plain-text answer of grpc-gateway v1's mux (Go's `http.Error`).
+fn assert_plain(reply: &Reply, status: u16, text: &str) {
+    assert_eq!((reply.status, reply.text.as_str()), (status, text), "{reply:?}");
+    assert_eq!(reply.body, Value::Null, "not JSON: {reply:?}");
 }
 
 #[test]
@@ -142,9 +157,10 @@ fn c2_export_test_server_contract_upserts_keys() -> Result<()> {
     let body = json!({ "client": { "name": "someone-else" }, "key": STANDARD.encode(key(3)) });
     let reply = api.client_request(Method::POST, "sensor-2", Some(body))?;
     assert_eq!(reply.status, 200, "{reply:?}");
-    // protojson also reads URL-safe unpadded base64.
-    let reply = api.client_request(Method::POST, "sensor-3", Some(json!({ "key": URL_SAFE_NO_PAD.encode(key(4)) })))?;
-    assert_eq!(reply.status, 200, "{reply:?}");
+    // An `id` beside the key is ignored: C2 derives the id from the name.
+    let body = json!({ "key": STANDARD.encode(key(4)), "id": "00112233445566778899aabbccddeeff" });
+    let reply = api.client_request(Method::POST, "sensor-3", Some(body))?;
+    assert_eq!((reply.status, reply.body), (200, json!({})));
 
     let clients = server.clients()?;
     assert_eq!(clients.keys().collect::<Vec<_>>(), ["sensor-1", "sensor-2", "sensor-3"]);
@@ -173,12 +189,14 @@ fn c2_export_test_server_validates_like_c2() -> Result<()> {
 
     let invalid_bodies = [
         json!({ "key": "not base64!" }),
+        // Only standard, padded base64: not URL-safe, not unpadded.
+        json!({ "key": URL_SAFE_NO_PAD.encode([0xfb; 32]) }),
+        json!({ "key": STANDARD.encode(key(1)).trim_end_matches('=') }),
         json!({ "key": STANDARD.encode([7u8; 31]) }),
         json!({ "key": STANDARD.encode([7u8; 33]) }),
         json!({ "key": STANDARD.encode([7u8; 64]) }),
         json!({ "key": STANDARD.encode([0u8; 32]) }),
         json!({}),
-        json!({ "key": STANDARD.encode(key(1)), "id": "00" }),
         json!("a string"),
     ];
     for body in invalid_bodies {
@@ -189,15 +207,13 @@ fn c2_export_test_server_validates_like_c2() -> Result<()> {
     let reply = api.send(Method::POST, "/e4/client/device", None)?;
     assert_gateway_error(&reply, 400, 3);
 
-    let too_long = "n".repeat(256);
-    assert_gateway_error(&api.post_key(&too_long, &key(1))?, 400, 3);
-    // 255 bytes is fine, even when they are multi-byte characters (85 × 3 bytes).
-    let longest = "é".repeat(127) + "x";
-    assert_eq!(longest.len(), 255);
-    assert_eq!(api.post_key(&longest, &key(1))?.status, 200);
-    let longest_cjk = "鍵".repeat(85);
-    assert_eq!(api.post_key(&longest_cjk, &key(2))?.status, 200);
-    assert_gateway_error(&api.post_key(&("鍵".repeat(85) + "x"), &key(3))?, 400, 3);
+    // C2 enforces no length over HTTP; the name column holds 256 characters, so longer names
+    // fail in storage.
+    assert_eq!(api.post_key(&"n".repeat(256), &key(1))?.status, 200);
+    assert_eq!(api.post_key(&"鍵".repeat(86), &key(2))?.status, 200, "86 characters, 258 bytes");
+    assert_gateway_error(&api.post_key(&"n".repeat(300), &key(3))?, 500, 13);
+    // PostgreSQL text holds no NUL either.
+    assert_gateway_error(&api.post_key("nul\0inside", &key(3))?, 500, 13);
 
     // Invalid UTF-8 in the path and an empty name.
     assert_gateway_error(
@@ -220,8 +236,17 @@ fn c2_export_test_server_round_trips_encoded_names() -> Result<()> {
     let (_dir, server) = start(CryptoMode::SymKey);
     let api = Api::new(&server);
 
-    let names =
-        ["line 3 / bay 7", "a/b", "température-Zürich", "центр", "ключ 🔑", "100%?#&=+", "a%2Fb", "back\\slash"];
+    let names = [
+        "line 3 bay 7",
+        "température-Zürich",
+        "центр",
+        "ключ 🔑",
+        "100%?#&=+",
+        "a%2Fb",
+        "back\\slash",
+        "tab\tinside",
+        "..x",
+    ];
     for (index, name) in names.iter().enumerate() {
         let reply = api.post_key(name, &key(index as u8))?;
         assert_eq!(reply.status, 200, "{name}: {reply:?}");
@@ -232,27 +257,29 @@ fn c2_export_test_server_round_trips_encoded_names() -> Result<()> {
     }
     assert_eq!(stored.len(), names.len());
 
-    // `%2F` inside a segment is part of the name, not a path separator.
-    let reply = api.send(Method::POST, "/e4/client/x%2Fy%20z", Some(json!({ "key": STANDARD.encode(key(9)) })))?;
+    // Other percent-escapes are decoded into the name.
+    let reply = api.send(Method::POST, "/e4/client/x%20y%09z", Some(json!({ "key": STANDARD.encode(key(9)) })))?;
     assert_eq!(reply.status, 200, "{reply:?}");
-    assert!(server.clients()?.contains_key("x/y z"));
-    // An unencoded '/' is a path separator: another route, which does not exist.
-    assert_gateway_error(
-        &api.send(Method::POST, "/e4/client/x/y", Some(json!({ "key": STANDARD.encode(key(9)) })))?,
-        404,
-        5,
-    );
+    assert!(server.clients()?.contains_key("x y\tz"));
+    // A '/' in a name, sent raw or as `%2F`, reaches no route: a plain-text 404, nothing stored.
+    for path in ["/e4/client/x/y", "/e4/client/x%2Fy", "/e4/client/x%2fy"] {
+        let reply = api.send(Method::POST, path, Some(json!({ "key": STANDARD.encode(key(9)) })))?;
+        assert_plain(&reply, 404, "Not Found\n");
+    }
+    assert_plain(&api.client_request(Method::PATCH, "a/b", Some(json!({})))?, 404, "Not Found\n");
+    assert!(!server.clients()?.keys().any(|name| name.contains('/')));
 
-    // The request log holds decoded paths.
-    assert!(server.requests().contains(&("POST".to_owned(), "/e4/client/x/y z".to_owned(), 200)));
+    // The request log holds decoded paths, and the request lines as sent.
+    assert!(server.requests().contains(&("POST".to_owned(), "/e4/client/x y\tz".to_owned(), 200)));
+    assert!(server.request_lines().contains(&"POST /e4/client/x%20y%09z".to_owned()), "{:?}", server.request_lines());
 
     // Listing returns the decoded names; PATCH and DELETE address them the same way.
-    let listed = api.get("/e4/clients")?.body;
+    let listed = api.get("/e4/clients?offset=0&count=100")?.body;
     assert!(listed["clients"].as_array().expect("clients").contains(&json!({ "name": "ключ 🔑" })), "{listed}");
-    assert_eq!(api.client_request(Method::PATCH, "a/b", Some(json!({})))?.status, 200);
-    assert_ne!(server.clients()?["a/b"], key(1));
-    assert_eq!(api.client_request(Method::DELETE, "line 3 / bay 7", None)?.status, 200);
-    assert!(!server.clients()?.contains_key("line 3 / bay 7"));
+    assert_eq!(api.client_request(Method::PATCH, "a%2Fb", Some(json!({})))?.status, 200);
+    assert_ne!(server.clients()?["a%2Fb"], key(5));
+    assert_eq!(api.client_request(Method::DELETE, "line 3 bay 7", None)?.status, 200);
+    assert!(!server.clients()?.contains_key("line 3 bay 7"));
     Ok(())
 }
 
@@ -276,17 +303,33 @@ fn c2_export_test_server_paginates_clients() -> Result<()> {
     assert_eq!(page("?offset=100&count=100")?, names[100..200]);
     assert_eq!(page("?offset=200&count=100")?, names[200..]);
     assert_eq!(page("?offset=250&count=100")?, Vec::<String>::new());
-    assert_eq!(page("?offset=5000")?, Vec::<String>::new());
-    // No count (or count 0, which proto3 cannot tell apart) is a page of 100.
-    assert_eq!(page("")?, names[..100]);
-    assert_eq!(page("?offset=10&count=0")?, names[10..110]);
-    assert_eq!(page("?count=1000")?, names);
+    // The cap: at most 100 names a page whatever count asks, so a short page is no end.
+    assert_eq!(page("?offset=0&count=1000")?, names[..100]);
+    assert_eq!(page("?offset=120&count=250")?, names[120..220]);
     assert_eq!(page("?offset=249&count=7")?, names[249..]);
-
-    for bad in ["?count=1001", "?offset=-1", "?count=-5", "?offset=abc", "?count=1.5"] {
+    assert_eq!(page("?offset=10&count=5")?, names[10..15]);
+    // Without a count (or with 0, which proto3 cannot tell apart) the list is empty, and still there.
+    for query in ["", "?offset=5000", "?offset=10", "?offset=10&count=0"] {
+        let reply = api.get(&format!("/e4/clients{query}"))?;
+        assert_eq!((reply.status, reply.body), (200, json!({ "clients": [] })), "{query}");
+    }
+    // A negative count (or offset) reaches the database, which fails.
+    for bad in ["?offset=0&count=-5", "?offset=-1&count=10"] {
+        assert_gateway_error(&api.get(&format!("/e4/clients{bad}"))?, 500, 13);
+    }
+    for bad in ["?offset=abc&count=10", "?offset=0&count=1.5"] {
         assert_gateway_error(&api.get(&format!("/e4/clients{bad}"))?, 400, 3);
     }
     assert_eq!(api.get("/e4/clients/count")?.body, json!({ "count": "250" }));
+
+    // Told to, the server registers a client before each page past the first: the list moves.
+    server.add_a_client_during_each_listing();
+    assert_eq!(page("?offset=0&count=100")?, names[..100]);
+    let second = page("?offset=100&count=100")?;
+    assert_eq!(second, names[99..199], "every name moved one place on");
+    assert_eq!(api.get("/e4/clients/count")?.body, json!({ "count": "251" }));
+    server.clear_faults();
+    assert_eq!(page("?offset=100&count=100")?, second);
     Ok(())
 }
 
@@ -307,6 +350,9 @@ fn c2_export_test_server_rotates_and_removes_clients() -> Result<()> {
     assert!(server.rotate_client_key("absent").is_err());
     assert_gateway_error(&api.client_request(Method::PATCH, "absent", Some(json!({})))?, 404, 5);
     assert_eq!(api.client_request(Method::PATCH, "absent", Some(json!({})))?.body["message"], "client not found");
+    // PUT resets a client's topics: 200 for a known client, 404 for an unknown one.
+    assert_eq!(api.client_request(Method::PUT, "rotated", Some(json!({})))?.body, json!({}));
+    assert_gateway_error(&api.client_request(Method::PUT, "absent", Some(json!({})))?, 404, 5);
 
     // Seeded by another tool.
     server.insert_client("seeded", &key(7))?;
@@ -461,15 +507,18 @@ fn c2_export_test_server_speaks_tls_only_and_only_with_its_ca() -> Result<()> {
 }
 
 #[test]
-fn c2_export_test_server_answers_bad_requests_with_gateway_errors() -> Result<()> {
+fn c2_export_test_server_answers_bad_requests_like_c2() -> Result<()> {
     let (_dir, server) = start(CryptoMode::SymKey);
     let api = Api::new(&server);
 
-    assert_gateway_error(&api.get("/e4/nothing-here")?, 404, 5);
-    assert_gateway_error(&api.get("")?, 404, 5);
-    assert_gateway_error(&api.client_request(Method::GET, "device", None)?, 501, 12);
-    assert_gateway_error(&api.client_request(Method::PUT, "device", Some(json!({})))?, 501, 12);
-    assert_gateway_error(&api.send(Method::POST, "/e4/clients", Some(json!({})))?, 501, 12);
+    // grpc-gateway v1's mux: an unknown route is a plain-text 404; a known path with another
+    // method a plain-text 405. No key can be read back.
+    assert_plain(&api.get("/e4/nothing-here")?, 404, "Not Found\n");
+    assert_plain(&api.get("")?, 404, "Not Found\n");
+    assert_plain(&api.client_request(Method::GET, "device", None)?, 405, "Method Not Allowed\n");
+    assert_plain(&api.send(Method::POST, "/e4/clients", Some(json!({})))?, 405, "Method Not Allowed\n");
+    // PUT is C2's ResetClientTopics: the route exists, the client does not.
+    assert_gateway_error(&api.client_request(Method::PUT, "device", Some(json!({})))?, 404, 5);
 
     let oversized = json!({ "key": STANDARD.encode(key(1)), "padding": "x".repeat(70 * 1024) });
     assert_gateway_error(&api.client_request(Method::POST, "device", Some(oversized))?, 413, 8);
@@ -479,7 +528,7 @@ fn c2_export_test_server_answers_bad_requests_with_gateway_errors() -> Result<()
 
     let log = server.requests();
     assert_eq!(log[0], ("GET".to_owned(), "/e4/nothing-here".to_owned(), 404));
-    assert_eq!(log.iter().map(|r| r.2).collect::<Vec<_>>(), [404, 404, 501, 501, 501, 413, 413]);
+    assert_eq!(log.iter().map(|r| r.2).collect::<Vec<_>>(), [404, 404, 405, 405, 404, 413, 413]);
     Ok(())
 }
 

@@ -26,7 +26,7 @@ fn stderr(output: &std::process::Output) -> String {
 fn serial_provision_end_to_end_sqlite_and_postgres() -> Result<()> {
     on_both_databases(|dir, db| {
         let station = Station::init(dir, db)?;
-        let mut agent = Agent::init(dir, "line-3/sensor 42", &station.factory_root_file(), &[])?;
+        let mut agent = Agent::init(dir, "line-3 sensor 42", &station.factory_root_file(), &[])?;
         let pty = PtyPair::new(dir)?;
         agent.serve(&pty.device_side, &[])?;
         let output = station.run(&[
@@ -40,12 +40,12 @@ fn serial_provision_end_to_end_sqlite_and_postgres() -> Result<()> {
         assert!(output.status.success(), "provision failed: {}", stderr(&output));
         let record: serde_json::Value = serde_json::from_slice(&output.stdout)?;
         assert_eq!(record["state"], "provisioned");
-        assert_eq!(record["id"], "54500424e07d60c23f6c9c72ce1b1041", "the E4 id of the name");
+        assert_eq!(record["id"], "42825de8990d634acd150dbe5da0672d", "the E4 id of the name");
         assert_eq!(record["transport"], "serial");
         let status = agent.status()?;
         assert_eq!(status["provisioned"], true);
         assert_eq!(status["key_id"], record["key_id"], "station and device agree on the key");
-        assert_eq!(station.state_of("line-3/sensor 42")?.as_deref(), Some("provisioned"));
+        assert_eq!(station.state_of("line-3 sensor 42")?.as_deref(), Some("provisioned"));
 
         // Provisioning the same device again is refused, not silently re-keyed.
         let again =

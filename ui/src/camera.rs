@@ -371,9 +371,9 @@ fn sighting_of(result: &ScanResult, frame_size: (u32, u32), now: f64) -> Sightin
     let (keyfill, headline, detail, tag) = match &result.label {
         Label::Keyfill(payload) => (
             true,
-            format!("Keyfill label: {}", payload.name),
+            format!("Keyfill label: {}", payload.name.as_str()),
             format!("id {}", payload.device_id.to_hex()),
-            payload.name.clone(),
+            payload.name.as_str().to_owned(),
         ),
         Label::Invalid(error) => (false, "Damaged Keyfill label".into(), error.to_string(), "Damaged label".into()),
         Label::NotKeyfill => (
@@ -411,8 +411,11 @@ mod tests {
     }
 
     fn label_text() -> String {
-        let payload =
-            OnboardingPayload::new("sensor-0042", "SN-42", DeviceCredential::Identity { public_key: [7; 32] });
+        let payload = OnboardingPayload::new(
+            "sensor-0042".parse().expect("valid"),
+            "SN-42",
+            DeviceCredential::Identity { public_key: [7; 32] },
+        );
         payload.encode().unwrap_or_default()
     }
 

@@ -4,7 +4,7 @@
 use keyfill_station::bundle::{KeyFileError, SealBundleError};
 use keyfill_station::db::DbError;
 use keyfill_station::detect::LinkTarget;
-use keyfill_station::export::{C2Error, ExportError};
+use keyfill_station::export::{C2Error, ExportError, NoAnswer};
 use keyfill_station::home::HomeError;
 use keyfill_station::label::LabelError;
 use keyfill_station::link::LinkError;
@@ -165,9 +165,10 @@ impl Problem {
                 ),
                 "Configure C2 for symmetric keys (CRYPTOMODE_SYMKEY), then export again.",
             ),
-            ExportError::UnknownDevice(name) => {
-                Problem::new(format!("There is no device {name}."), "Check the device names or ids.")
-            }
+            ExportError::Lookup(lookup) => Problem::new(
+                format!("{lookup}."),
+                "Check the device names or ids; write id:ID or name:NAME where a name looks like an id.",
+            ),
             ExportError::Db(db) => Problem::database(db),
             ExportError::Ledger(reason) => {
                 Problem::new(format!("The export could not be recorded: {reason}."), CHECK_DATABASE)
@@ -182,11 +183,15 @@ impl Problem {
     /// C2 at `target` failed us before or during a run.
     pub fn c2_at(error: &C2Error, target: &str) -> Self {
         match error {
-            C2Error::Unreachable(detail) => {
-                let (cause, help) = unreachable_cause(detail);
+            C2Error::Unreachable { why, .. } => {
+                let (cause, help) = unreachable_cause(why);
                 Problem::new(format!("C2 at {target} cannot be reached: {cause}."), help)
             }
-            C2Error::Status { status, message } => {
+            C2Error::Untrusted { .. } => Problem::new(
+                format!("C2 at {target} cannot be reached: its TLS certificate is not trusted."),
+                "Choose the PEM file of the CA that signed C2's certificate under CA file, then export again.",
+            ),
+            C2Error::Status { status, message, .. } => {
                 Problem::new(format!("C2 at {target} refused the request (HTTP {status}: {message})."), c2_help(error))
             }
             _ => Problem::new(format!("C2 at {target}: {error}."), c2_help(error)),
@@ -296,32 +301,26 @@ fn session_help(source: &SessionOrLinkError) -> String {
     }
 }
 
-/// What a connection failure means, from the HTTP client's chain of causes (which names the
-/// operating system's and the TLS library's errors), and what to do about it.
-fn unreachable_cause(detail: &str) -> (&'static str, &'static str) {
-    let detail = detail.to_ascii_lowercase();
-    let has = |words: &[&str]| words.iter().any(|word| detail.contains(word));
-    if has(&["connection refused"]) {
-        (
+/// What a connection failure means, and what to do about it.
+fn unreachable_cause(why: &NoAnswer) -> (&'static str, &'static str) {
+    match why {
+        NoAnswer::Refused => (
             "nothing accepts connections at that address and port",
             "Check that C2 runs and that the address and port are C2's, then export again: the run resumes.",
-        )
-    } else if has(&["dns", "lookup", "name or service not known", "no address associated"]) {
-        ("its host name is unknown", "Check the spelling of C2's address and this station's DNS, then export again.")
-    } else if has(&["certificate", "unknownissuer", "handshake", "tls"]) {
-        (
-            "its TLS certificate is not trusted",
-            "Choose the PEM file of the CA that signed C2's certificate under CA file, then export again.",
-        )
-    } else if has(&["timed out", "timeout", "deadline"]) {
-        (
+        ),
+        NoAnswer::UnknownHost => (
+            "its host name is unknown",
+            "Check the spelling of C2's address and this station's DNS, then export again.",
+        ),
+        NoAnswer::TimedOut => (
             "it did not answer in time",
             "Check the network between this station and C2, then export again: the run resumes.",
-        )
-    } else if has(&["network is unreachable", "no route"]) {
-        ("this station has no route to it", "Check this station's network connection, then export again.")
-    } else {
-        ("the connection failed", "Check the network and C2's address, then export again: the run resumes.")
+        ),
+        NoAnswer::Reset => (
+            "the connection was reset",
+            "A proxy or firewall may be closing connections to C2: check the network path, then export again.",
+        ),
+        _ => ("the connection failed", "Check the network and C2's address, then export again: the run resumes."),
     }
 }
 
@@ -329,7 +328,9 @@ fn c2_help(error: &C2Error) -> &'static str {
     match error {
         C2Error::BadUrl { .. } => "Write C2's address as https://HOST:PORT.",
         C2Error::BadCa { .. } => "Choose the PEM file of the CA that signed C2's certificate, or leave it empty.",
-        C2Error::Unreachable(_) => "Check the network and C2's address, then export again: the run resumes.",
+        C2Error::Unreachable { .. } => "Check the network and C2's address, then export again: the run resumes.",
+        C2Error::Untrusted { .. } => "Choose the PEM file of the CA that signed C2's certificate.",
+        C2Error::ListChanged { .. } => "Export again once no other tool is registering clients in C2.",
         C2Error::Status { .. } => "Check C2's logs; export again once it answers: the run resumes.",
         _ => "Check C2's address and version, then export again.",
     }
@@ -348,16 +349,16 @@ mod tests {
 
     #[test]
     fn gui_problem_for_an_unreachable_c2_names_the_cause_not_the_library() {
-        let detail =
-            "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)";
-        let error = ExportError::C2 { what: "its crypto mode", source: C2Error::Unreachable(detail.into()) };
+        let refused = C2Error::Unreachable { target: "https://c2.example:8888".into(), why: NoAnswer::Refused };
+        let error = ExportError::C2 { what: "its crypto mode", source: refused };
         let problem = Problem::c2_export(&error, "https://c2.example:8888");
         assert_eq!(
             problem.message,
             "C2 at https://c2.example:8888 cannot be reached: nothing accepts connections at that address and port."
         );
         assert!(problem.help.starts_with("Check that C2 runs"), "{problem}");
-        let tls = C2Error::Unreachable("client error (Connect): invalid peer certificate: UnknownIssuer".into());
+        let tls =
+            C2Error::Untrusted { target: "https://c2".into(), why: "invalid peer certificate: UnknownIssuer".into() };
         assert!(Problem::c2_at(&tls, "https://c2").help.contains("CA file"));
     }
 

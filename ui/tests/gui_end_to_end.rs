@@ -72,7 +72,8 @@ fn gui_end_to_end_provisions_a_simulated_device_into_sqlite() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let device = {
         let _entered = runtime.enter();
-        SimulatedDevice::start("gui-e2e-0001", "SN-GUI-0001", info.factory_root, &dir.path().join("device")).unwrap()
+        let name = "gui-e2e-0001".parse().unwrap();
+        SimulatedDevice::start(name, "SN-GUI-0001", info.factory_root, &dir.path().join("device")).unwrap()
     };
     let label_text = device.identity.onboarding_payload().encode().unwrap();
 

@@ -154,8 +154,11 @@ fn check_every_control(harness: &mut Harness<'_, KeyfillApp>, size: [f32; 2], sc
 }
 
 fn payload(name: &str) -> String {
-    let mut payload =
-        OnboardingPayload::new(name, &format!("SN-{name}"), DeviceCredential::Identity { public_key: [7; 32] });
+    let mut payload = OnboardingPayload::new(
+        keyfill_formats::DeviceName::parse(name).expect("a valid name"),
+        &format!("SN-{name}"),
+        DeviceCredential::Identity { public_key: [7; 32] },
+    );
     payload.model = Some("TH-200".into());
     payload.encode().expect("a valid payload")
 }

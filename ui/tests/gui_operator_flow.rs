@@ -21,8 +21,11 @@ use keyfill_station::db::devices::DeviceState;
 use support::{PASSPHRASE, show, type_into, unlocked};
 
 fn payload(name: &str) -> String {
-    let payload =
-        OnboardingPayload::new(name, &format!("SN-{name}"), DeviceCredential::Identity { public_key: [7; 32] });
+    let payload = OnboardingPayload::new(
+        keyfill_formats::DeviceName::parse(name).expect("a valid name"),
+        &format!("SN-{name}"),
+        DeviceCredential::Identity { public_key: [7; 32] },
+    );
     payload.encode().expect("a valid payload")
 }
 

@@ -149,8 +149,11 @@ fn gui_cancel_while_the_device_is_silent_leaves_the_record_failed() {
     termios::cfmakeraw(&mut attributes);
     termios::tcsetattr(&slave, SetArg::TCSANOW, &attributes).expect("raw mode");
     let port = nix::unistd::ttyname(&slave).expect("its path");
-    let payload =
-        OnboardingPayload::new("gui-silent-0001", "SN-SILENT", DeviceCredential::Identity { public_key: [7; 32] });
+    let payload = OnboardingPayload::new(
+        keyfill_formats::DeviceName::parse("gui-silent-0001").expect("a valid name"),
+        "SN-SILENT",
+        DeviceCredential::Identity { public_key: [7; 32] },
+    );
     let mut settings = Settings::default();
     settings.link.serial_port = port.display().to_string();
     let mut harness = home.open_unlocked(settings, SIZE);

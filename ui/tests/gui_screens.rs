@@ -20,8 +20,11 @@ mod support;
 use support::{PASSPHRASE, harness_for, many_devices, settings, show, unlock, unlocked};
 
 fn payload(name: &str) -> String {
-    let payload =
-        OnboardingPayload::new(name, &format!("SN-{name}"), DeviceCredential::Identity { public_key: [7; 32] });
+    let payload = OnboardingPayload::new(
+        name.parse().expect("a valid name"),
+        &format!("SN-{name}"),
+        DeviceCredential::Identity { public_key: [7; 32] },
+    );
     payload.encode().expect("a valid payload")
 }
 
@@ -265,7 +268,7 @@ fn gui_rotation_and_export_show_progress_and_per_device_results() {
     harness.run();
     harness.get_by_role_and_label(Role::Button, "Export to C2").click();
     harness.run();
-    harness.get_by_label("https://c2.factory.example:8888: 5 created, 0 replaced, 0 unchanged, 0 failed");
+    harness.get_by_label("https://c2.factory.example:8888: 5 created, 0 replaced, 0 already exported, 0 failed");
     // The table lays out the rows in view; the line above counts them all.
     assert!(harness.get_all_by_label("created").count() >= 1);
     let received = control.received();

@@ -138,7 +138,7 @@ fn label_payload(n: usize) -> String {
 /// A label as the factory prints it (identity mode, with a model).
 fn keyfill_agent_like_payload(name: &str, serial: &str) -> OnboardingPayload {
     let mut payload = OnboardingPayload::new(
-        name,
+        name.parse().expect("a valid name"),
         serial,
         keyfill_formats::qr::DeviceCredential::Identity { public_key: [0x5a; 32] },
     );

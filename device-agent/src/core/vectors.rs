@@ -41,7 +41,7 @@ fn agent_core_reproduces_independent_session_transcripts() {
             _ => DeviceCredential::SetupSecret(SetupSecret(array(&inputs["setup_secret"]))),
         };
         let identity = DeviceIdentity {
-            name: name.into(),
+            name: name.try_into().expect("the vectors' names are valid"),
             device_id: DeviceId::from_name(name),
             serial_number: "SN-VECTOR".into(),
             credential,

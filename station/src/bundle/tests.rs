@@ -89,7 +89,7 @@ fn python_vector() -> Result<PythonVector, Box<dyn std::error::Error>> {
             key: SecretKey::from_bytes(array_of::<32>(e, "key")?),
             provisioned_at_ms: number_of(e, "provisioned_at_ms")?,
             from_rotation: field(e, "from_rotation")?.as_bool().ok_or("from_rotation")?,
-            name,
+            name: name.try_into()?,
         });
     }
     Ok(PythonVector {
@@ -130,7 +130,7 @@ const NOW_MS: u64 = 1_800_000_000_000;
 
 fn entry(name: &str, provisioned_at_ms: u64) -> BundleEntry {
     BundleEntry {
-        name: name.into(),
+        name: name.try_into().expect("a valid name"),
         device_id: DeviceId::from_name(name),
         key_id: [7; 16],
         key: SecretKey::from_bytes([0x5A; 32]),

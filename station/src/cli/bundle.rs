@@ -6,6 +6,7 @@ use super::output::rfc3339;
 use super::print_json;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use keyfill_formats::printable;
 use keyfill_station::bundle::{
     self, Manifest, RecipientPublicKey, load_recipient_private_key, open_bundle, public_key_path,
     read_factory_root_public, verify_bundle,
@@ -135,7 +136,12 @@ pub async fn export_bundle(station: Station, home: &StationHome, args: ExportBun
         Ok(written) => written,
         Err(error) => {
             for left in error.excluded() {
-                eprintln!("{} ({}) NOT in the bundle: {}", left.name, left.device_id, left.reason);
+                eprintln!(
+                    "{} ({}) NOT in the bundle: {}",
+                    printable(&left.name),
+                    left.device_id,
+                    printable(&left.reason)
+                );
             }
             return Err(error.into());
         }
@@ -159,7 +165,7 @@ pub async fn export_bundle(station: Station, home: &StationHome, args: ExportBun
         }))?;
     } else {
         for left in &written.excluded {
-            eprintln!("{} ({}) NOT in the bundle: {}", left.name, left.device_id, left.reason);
+            eprintln!("{} ({}) NOT in the bundle: {}", printable(&left.name), left.device_id, printable(&left.reason));
         }
         println!("{}", describe_manifest(&written.manifest));
         println!("written to {}", args.out.display());
@@ -188,7 +194,7 @@ pub async fn import_bundle(args: ImportBundleArgs, interactive: bool) -> Result<
         .into_iter()
         .map(|entry| ExportItem {
             device_id: entry.device_id.to_hex(),
-            name: entry.name.clone(),
+            name: entry.name.as_str().to_owned(),
             key_id: Some(hex::encode(entry.key_id)),
             key: Ok(entry.key.clone()),
         })

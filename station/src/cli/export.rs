@@ -5,8 +5,10 @@ use super::print_json;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use keyfill_formats::printable;
 use keyfill_station::export::{
-    C2Api, DeviceFilter, ExportItem, ExportProgress, ExportSettings, ItemReport, Ledger, Outcome, run_export, summary,
+    ALREADY_EXPORTED_MEANS, C2Api, DeviceFilter, ExportItem, ExportProgress, ExportSettings, ItemReport, Ledger,
+    Outcome, run_export, summary,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -164,7 +166,7 @@ pub fn print_report(
             "summary": {
                 "created": count(Outcome::Created),
                 "replaced": count(Outcome::Replaced),
-                "unchanged": count(Outcome::Unchanged),
+                "already_exported": count(Outcome::AlreadyExported),
                 "failed": count(Outcome::Failed),
             },
             "devices": reports,
@@ -174,17 +176,20 @@ pub fn print_report(
         }
         return print_json(&value);
     }
-    println!("{:<32}  {:<24}  {:<9}  {:<32}  REASON", "ID", "NAME", "OUTCOME", "KEY");
+    println!("{:<32}  {:<24}  {:<16}  {:<32}  REASON", "ID", "NAME", "OUTCOME", "KEY");
     for r in reports {
         println!(
-            "{:<32}  {:<24}  {:<9}  {:<32}  {}",
-            r.device_id,
-            r.name,
-            r.outcome.as_str(),
-            r.key_id.as_deref().unwrap_or("-"),
-            r.reason.as_deref().unwrap_or("")
+            "{:<32}  {:<24}  {:<16}  {:<32}  {}",
+            printable(&r.device_id),
+            printable(&r.name),
+            r.outcome.label(),
+            printable(r.key_id.as_deref().unwrap_or("-")),
+            printable(r.reason.as_deref().unwrap_or(""))
         );
     }
     eprintln!("{target}: {}", summary(reports));
+    if reports.iter().any(|r| r.outcome == Outcome::AlreadyExported) {
+        eprintln!("note: {ALREADY_EXPORTED_MEANS}");
+    }
     Ok(())
 }

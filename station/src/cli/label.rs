@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use keyfill_formats::printable;
 use keyfill_station::db::Inventory;
 use keyfill_station::db::devices::{self, Device, DeviceState};
 use keyfill_station::label::{self, LabelContent, LabelFormat, LabelSpec, QrKind, SheetSpec};
@@ -79,7 +80,7 @@ pub async fn run(args: LabelArgs, inventory: &Inventory) -> Result<()> {
             let paths = numbered_paths(&args.out, contents.len());
             for ((content, device), path) in contents.iter().zip(&targets).zip(&paths) {
                 write(path, &label::render(content, &spec, format)?)?;
-                println!("wrote {} ({}, {})", path.display(), device.name, device.id);
+                println!("wrote {} ({}, {})", path.display(), printable(&device.name), device.id);
             }
         }
     }
@@ -90,7 +91,7 @@ pub async fn run(args: LabelArgs, inventory: &Inventory) -> Result<()> {
 async fn select(inventory: &Inventory, wanted: &[String], all_provisioned: bool) -> Result<Vec<Device>> {
     let mut targets: Vec<Device> = Vec::new();
     for name in wanted {
-        let device = devices::find(inventory.pool(), name).await?.with_context(|| format!("no device {name}"))?;
+        let device = devices::resolve(inventory.pool(), name).await?;
         targets.push(device);
     }
     if all_provisioned {
@@ -107,12 +108,12 @@ async fn select(inventory: &Inventory, wanted: &[String], all_provisioned: bool)
 /// Tells the operator when a label will not be the full onboarding payload, or has no date.
 fn note_about(device: &Device, content: &LabelContent) {
     if device.state != DeviceState::Provisioned {
-        eprintln!("note: {} is {}: its label has no provisioning date", device.name, device.state.as_str());
+        eprintln!("note: {} is {}: its label has no provisioning date", printable(&device.name), device.state.as_str());
     }
     if content.kind() == QrKind::DeviceId {
         eprintln!(
             "note: {} uses a setup secret, which the station never prints: its QR code holds only the device id",
-            device.name
+            printable(&device.name)
         );
     }
 }

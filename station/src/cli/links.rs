@@ -5,6 +5,7 @@ use super::{describe, print_json};
 use anyhow::{Result, bail};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use keyfill_formats::printable;
 use keyfill_formats::qr::OnboardingPayload;
 use keyfill_station::link::btle::open_ble;
 use keyfill_station::link::{AnyLink, open_pcsc, open_serial};
@@ -120,7 +121,7 @@ fn ble_target(device: &OnboardingPayload) -> String {
     match (&device.hints.ble_address, &device.hints.ble_name) {
         (Some(address), _) => address.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"),
         (None, Some(name)) => name.clone(),
-        (None, None) => device.name.clone(),
+        (None, None) => device.name.as_str().to_owned(),
     }
 }
 
@@ -156,7 +157,7 @@ pub async fn provision_all(
     for (index, (spec, payload)) in jobs.into_iter().enumerate() {
         let station = station.clone();
         let bar = bar(&multi, progress);
-        bar.set_prefix(payload.name.clone());
+        bar.set_prefix(payload.name.to_string());
         bar.set_message(format!("waiting on {}", spec.describe()));
         let settings = args.settings();
         tasks.spawn(async move {
@@ -184,7 +185,7 @@ pub async fn provision_all(
                 Ok(report) => serde_json::to_value(DeviceJson::from(&report.device)).unwrap_or_default(),
                 Err(error) => serde_json::json!({
                     "id": payload.device_id.to_hex(),
-                    "name": payload.name,
+                    "name": payload.name.as_str(),
                     "state": "error",
                     "error": format!("{error:#}"),
                     "advice": advice(error),
@@ -203,15 +204,20 @@ pub async fn provision_all(
                     };
                     println!(
                         "{} ({}) provisioned over {} {}, key {} {how}",
-                        report.device.name,
+                        printable(&report.device.name),
                         report.device.id,
-                        report.device.transport.as_deref().unwrap_or("-"),
-                        report.device.port.as_deref().unwrap_or("-"),
+                        printable(report.device.transport.as_deref().unwrap_or("-")),
+                        printable(report.device.port.as_deref().unwrap_or("-")),
                         report.device.key_id.as_deref().unwrap_or("-")
                     );
                 }
                 Err(error) => {
-                    eprintln!("{} ({}) NOT provisioned: {error:#}", payload.name, payload.device_id);
+                    eprintln!(
+                        "{} ({}) NOT provisioned: {}",
+                        payload.name,
+                        payload.device_id,
+                        printable(&format!("{error:#}"))
+                    );
                     if let Some(advice) = advice(error) {
                         eprintln!("  what to do: {advice}");
                     }

@@ -14,6 +14,7 @@ pub use scan::ScanFailure;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use keyfill_formats::qr::OnboardingPayload;
+use keyfill_formats::{DeviceName, printable};
 use keyfill_station::db::devices::{self, DeviceState};
 use keyfill_station::db::events::{self, Actor};
 use keyfill_station::db::{Inventory, redact_url};
@@ -107,7 +108,8 @@ enum Command {
     },
     /// Provision a simulated device over a pseudo-terminal, end to end (no hardware needed).
     Demo {
-        /// Name of the simulated device (default: a fresh random name).
+        /// Name of the simulated device (default: a fresh random name); its files go to
+        /// demo-devices/<device id> in the home.
         #[arg(long)]
         name: Option<String>,
     },
@@ -428,7 +430,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 /// Pending records are resolved only by asking their device; remind the operator of them.
 async fn warn_about_pending(station: &Station, except_id: &str) -> Result<()> {
     let pending = devices::list(station.inventory.pool(), Some(DeviceState::Pending)).await?;
-    let others: Vec<&str> = pending.iter().filter(|d| d.id != except_id).map(|d| d.name.as_str()).collect();
+    let others: Vec<_> = pending.iter().filter(|d| d.id != except_id).map(|d| printable(&d.name)).collect();
     if !others.is_empty() {
         eprintln!(
             "note: {} device(s) await confirmation of a key that was sent ({}); connect each and run `keyfill devices reconcile`",
@@ -453,7 +455,7 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
         }
         DevicesCommand::Show { device, json } => {
             let inventory = global.inventory(home).await?;
-            let found = devices::find(inventory.pool(), &device).await?.ok_or_else(|| anyhow!("no device {device}"))?;
+            let found = devices::resolve(inventory.pool(), &device).await?;
             let history = events::for_device(inventory.pool(), &found.id).await?;
             if json {
                 let mut value = serde_json::to_value(DeviceJson::from(&found))?;
@@ -463,17 +465,21 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
                 print_json(&value)?;
             } else {
                 output::print_device_table(std::slice::from_ref(&found));
+                println!("\nserial number: {}", printable(&found.serial_number));
+                if let Some(model) = &found.model {
+                    println!("model: {}", printable(model));
+                }
                 if let Some(failure) = &found.failure {
-                    println!("\nlast problem: {failure}");
+                    println!("\nlast problem: {}", printable(failure));
                 }
                 println!("\nhistory:");
                 for event in &history {
                     println!(
                         "  {}  {:<14} {}  (by {})",
                         output::rfc3339(event.at),
-                        event.kind,
-                        event.detail,
-                        event.operator
+                        printable(&event.kind),
+                        printable(&event.detail),
+                        printable(&event.operator)
                     );
                 }
             }
@@ -484,17 +490,16 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
                 bail!("abandoning forgets whether {device} holds its pending key; pass --yes to confirm");
             }
             let station = global.station(home).await?;
-            let target =
-                devices::find(station.inventory.pool(), &device).await?.ok_or_else(|| anyhow!("no device {device}"))?;
+            let target = devices::resolve(station.inventory.pool(), &device).await?;
             station.abandon(&target, &reason).await?;
-            println!("{} ({}) abandoned: now failed", target.name, target.id);
+            println!("{} ({}) abandoned: now failed", printable(&target.name), target.id);
             station.inventory.close().await;
         }
         DevicesCommand::Reconcile { link, device } => {
             let station = global.station(home).await?;
             let pool = station.inventory.pool();
             let target = match device {
-                Some(device) => devices::find(pool, &device).await?.ok_or_else(|| anyhow!("no device {device}"))?,
+                Some(device) => devices::resolve(pool, &device).await?,
                 None => {
                     let port = link.single()?.port_hint().ok_or_else(|| anyhow!("name the device to reconcile"))?;
                     let pending = devices::list(pool, Some(DeviceState::Pending)).await?;
@@ -517,10 +522,14 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
             let verdict = station.reconcile(&mut link, &target).await?;
             match verdict {
                 ReconcileVerdict::Provisioned => {
-                    println!("{} ({}) holds its key: provisioned", target.name, target.id)
+                    println!("{} ({}) holds its key: provisioned", printable(&target.name), target.id)
                 }
                 ReconcileVerdict::Failed => {
-                    println!("{} ({}) does not hold its key: failed (provision it again)", target.name, target.id)
+                    println!(
+                        "{} ({}) does not hold its key: failed (provision it again)",
+                        printable(&target.name),
+                        target.id
+                    )
                 }
             }
             station.inventory.close().await;
@@ -530,6 +539,12 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
 }
 
 async fn demo(global: &GlobalArgs, home: &StationHome, name: Option<String>) -> Result<()> {
+    // Checked before anything is created; parsed here rather than by clap, whose error would echo
+    // the value, control characters included.
+    let name = match name {
+        Some(name) => DeviceName::parse(&name).context("--name is not a valid device name")?,
+        None => DeviceName::parse(&format!("demo-device-{:08x}", unix_now() as u32 ^ std::process::id()))?,
+    };
     let step = |text: &str| println!("==> {text}");
     if !home.is_initialised() {
         step(&format!("initialising a demo station in {}", home.path().display()));
@@ -542,9 +557,9 @@ async fn demo(global: &GlobalArgs, home: &StationHome, name: Option<String>) -> 
         station.unlocked.info.station_name,
         redact_url(&global.db_url(home))
     ));
-    let name = name.unwrap_or_else(|| format!("demo-device-{:08x}", unix_now() as u32 ^ std::process::id()));
-    let device_dir = home.path().join("demo-devices").join(&name);
-    let device = SimulatedDevice::start(&name, "SN-DEMO-0001", station.unlocked.info.factory_root, &device_dir)?;
+    // The device's folder is named by its id, never by its name: a name is not a path.
+    let device_dir = home.path().join("demo-devices").join(name.device_id().to_hex());
+    let device = SimulatedDevice::start(name.clone(), "SN-DEMO-0001", station.unlocked.info.factory_root, &device_dir)?;
     step(&format!("simulated device {name} listening on pseudo-terminal {}", device.port().display()));
     let label = device.identity.onboarding_payload().encode()?;
     step(&format!("device label (QR payload): {label}"));

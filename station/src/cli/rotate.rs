@@ -4,6 +4,7 @@ use super::print_json;
 use anyhow::{Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use keyfill_formats::printable;
 use keyfill_station::db::devices;
 use keyfill_station::provision::Station;
 use keyfill_station::rotation::{RotationError, RotationProgress, RotationSettings, Rotator, rotatable_devices};
@@ -53,10 +54,7 @@ pub async fn run(station: Station, args: RotateArgs, interactive: bool) -> Resul
     };
     let mut targets = Vec::new();
     for wanted in &args.devices {
-        match devices::find(station.inventory.pool(), wanted).await? {
-            Some(device) => targets.push(device.id),
-            None => bail!("no device {wanted}"),
-        }
+        targets.push(devices::resolve(station.inventory.pool(), wanted).await?.id);
     }
     if args.all_provisioned {
         targets.extend(rotatable_devices(&station).await?);
@@ -119,8 +117,15 @@ pub async fn run(station: Station, args: RotateArgs, interactive: bool) -> Resul
     } else {
         for report in &reports {
             match &report.result {
-                Ok(key_id) => println!("{} ({}) rotated: key {key_id} confirmed", report.name, report.device_id),
-                Err(error) => eprintln!("{} ({}) NOT rotated: {error}", report.name, report.device_id),
+                Ok(key_id) => {
+                    println!("{} ({}) rotated: key {key_id} confirmed", printable(&report.name), report.device_id)
+                }
+                Err(error) => eprintln!(
+                    "{} ({}) NOT rotated: {}",
+                    printable(&report.name),
+                    report.device_id,
+                    printable(&error.to_string())
+                ),
             }
         }
         eprintln!("{ok} of {} rotations confirmed in {:.1} s", reports.len(), elapsed.as_secs_f64());

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use clap::Args;
+use keyfill_formats::printable;
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload};
 use keyfill_station::scan::{Corners, Label, Origin, ScanError, ScanResult, Scanner};
 use serde::Serialize;
@@ -224,7 +225,7 @@ impl LabelJson {
     fn new(payload: &OnboardingPayload) -> Self {
         let hints = &payload.hints;
         LabelJson {
-            name: payload.name.clone(),
+            name: payload.name.as_str().to_owned(),
             device_id: payload.device_id.to_string(),
             serial_number: payload.serial_number.clone(),
             credential_mode: match payload.credential {
@@ -247,23 +248,6 @@ fn corners_json(corners: Corners) -> [[f32; 2]; 4] {
     corners.map(|p| [tenth(p.x), tenth(p.y)])
 }
 
-/// A decoded text for the terminal: control characters escaped, so that a code holding escape
-/// sequences cannot rewrite the operator's screen and a multi-line text stays on one line.
-fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,7 +260,11 @@ mod tests {
 
     #[test]
     fn scan_cli_file_status_prefers_a_keyfill_label() {
-        let label = OnboardingPayload::new("dev-1", "SN-1", DeviceCredential::Identity { public_key: [7; 32] });
+        let label = OnboardingPayload::new(
+            "dev-1".parse().expect("valid"),
+            "SN-1",
+            DeviceCredential::Identity { public_key: [7; 32] },
+        );
         let text = label.encode().unwrap_or_default();
         assert_eq!(report_of(&["https://example.com", &text]).status, Status::Keyfill);
         assert_eq!(report_of(&["https://example.com", "KF1:%%"]).status, Status::InvalidLabel);
@@ -294,7 +282,7 @@ mod tests {
     #[test]
     fn scan_cli_withholds_the_text_of_setup_secret_labels() {
         let secret = DeviceCredential::SetupSecret(SetupSecret([9; 16]));
-        let text = OnboardingPayload::new("dev-2", "SN-2", secret).encode().unwrap_or_default();
+        let text = OnboardingPayload::new("dev-2".parse().expect("valid"), "SN-2", secret).encode().unwrap_or_default();
         let report = report_of(&[&text]);
         assert_eq!(report.status, Status::Keyfill);
         assert_eq!(report.codes[0].text, None);
@@ -309,7 +297,11 @@ mod tests {
         let json = serde_json::to_value(&typed).unwrap_or_default();
         assert_eq!(json["codes"][0]["corners"], serde_json::Value::Null);
 
-        let label = OnboardingPayload::new("dev-3", "SN-3", DeviceCredential::Identity { public_key: [3; 32] });
+        let label = OnboardingPayload::new(
+            "dev-3".parse().expect("valid"),
+            "SN-3",
+            DeviceCredential::Identity { public_key: [3; 32] },
+        );
         let code = qrcode::QrCode::new(label.encode().unwrap_or_default().as_bytes()).ok();
         let image = code.map(|c| c.render::<image::Luma<u8>>().module_dimensions(4, 4).build()).unwrap_or_default();
         let results = Scanner::default().scan_gray(image);

@@ -3,6 +3,7 @@
 use super::{DbError, now_millis};
 use serde::Serialize;
 use sqlx::{Any, AnyPool, FromRow, Transaction};
+use thiserror::Error;
 
 /// Provisioning state of a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -129,14 +130,121 @@ pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<Device>, DbError> {
     row.map(Device::try_from).transpose()
 }
 
-/// Finds a device by id (hex) or by name.
-pub async fn find(pool: &AnyPool, id_or_name: &str) -> Result<Option<Device>, DbError> {
-    let row: Option<DeviceRow> = sqlx::query_as(&format!("{SELECT} WHERE d.id = $1 OR d.name = $2"))
-        .bind(id_or_name.to_ascii_lowercase())
-        .bind(id_or_name)
-        .fetch_optional(pool)
-        .await?;
+pub async fn get_by_name(pool: &AnyPool, name: &str) -> Result<Option<Device>, DbError> {
+    let row: Option<DeviceRow> =
+        sqlx::query_as(&format!("{SELECT} WHERE d.name = $1")).bind(name).fetch_optional(pool).await?;
     row.map(Device::try_from).transpose()
+}
+
+/// How an operator names one device: `id:HEX`, `name:NAME`, or bare text, which is an id only in
+/// an id's exact form (32 lowercase hex digits) and a name otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceRef {
+    /// `id:HEX` (either case).
+    Id(String),
+    /// `name:NAME`, or bare text that is not an id's exact form.
+    Name(String),
+    /// Bare text in an id's exact form: one device's id, or another's name.
+    IdOrName(String),
+}
+
+/// Why a device reference does not name exactly one device. Messages quote what was typed as it
+/// is: whoever prints them on a terminal escapes them ([`keyfill_formats::printable`]).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LookupError {
+    #[error("no device {text}: give its id (32 hex digits) or its name")]
+    NotFound { text: String },
+    #[error("{text}: a device id is 32 hex digits")]
+    BadId { text: String },
+    #[error(
+        "{text} matches two devices: the device whose id it is (named {by_id_name}) and the device named {text} \
+         (id {by_name_id}); say `id:{text}` or `name:{text}`"
+    )]
+    Ambiguous { text: String, by_id_name: String, by_name_id: String },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl DeviceRef {
+    pub fn parse(text: &str) -> Result<Self, LookupError> {
+        if let Some(id) = text.strip_prefix("id:") {
+            let id = id.to_ascii_lowercase();
+            return if is_exact_id(&id) {
+                Ok(DeviceRef::Id(id))
+            } else {
+                Err(LookupError::BadId { text: text.into() })
+            };
+        }
+        if let Some(name) = text.strip_prefix("name:") {
+            return Ok(DeviceRef::Name(name.into()));
+        }
+        Ok(if is_exact_id(text) { DeviceRef::IdOrName(text.into()) } else { DeviceRef::Name(text.into()) })
+    }
+
+    /// The id to look for, if any.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            DeviceRef::Id(id) | DeviceRef::IdOrName(id) => Some(id),
+            DeviceRef::Name(_) => None,
+        }
+    }
+
+    /// The name to look for, if any.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            DeviceRef::Name(name) | DeviceRef::IdOrName(name) => Some(name),
+            DeviceRef::Id(_) => None,
+        }
+    }
+
+    /// The one device meant, from the device with [`Self::id`] and the one with [`Self::name`].
+    pub fn choose(&self, by_id: Option<Device>, by_name: Option<Device>) -> Result<Device, LookupError> {
+        let text = match self {
+            DeviceRef::Id(text) | DeviceRef::Name(text) | DeviceRef::IdOrName(text) => text,
+        };
+        match (by_id, by_name) {
+            (Some(by_id), Some(by_name)) if by_id.id != by_name.id => {
+                Err(LookupError::Ambiguous { text: text.clone(), by_id_name: by_id.name, by_name_id: by_name.id })
+            }
+            (Some(device), _) | (None, Some(device)) => Ok(device),
+            (None, None) => Err(LookupError::NotFound { text: text.clone() }),
+        }
+    }
+}
+
+fn is_exact_id(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The one device an operator's reference names (see [`DeviceRef`]); every command that looks a
+/// device up by "id or name" goes through here.
+pub async fn resolve(pool: &AnyPool, text: &str) -> Result<Device, LookupError> {
+    let reference = DeviceRef::parse(text)?;
+    let by_id = match reference.id() {
+        Some(id) => get(pool, id).await?,
+        None => None,
+    };
+    let by_name = match reference.name() {
+        Some(name) => get_by_name(pool, name).await?,
+        None => None,
+    };
+    reference.choose(by_id, by_name)
+}
+
+/// [`resolve`] over devices already in memory.
+pub fn resolve_among<'a>(devices: impl IntoIterator<Item = &'a Device>, text: &str) -> Result<Device, LookupError> {
+    let reference = DeviceRef::parse(text)?;
+    let (mut by_id, mut by_name) = (None, None);
+    for device in devices {
+        if reference.id() == Some(device.id.as_str()) {
+            by_id = Some(device.clone());
+        }
+        if reference.name() == Some(device.name.as_str()) {
+            by_name = Some(device.clone());
+        }
+    }
+    reference.choose(by_id, by_name)
 }
 
 pub async fn list(pool: &AnyPool, state: Option<DeviceState>) -> Result<Vec<Device>, DbError> {
@@ -241,4 +349,65 @@ pub async fn set_current_key(tx: &mut Transaction<'_, Any>, id: &str, key_id: &s
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(id: &str, name: &str) -> Device {
+        Device {
+            id: id.into(),
+            name: name.into(),
+            serial_number: "SN".into(),
+            credential_mode: "identity".into(),
+            identity_public_key: None,
+            sealed_setup_secret: None,
+            model: None,
+            state: DeviceState::Provisioned,
+            transport: None,
+            port: None,
+            key_id: None,
+            failure: None,
+            created_at: 0,
+            updated_at: 0,
+            provisioned_at: None,
+            rotation: None,
+            rotation_attempts: None,
+        }
+    }
+
+    const A: &str = "0123456789abcdef0123456789abcdef";
+    const B: &str = "fedcba9876543210fedcba9876543210";
+
+    #[test]
+    fn hostile_device_references_read_one_way() {
+        assert_eq!(DeviceRef::parse(A).ok(), Some(DeviceRef::IdOrName(A.into())));
+        assert_eq!(DeviceRef::parse(&A.to_uppercase()).ok(), Some(DeviceRef::Name(A.to_uppercase())));
+        assert_eq!(DeviceRef::parse(&format!("id:{}", A.to_uppercase())).ok(), Some(DeviceRef::Id(A.into())));
+        assert_eq!(DeviceRef::parse(&format!("name:{A}")).ok(), Some(DeviceRef::Name(A.into())));
+        assert_eq!(DeviceRef::parse("name:id:x").ok(), Some(DeviceRef::Name("id:x".into())));
+        assert_eq!(DeviceRef::parse("sensor 1").ok(), Some(DeviceRef::Name("sensor 1".into())));
+        assert!(matches!(DeviceRef::parse("id:00ff"), Err(LookupError::BadId { .. })));
+    }
+
+    #[test]
+    fn hostile_name_that_is_another_devices_id_is_ambiguous() {
+        // Device 1 has id A; device 2 is named A.
+        let devices = [device(A, "pump 1"), device(B, A)];
+        let error = resolve_among(&devices, A).expect_err("ambiguous");
+        let message = error.to_string();
+        assert!(matches!(error, LookupError::Ambiguous { .. }), "{message}");
+        for needed in [A, B, "pump 1", &format!("id:{A}"), &format!("name:{A}")] {
+            assert!(message.contains(needed), "{needed}: {message}");
+        }
+        assert_eq!(resolve_among(&devices, &format!("id:{A}")).map(|d| d.id).ok(), Some(A.to_owned()));
+        assert_eq!(resolve_among(&devices, &format!("name:{A}")).map(|d| d.id).ok(), Some(B.to_owned()));
+        assert_eq!(resolve_among(&devices, "pump 1").map(|d| d.id).ok(), Some(A.to_owned()));
+        assert_eq!(resolve_among(&devices, B).map(|d| d.id).ok(), Some(B.to_owned()));
+        // A device named by its own id is one device, not two.
+        let own = [device(A, A)];
+        assert_eq!(resolve_among(&own, A).map(|d| d.id).ok(), Some(A.to_owned()));
+        assert!(matches!(resolve_among(&devices, "nobody"), Err(LookupError::NotFound { .. })));
+    }
 }

@@ -136,3 +136,83 @@ pub async fn for_device(pool: &AnyPool, device_id: &str) -> Result<Vec<StoredExp
     .fetch_all(pool)
     .await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Inventory, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+    use sqlx::Row;
+    use sqlx::migrate::Migrator;
+
+    const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+    /// A database left by a station whose last migration was 0003, holding one export that
+    /// ended `unchanged`, as that version called an export with nothing to send.
+    async fn ledger_before_0004(url: &str, full: &Migrator) -> Result<(), DbError> {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(url).await?;
+        let up_to_0003 = Migrator { migrations: full.migrations[..3].to_vec().into(), ..Migrator::DEFAULT };
+        up_to_0003.run(&pool).await?;
+        sqlx::query(
+            "INSERT INTO devices (id, name, serial_number, credential_mode, state, created_at, updated_at) \
+             VALUES ('aa', 'dev-1', 'SN-1', 'identity', 'provisioned', 1, 1)",
+        )
+        .execute(&pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO c2_exports (run_id, target, device_id, key_id, outcome, reason, attempts, at, operator) \
+             VALUES ('r1', 'https://c2:8888', 'aa', 'k1', 'unchanged', NULL, 0, 1, 'alice')",
+        )
+        .execute(&pool)
+        .await?;
+        pool.close().await;
+        Ok(())
+    }
+
+    async fn check_renamed(url: &str, full: &Migrator) -> Result<(), DbError> {
+        ledger_before_0004(url, full).await?;
+        let inventory = Inventory::open(url).await?;
+        let pool = inventory.pool();
+        let outcomes: Vec<String> = sqlx::query("SELECT outcome FROM c2_exports")
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(outcomes, ["already_exported"], "{url}");
+        let mut tx = pool.begin().await?;
+        let row = |outcome| ExportRow {
+            run_id: "r2",
+            target: "https://c2:8888",
+            device_id: "aa",
+            key_id: Some("k1"),
+            outcome,
+            reason: None,
+            attempts: 0,
+            operator: "bob",
+        };
+        record(&mut tx, &row("already_exported")).await?;
+        tx.commit().await?;
+        let mut tx = pool.begin().await?;
+        assert!(record(&mut tx, &row("unchanged")).await.is_err(), "{url}: the old word is gone");
+        drop(tx);
+        assert_eq!(for_device(pool, "aa").await?.len(), 2);
+        inventory.close().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn c2_export_ledger_migration_renames_unchanged_to_already_exported() -> Result<(), DbError> {
+        let dir = tempfile::tempdir().map_err(|e| DbError::Inconsistent(e.to_string()))?;
+        let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("ledger.db").display());
+        check_renamed(&sqlite, &SQLITE_MIGRATIONS).await?;
+
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(POSTGRES_ADMIN_URL).await?;
+        let name = format!("keyfill_ledger_{}", hex::encode(crate::seal::random_array::<6>().unwrap_or_default()));
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+        let result = check_renamed(&format!("postgres://postgres@127.0.0.1:5432/{name}"), &POSTGRES_MIGRATIONS).await;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await?;
+        result
+    }
+}

@@ -1,4 +1,5 @@
-//! One export run: check C2's crypto mode, read its client list, then export every device with a
+//! One export run: wait for C2's health check, check its crypto mode, read its whole client list
+//! (page by page, checked against its count), then export every device with a
 //! bounded number of requests in flight, retrying transient failures with backoff. Every
 //! device's result is recorded in the ledger before the run moves on; a run interrupted at any
 //! point is resumed by running it again.
@@ -6,6 +7,7 @@
 use super::c2_api::{C2Api, C2Error, CryptoMode};
 use super::ledger::{Delivery, Ledger};
 use super::{ExportError, ExportItem, ItemReport, Outcome, Plan, Registration, plan};
+use keyfill_formats::DeviceName;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -80,6 +82,8 @@ pub async fn run_export(
     progress: impl Fn(ExportProgress) + Send + Sync + 'static,
 ) -> Result<Vec<ItemReport>, ExportError> {
     let target = api.target();
+    let (health, _) = with_retries(&settings, || api.health()).await;
+    health.map_err(|source| ExportError::C2 { what: "whether it is up", source })?;
     let (mode, _) = with_retries(&settings, || api.crypto_mode()).await;
     match mode.map_err(|source| ExportError::C2 { what: "its crypto mode", source })? {
         CryptoMode::SymmetricKey => {}
@@ -128,14 +132,14 @@ pub async fn run_export(
     Ok(reports)
 }
 
-/// `2 created, 0 replaced, 1 unchanged, 0 failed`.
+/// `2 created, 0 replaced, 1 already exported, 0 failed`.
 pub fn summary(reports: &[ItemReport]) -> String {
     let count = |outcome| reports.iter().filter(|r| r.outcome == outcome).count();
     format!(
-        "{} created, {} replaced, {} unchanged, {} failed",
+        "{} created, {} replaced, {} already exported, {} failed",
         count(Outcome::Created),
         count(Outcome::Replaced),
-        count(Outcome::Unchanged),
+        count(Outcome::AlreadyExported),
         count(Outcome::Failed)
     )
 }
@@ -170,15 +174,20 @@ async fn export_one(
             return Ok(report);
         }
     };
-    if report.name == "." || report.name == ".." {
-        // URL normalisation turns these path segments into a different request altogether.
-        report.reason = Some(format!("C2's HTTP gateway cannot address a client named {:?}", report.name));
-        ledger.finish(target, &report, Delivery::NotSent).await?;
-        return Ok(report);
-    }
+    // Names reach the inventory only as DeviceNames now, but an inventory written by an earlier
+    // version may hold one C2 could not address, or that a URL would turn into another name.
+    let name = match DeviceName::parse(&report.name) {
+        Ok(name) => name,
+        Err(error) => {
+            report.reason =
+                Some(format!("its name \"{}\" cannot be sent to C2: {error}; nothing was sent", report.name));
+            ledger.finish(target, &report, Delivery::NotSent).await?;
+            return Ok(report);
+        }
+    };
     let outcome = match plan(&key_id, registration, in_c2, settings.replace_foreign) {
-        Plan::Unchanged => {
-            report.outcome = Outcome::Unchanged;
+        Plan::AlreadyExported => {
+            report.outcome = Outcome::AlreadyExported;
             ledger.finish(target, &report, Delivery::NotSent).await?;
             return Ok(report);
         }
@@ -190,7 +199,7 @@ async fn export_one(
         Plan::Post { outcome } => outcome,
     };
     ledger.begin_sending(target, &report, &key_id, outcome).await?;
-    let (result, attempts) = with_retries(settings, || api.put_client_key(&report.name, &key)).await;
+    let (result, attempts) = with_retries(settings, || api.put_client_key(&name, &key)).await;
     report.attempts = attempts;
     let delivery = match result {
         Ok(()) => {

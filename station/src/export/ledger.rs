@@ -105,7 +105,7 @@ impl Ledger {
                         "c2_exported",
                         format!(
                             "{} on {target} (key {})",
-                            report.outcome.as_str(),
+                            report.outcome.label(),
                             report.key_id.as_deref().unwrap_or("-")
                         ),
                     ),
@@ -281,6 +281,16 @@ mod tests {
         let registrations = reopened.registrations(target).await?;
         assert_eq!(registrations["00aa"], Registration { delivered_key_id: Some("k1".into()), sending: None });
         assert!(reopened.registrations("https://other:8888").await?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn c2_export_journals_from_before_the_rename_still_read() -> Result<(), ExportError> {
+        let line = r#"{"target":"https://c2:8888","device_id":"00aa","name":"dev-1","key_id":"k1","event":"ended","outcome":"unchanged","reason":null}"#;
+        let parsed: JournalLine = serde_json::from_str(line).map_err(|e| ExportError::Ledger(e.to_string()))?;
+        assert_eq!(parsed.event, JournalEvent::Ended { outcome: Outcome::AlreadyExported, reason: None });
+        let written = serde_json::to_string(&parsed).map_err(|e| ExportError::Ledger(e.to_string()))?;
+        assert!(written.contains(r#""outcome":"already_exported""#), "{written}");
         Ok(())
     }
 

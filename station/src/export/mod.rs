@@ -5,10 +5,11 @@
 //! key delivered to it, and a key whose POST may not have arrived (written before the POST, so a
 //! crash leaves a record the next run resumes from). From the ledger and C2's client list every
 //! device gets one of four outcomes: **created** (C2 had no such client), **replaced** (C2 held
-//! an earlier key this station delivered, e.g. before a confirmed rotation), **unchanged** (C2
-//! holds the client and this station last delivered this very key; nothing is sent) or
-//! **failed** with a reason. A client that C2 holds but this station never exported to it
-//! (another tool registered it, or C2 rotated it) is never overwritten unless asked.
+//! an earlier key this station delivered, e.g. before a confirmed rotation), **already
+//! exported** (this station delivered this very key to this C2 before and C2 still lists the
+//! client; nothing is sent, and since C2 cannot show a key, a change made in C2 since, such as a
+//! C2-side rotation, is not seen) or **failed** with a reason. A client that C2 holds but this
+//! station never exported to it (another tool registered it) is never overwritten unless asked.
 //!
 //! - [`c2_api`]: the HTTPS client for C2's gateway.
 //! - [`select`]: which inventory keys may leave (provisioned, or rotated and confirmed).
@@ -26,7 +27,7 @@ use keyfill_formats::SecretKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use c2_api::{C2Api, C2Error, CryptoMode};
+pub use c2_api::{C2Api, C2Error, CryptoMode, NoAnswer};
 pub use engine::{ExportProgress, ExportSettings, run_export, summary};
 pub use ledger::{JournalLedger, Ledger};
 pub use select::{DeviceFilter, exportable_items};
@@ -47,26 +48,44 @@ pub struct ExportItem {
 pub enum Outcome {
     Created,
     Replaced,
-    Unchanged,
+    /// This station delivered this very key to this C2 before and C2 still lists the client.
+    /// Not "unchanged": C2 cannot show its key, so Keyfill cannot know it is still this one.
+    /// Journals written before the rename say `unchanged`.
+    #[serde(alias = "unchanged")]
+    AlreadyExported,
     Failed,
 }
 
 impl Outcome {
+    /// The stable word in JSON, the database and journals.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Created => "created",
             Outcome::Replaced => "replaced",
-            Outcome::Unchanged => "unchanged",
+            Outcome::AlreadyExported => "already_exported",
             Outcome::Failed => "failed",
         }
     }
 
+    /// The words for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::AlreadyExported => "already exported",
+            other => other.as_str(),
+        }
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
-        [Outcome::Created, Outcome::Replaced, Outcome::Unchanged, Outcome::Failed]
+        [Outcome::Created, Outcome::Replaced, Outcome::AlreadyExported, Outcome::Failed]
             .into_iter()
             .find(|o| o.as_str() == text)
     }
 }
+
+/// What "already exported" can and cannot tell, for reports.
+pub const ALREADY_EXPORTED_MEANS: &str = "already exported: this station delivered this same key to this C2 before and \
+     C2 still lists the client, so nothing was sent; C2 cannot show a client's key, so a change made in C2 since (a \
+     key rotated by C2, or replaced by another tool) would not show here";
 
 /// The per-device result, as stored, printed and returned as JSON. Never holds key material.
 #[derive(Debug, Clone, Serialize)]
@@ -92,8 +111,8 @@ pub struct Registration {
 /// What to do with one device, decided before anything is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    /// C2 already holds exactly this key from this station.
-    Unchanged,
+    /// This station delivered exactly this key to this C2 and C2 still lists the client.
+    AlreadyExported,
     /// POST the key; the report says `outcome` if C2 acknowledges.
     Post { outcome: Outcome },
     /// C2 holds a key this station cannot account for.
@@ -113,12 +132,14 @@ pub fn plan(key_id: &str, registration: Option<&Registration>, in_c2: bool, repl
         return Plan::Post { outcome };
     }
     match registration {
-        Some(r) if in_c2 && r.sending.is_none() && r.delivered_key_id.as_deref() == Some(key_id) => Plan::Unchanged,
+        Some(r) if in_c2 && r.sending.is_none() && r.delivered_key_id.as_deref() == Some(key_id) => {
+            Plan::AlreadyExported
+        }
         _ if !in_c2 => Plan::Post { outcome: Outcome::Created },
         _ if ours || replace_foreign => Plan::Post { outcome: Outcome::Replaced },
         _ => Plan::Refuse {
-            reason: "C2 already holds a key for this client that this station never exported to it (another station \
-                     or tool registered it, or C2 rotated it); pass --replace to overwrite it"
+            reason: "C2 already holds a client of this name that this station never exported to it (another \
+                     station or tool registered it); pass --replace to overwrite its key"
                 .into(),
         },
     }
@@ -133,8 +154,8 @@ pub enum ExportError {
     CryptoModeMismatch { found: CryptoMode },
     #[error("cannot ask C2 {what}: {source}")]
     C2 { what: &'static str, source: C2Error },
-    #[error("unknown device {0}")]
-    UnknownDevice(String),
+    #[error(transparent)]
+    Lookup(#[from] crate::db::devices::LookupError),
     #[error("the export ledger: {0}")]
     Ledger(String),
     #[error(transparent)]
@@ -159,8 +180,8 @@ mod tests {
     }
 
     #[test]
-    fn the_same_key_again_is_unchanged_and_a_newer_one_replaces() {
-        assert_eq!(plan("k1", Some(&delivered("k1")), true, false), Plan::Unchanged);
+    fn the_same_key_again_is_already_exported_and_a_newer_one_replaces() {
+        assert_eq!(plan("k1", Some(&delivered("k1")), true, false), Plan::AlreadyExported);
         assert_eq!(plan("k2", Some(&delivered("k1")), true, false), Plan::Post { outcome: Outcome::Replaced });
     }
 

@@ -11,8 +11,8 @@ use crate::db::bundle_events::{BundledKey, record_bundle_written};
 use crate::db::{DbError, now_millis};
 use crate::home::{HomeError, StationHome};
 use crate::provision::Station;
-use keyfill_formats::DeviceId;
 use keyfill_formats::bundle::MAX_ENTRIES;
+use keyfill_formats::{DeviceId, DeviceName};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -131,7 +131,11 @@ pub async fn write_bundle(
     }
     let included: Vec<BundledDevice> = entries
         .iter()
-        .map(|e| BundledDevice { device_id: e.device_id.to_hex(), name: e.name.clone(), key_id: hex::encode(e.key_id) })
+        .map(|e| BundledDevice {
+            device_id: e.device_id.to_hex(),
+            name: e.name.as_str().to_owned(),
+            key_id: hex::encode(e.key_id),
+        })
         .collect();
     // Milliseconds of CPU even for the largest bundle: not worth a blocking thread.
     let sealed = seal_and_write(station, home, &request, &entries);
@@ -160,10 +164,19 @@ fn split(selected: Selected) -> (Vec<BundleEntry>, Vec<LeftOut>) {
     let mut excluded = Vec::new();
     for (item, facts) in selected {
         let key_id: Option<[u8; 16]> = item.key_id.as_deref().and_then(|k| hex::decode(k).ok()?.try_into().ok());
+        // An inventory written by an earlier version may hold a name C2 cannot address.
+        let name = match DeviceName::parse(&item.name) {
+            Ok(name) => name,
+            Err(error) => {
+                let reason = format!("its name cannot be sent to C2: {error}");
+                excluded.push(LeftOut { device_id: item.device_id, name: item.name, reason });
+                continue;
+            }
+        };
         match (item.key, facts, key_id, DeviceId::from_hex(&item.device_id)) {
             (Ok(key), Some(facts), Some(key_id), Some(device_id)) => entries.push(BundleEntry {
                 device_id,
-                name: item.name,
+                name,
                 key_id,
                 key,
                 provisioned_at_ms: u64::try_from(facts.confirmed_at).unwrap_or(0),

@@ -14,7 +14,8 @@ use keyfill_formats::{DeviceId, SecretKey};
 pub enum DeviceFilter {
     /// Every provisioned device.
     All,
-    /// These devices (ids or names); one that cannot be exported is reported, not skipped.
+    /// These devices (ids or names, as [`devices::resolve`] reads them); one that cannot be
+    /// exported is reported, not skipped.
     Named(Vec<String>),
     /// Provisioned devices whose current key was confirmed at or after this Unix time (ms).
     ConfirmedSince(i64),
@@ -36,9 +37,8 @@ pub async fn exportable_items(
     let candidates: Vec<Device> = match filter {
         DeviceFilter::Named(wanted) => {
             let mut found = Vec::new();
-            for name in wanted {
-                let device =
-                    devices::find(pool, name).await?.ok_or_else(|| ExportError::UnknownDevice(name.clone()))?;
+            for reference in wanted {
+                let device = devices::resolve(pool, reference).await?;
                 if !found.iter().any(|d: &Device| d.id == device.id) {
                     found.push(device);
                 }

@@ -15,8 +15,8 @@
 
 use super::LabelError;
 use crate::db::devices::Device;
-use keyfill_formats::DeviceId;
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload, TransportHints};
+use keyfill_formats::{DeviceId, DeviceName};
 use std::fmt;
 
 /// What the label's QR code encodes.
@@ -68,8 +68,13 @@ impl LabelContent {
         };
         let (qr_text, kind) = match identity_key {
             Some(public_key) => {
+                // A record from an earlier version may hold a name a label must not carry.
+                let name = DeviceName::parse(&device.name).map_err(|_| LabelError::InconsistentRecord {
+                    id: device.id.clone(),
+                    reason: "the stored name is not a valid device name (control characters, '/', \".\" or \"..\")",
+                })?;
                 let payload = OnboardingPayload {
-                    name: device.name.clone(),
+                    name,
                     device_id,
                     serial_number: device.serial_number.clone(),
                     credential: DeviceCredential::Identity { public_key },
@@ -102,7 +107,7 @@ impl LabelContent {
         Ok(LabelContent {
             qr_text,
             kind,
-            name: payload.name.clone(),
+            name: payload.name.as_str().to_owned(),
             device_id: payload.device_id,
             serial_number: payload.serial_number.clone(),
             provisioned_at: None,
@@ -229,7 +234,11 @@ mod tests {
 
     #[test]
     fn label_scanned_secret_payload_is_printed_exactly_but_not_debugged() {
-        let payload = OnboardingPayload::new("dev", "SN", DeviceCredential::SetupSecret(SetupSecret([9; 16])));
+        let payload = OnboardingPayload::new(
+            "dev".parse().expect("valid"),
+            "SN",
+            DeviceCredential::SetupSecret(SetupSecret([9; 16])),
+        );
         let text = payload.encode().expect("encode");
         let content = LabelContent::from_scanned_text(&format!("{text}\n")).expect("content");
         assert_eq!(content.qr_text(), text);

@@ -352,7 +352,11 @@ mod tests {
     use keyfill_formats::qr::{DeviceCredential, OnboardingPayload};
 
     fn content(name: &str, serial: &str) -> LabelContent {
-        let payload = OnboardingPayload::new(name, serial, DeviceCredential::Identity { public_key: [3; 32] });
+        let payload = OnboardingPayload::new(
+            name.parse().expect("a valid name"),
+            serial,
+            DeviceCredential::Identity { public_key: [3; 32] },
+        );
         LabelContent::from_scanned(&payload).expect("content").with_provisioned_at(Some(1_738_332_000_000))
     }
 

@@ -35,7 +35,7 @@ fn station_session_reproduces_independent_session_transcripts() {
             _ => DeviceCredential::SetupSecret(SetupSecret(array(&inputs["setup_secret"]))),
         };
         let payload = OnboardingPayload {
-            name: name.into(),
+            name: name.try_into().expect("the vectors' names are valid"),
             device_id,
             serial_number: "SN-VECTOR".into(),
             credential,

@@ -250,7 +250,7 @@ mod tests {
     #[test]
     fn scan_debug_output_never_shows_a_setup_secret_label_text() {
         let secret = DeviceCredential::SetupSecret(SetupSecret([0x5a; 16]));
-        let text = OnboardingPayload::new("dev-9", "SN-9", secret).encode().unwrap_or_default();
+        let text = OnboardingPayload::new("dev-9".parse().expect("valid"), "SN-9", secret).encode().unwrap_or_default();
         let result = ScanResult::new(text.clone(), Origin::Typed);
         assert!(result.payload().is_some());
         let shown = format!("{result:?}");

@@ -3,8 +3,8 @@
 use super::*;
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
-    let client = post(new_client).patch(new_client_key).delete(remove_client);
-    let empty_name = post(empty_client_name).patch(empty_client_name).delete(empty_client_name);
+    let client = post(new_client).patch(new_client_key).delete(remove_client).put(reset_client_topics);
+    let empty_name = post(empty_client_name).patch(empty_client_name).delete(empty_client_name).put(empty_client_name);
     Router::new()
         .route("/e4/crypto-mode", get(crypto_mode))
         .route("/e4/health-check", get(health_check))
@@ -23,9 +23,11 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
 /// Outermost layer: logs every answer, routing errors and oversized bodies included.
 async fn record_request(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
-    let path = percent_decode(request.uri().path());
+    let target = request.uri().path_and_query().map(ToString::to_string).unwrap_or_default();
+    let decoded_path = percent_decode(request.uri().path());
     let response = next.run(request).await;
-    shared.requests().push((method, path, response.status().as_u16()));
+    let status = response.status().as_u16();
+    shared.requests().push(RequestRecord { method, target, decoded_path, status });
     response
 }
 
@@ -68,36 +70,31 @@ async fn health_check() -> Json<Value> {
 }
 
 /// `POST /e4/client/{name}`: C2's NewClient, an upsert.
-async fn new_client(
-    State(shared): State<Arc<Shared>>,
-    name: Result<ClientName, GatewayError>,
-    body: Bytes,
-) -> Response {
+async fn new_client(State(shared): State<Arc<Shared>>, name: Result<ClientName, Response>, body: Bytes) -> Response {
     let outcome = register_client(&shared, name, &body).await;
     let delay = shared.controls().post_delay;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    outcome.map(|()| empty_message()).into_response()
+    match outcome {
+        Ok(()) => empty_message().into_response(),
+        Err(response) => response,
+    }
 }
 
-async fn register_client(
-    shared: &Shared,
-    name: Result<ClientName, GatewayError>,
-    body: &[u8],
-) -> Result<(), GatewayError> {
+async fn register_client(shared: &Shared, name: Result<ClientName, Response>, body: &[u8]) -> Result<(), Response> {
     // Injected failures come first: they stand for C2 (or a proxy) failing before it looks.
     if let Some(failure) = shared.controls().take_post_failure() {
-        return Err(failure);
+        return Err(failure.into_response());
     }
     let ClientName(name) = name?;
     if let Some(rejection) = shared.controls().rejected_clients.get(&name) {
-        return Err(rejection.clone());
+        return Err(rejection.clone().into_response());
     }
-    let request: NewClientRequest = parse_body(body)?;
+    let request: NewClientRequest = parse_body(body).map_err(IntoResponse::into_response)?;
     let mode = shared.controls().mode;
-    let key = decode_client_key(request.key.as_deref(), mode)?;
-    shared.store.upsert(&name, &key).await.map_err(GatewayError::storage)
+    let key = decode_client_key(request.key.as_deref(), mode).map_err(IntoResponse::into_response)?;
+    shared.store.upsert(&name, &key).await.map_err(|error| GatewayError::storage(error).into_response())
 }
 
 /// `PATCH /e4/client/{name}`: C2's NewClientKey, C2 rotating a key on its own.
@@ -106,8 +103,23 @@ async fn new_client_key(
     ClientName(name): ClientName,
     body: Bytes,
 ) -> Result<Json<Value>, GatewayError> {
-    let _: NewClientKeyRequest = parse_body(&body)?;
+    let _: ClientRequest = parse_body(&body)?;
     if shared.store.replace_with_random_key(&name).await.map_err(GatewayError::storage)? {
+        Ok(empty_message())
+    } else {
+        Err(GatewayError::client_not_found())
+    }
+}
+
+/// `PUT /e4/client/{name}`: C2's ResetClientTopics. The test server keeps no topics, so this
+/// only tells whether the client exists.
+async fn reset_client_topics(
+    State(shared): State<Arc<Shared>>,
+    ClientName(name): ClientName,
+    body: Bytes,
+) -> Result<Json<Value>, GatewayError> {
+    let _: ClientRequest = parse_body(&body)?;
+    if shared.store.exists(&name).await.map_err(GatewayError::storage)? {
         Ok(empty_message())
     } else {
         Err(GatewayError::client_not_found())
@@ -127,17 +139,22 @@ async fn remove_client(
 }
 
 async fn empty_client_name() -> GatewayError {
-    GatewayError::invalid_name(0)
+    GatewayError::empty_name()
 }
 
-/// `GET /e4/clients?offset=N&count=M`: one page of client names in byte order.
+/// `GET /e4/clients?offset=N&count=M`: one page of at most [`PAGE_CAP`] client names, in byte
+/// order. The list is always present, empty included, as C2 writes it.
 async fn list_clients(
     State(shared): State<Arc<Shared>>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Value>, GatewayError> {
     let Query(query) = query.map_err(|rejection| GatewayError::invalid_argument(rejection.body_text()))?;
     let (offset, count) = query.page()?;
-    let names = shared.store.names(offset, count).await.map_err(GatewayError::storage)?;
+    let added = shared.controls().take_client_to_add(offset);
+    if let Some(name) = added {
+        shared.store.upsert(&name, &[0x42; CLIENT_KEY_LEN]).await.map_err(GatewayError::storage)?;
+    }
+    let names = shared.store.names(offset, count.min(PAGE_CAP)).await.map_err(GatewayError::storage)?;
     let clients: Vec<Value> = names.into_iter().map(|name| json!({ "name": name })).collect();
     Ok(Json(json!({ "clients": clients })))
 }
@@ -148,13 +165,12 @@ async fn count_clients(State(shared): State<Arc<Shared>>) -> Result<Json<Value>,
     Ok(Json(json!({ "count": count.to_string() })))
 }
 
-async fn route_not_found() -> GatewayError {
-    GatewayError::new(GrpcCode::NotFound, "Not Found")
+async fn route_not_found() -> RoutingError {
+    RoutingError::NotFound
 }
 
-async fn method_not_allowed() -> GatewayError {
-    // grpc-gateway v2 answers a known path with another method this way (501, code 12).
-    GatewayError::new(GrpcCode::Unimplemented, "Method Not Allowed")
+async fn method_not_allowed() -> RoutingError {
+    RoutingError::MethodNotAllowed
 }
 
 /// The JSON of an empty protobuf message.
@@ -162,45 +178,38 @@ fn empty_message() -> Json<Value> {
     Json(json!({}))
 }
 
-/// A client name from the URL path, percent-decoded (so `%2F` is part of the name) and valid.
+/// A client name from the URL path, percent-decoded. grpc-gateway v1 matches routes on the
+/// decoded path, so a name holding `/`, even sent as `%2F`, matches no route at all.
 struct ClientName(String);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientName {
-    type Rejection = GatewayError;
+    type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let UrlPath(name) = UrlPath::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| GatewayError::invalid_argument(format!("invalid name: {}", rejection.body_text())))?;
-        if !valid_name(&name) {
-            return Err(GatewayError::invalid_name(name.len()));
+        let UrlPath(name) = UrlPath::<String>::from_request_parts(parts, state).await.map_err(|rejection| {
+            GatewayError::invalid_argument(format!("invalid name: {}", rejection.body_text())).into_response()
+        })?;
+        if name.contains('/') {
+            return Err(RoutingError::NotFound.into_response());
         }
-        if name.contains('\0') {
-            // C2 would take it, but PostgreSQL text cannot hold NUL: say so rather than fail with 500.
-            return Err(GatewayError::invalid_argument("invalid name: the test server cannot store NUL"));
+        if name.is_empty() {
+            return Err(GatewayError::empty_name().into_response());
         }
         Ok(ClientName(name))
     }
 }
 
 /// Body of NewClient. grpc-gateway fills `client.name` from the path over whatever the body
-/// says, so the body's client is read and ignored; unknown fields are refused, as protojson does.
+/// says, and grpc-gateway v1 ignores unknown fields (an `id` beside the key).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct NewClientRequest {
-    #[serde(default, rename = "client")]
-    _client: Option<IgnoredAny>,
     #[serde(default)]
     pub(super) key: Option<String>,
 }
 
-/// Body of NewClientKey: `{}` (or the path's client again).
+/// Body of NewClientKey and ResetClientTopics: `{}` (or the path's client again).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewClientKeyRequest {
-    #[serde(default, rename = "client")]
-    _client: Option<IgnoredAny>,
-}
+struct ClientRequest {}
 
 /// Parses a JSON body; an empty body is the empty message, as grpc-gateway treats it.
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
@@ -208,20 +217,12 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, GatewayE
     serde_json::from_slice(body).map_err(|error| GatewayError::invalid_argument(format!("invalid body: {error}")))
 }
 
-/// Decodes and checks a client key as C2 does. protojson reads `bytes` as standard or URL-safe
-/// base64, padded or not, choosing by the characters present, so this does too.
+/// Decodes and checks a client key as C2 does: standard, padded base64 of exactly 32 bytes,
+/// not all zero.
 fn decode_client_key(encoded: Option<&str>, mode: CryptoMode) -> Result<[u8; CLIENT_KEY_LEN], GatewayError> {
-    let encoded = encoded.unwrap_or_default();
-    let url_safe = encoded.contains(['-', '_']);
-    let padded = encoded.len().is_multiple_of(4);
-    let engine = match (url_safe, padded) {
-        (false, true) => &STANDARD,
-        (false, false) => &STANDARD_NO_PAD,
-        (true, true) => &URL_SAFE,
-        (true, false) => &URL_SAFE_NO_PAD,
-    };
-    let bytes =
-        engine.decode(encoded).map_err(|error| GatewayError::invalid_argument(format!("invalid key: {error}")))?;
+    let bytes = STANDARD
+        .decode(encoded.unwrap_or_default())
+        .map_err(|error| GatewayError::invalid_argument(format!("invalid key: {error}")))?;
     let what = match mode {
         CryptoMode::SymKey => "a symmetric key",
         CryptoMode::PubKey => "an Ed25519 public key",
@@ -243,17 +244,11 @@ struct PageQuery {
 }
 
 impl PageQuery {
+    /// Offset and count as asked. proto3 cannot tell a count of 0 from none: both ask for an
+    /// empty page. Negative numbers reach the database, which fails (500), as in C2.
     pub(super) fn page(&self) -> Result<(i64, i64), GatewayError> {
         let offset = parse_int64("offset", self.offset.as_deref())?.unwrap_or(0);
-        // proto3 cannot tell count=0 from no count; both get the default page.
-        let count =
-            parse_int64("count", self.count.as_deref())?.filter(|count| *count != 0).unwrap_or(DEFAULT_PAGE_SIZE);
-        if offset < 0 {
-            return Err(GatewayError::invalid_argument("offset must not be negative"));
-        }
-        if !(1..=MAX_PAGE_SIZE).contains(&count) {
-            return Err(GatewayError::invalid_argument(format!("count must be between 1 and {MAX_PAGE_SIZE}")));
-        }
+        let count = parse_int64("count", self.count.as_deref())?.unwrap_or(0);
         Ok((offset, count))
     }
 }

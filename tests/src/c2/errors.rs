@@ -56,7 +56,8 @@ impl GrpcCode {
     }
 }
 
-/// An error answer: `{"code":<grpc code>,"message":"...","details":[]}` with an HTTP status.
+/// An error answer as grpc-gateway v1 writes it, `{"error":msg,"code":<grpc code>,"message":msg,
+/// "details":[]}`, with an HTTP status.
 #[derive(Debug, Clone)]
 pub(super) struct GatewayError {
     pub(super) status: StatusCode,
@@ -73,8 +74,8 @@ impl GatewayError {
         Self::new(GrpcCode::InvalidArgument, message)
     }
 
-    pub(super) fn invalid_name(len: usize) -> Self {
-        Self::invalid_argument(format!("invalid name: {len} bytes, a client name has 1 to {MAX_NAME_LEN}"))
+    pub(super) fn empty_name() -> Self {
+        Self::invalid_argument("invalid name: a client name cannot be empty")
     }
 
     pub(super) fn client_not_found() -> Self {
@@ -107,7 +108,28 @@ impl GatewayError {
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        let body = json!({ "code": self.code as i32, "message": self.message, "details": [] });
+        let body = json!({ "error": self.message, "code": self.code as i32, "message": self.message, "details": [] });
         (self.status, Json(body)).into_response()
+    }
+}
+
+/// What grpc-gateway v1's mux answers before any handler runs: a path no route matches (a
+/// client name holding `/` included) or a method the path does not take, as Go's `http.Error`
+/// writes it, in plain text.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum RoutingError {
+    NotFound,
+    MethodNotAllowed,
+}
+
+impl IntoResponse for RoutingError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            RoutingError::NotFound => StatusCode::NOT_FOUND,
+            RoutingError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        };
+        let text = format!("{}\n", status.canonical_reason().unwrap_or_default());
+        let headers = [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+        (status, headers, text).into_response()
     }
 }

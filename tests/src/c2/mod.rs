@@ -1,15 +1,24 @@
 //! A stand-in for C2, E4's key server, for the end-to-end tests of `keyfill export c2`.
 //!
-//! [`C2Server`] speaks C2's HTTP/JSON gateway (grpc-gateway in front of C2's gRPC API) over real
-//! HTTPS on loopback, with a certificate from a test CA it generates, and keeps its clients in a
-//! fresh PostgreSQL database of its own. It mimics the C2 behaviours an exporter depends on:
+//! [`C2Server`] speaks C2's HTTP/JSON gateway (grpc-gateway v1 in front of C2's gRPC API) over
+//! real HTTPS on loopback, with a certificate from a test CA it generates, and keeps its clients in
+//! a fresh PostgreSQL database of its own. It behaves as a running C2 was seen to behave
+//! (`E4.md`, "C2 gateway behaviour a client must handle"):
 //!
-//! - `POST /e4/client/{name}` is an upsert that silently replaces an existing key, validated as
-//!   C2 does (name of 1 to 255 bytes, key of 32 non-zero bytes, base64 as protojson reads it);
-//! - `PATCH /e4/client/{name}` is C2's NewClientKey: C2 rotates the key on its own;
-//! - `GET /e4/clients` pages names; `GET /e4/clients/count` answers int64 as a JSON string;
-//! - errors are grpc-gateway bodies `{"code","message","details"}` with its HTTP status mapping,
-//!   and routing errors are answered like grpc-gateway v2 (404 code 5, 501 code 12);
+//! - `POST /e4/client/{name}` is an upsert answering 200 `{}` whether the client existed or not;
+//!   the key must be standard, padded base64 of exactly 32 bytes, not all zero (else 400); the
+//!   path's name wins over the body's and unknown body fields (an `id`) are ignored; an empty name
+//!   is 400; a name is not limited to 255 bytes, but the name column holds 256 characters, so a
+//!   longer one fails in storage with 500, as C2 on PostgreSQL does;
+//! - `PATCH /e4/client/{name}` is C2's NewClientKey: C2 rotates the key on its own; `PUT` resets
+//!   the client's topics; both, and `DELETE`, answer 404 (code 5) for an unknown client;
+//!   `GET /e4/client/{name}` is 405: no key can be read back;
+//! - `GET /e4/clients?offset=N&count=M` serves at most [`PAGE_CAP`] names a page, sorted,
+//!   whatever `count` asks; without a count the answer is `{"clients":[]}`; a negative count is
+//!   500; `GET /e4/clients/count` and the health check answer int64s as JSON strings;
+//! - errors are grpc-gateway v1 bodies `{"error","code","message","details"}` with its HTTP status
+//!   mapping; an unknown route, and a name holding `/` (even sent as `%2F`), is a plain-text 404,
+//!   and a known path with another method a plain-text 405, as grpc-gateway v1's mux answers;
 //! - keys at rest are sealed with AES-SIV (the client name as associated data) under a key held
 //!   only in memory, so a leak scan of the database must find nothing;
 //! - HTTP/1.1 only (C2's server disables HTTP/2), and every request runs to completion even when
@@ -35,16 +44,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use hyper::body::Incoming;
 use hyper::service::Service as _;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use keyfill_formats::DeviceId;
-use keyfill_formats::ids::{MAX_NAME_LEN, valid_name};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -81,10 +88,10 @@ pub(super) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// with unread data makes the kernel send a reset, and the client would see that instead of the
 /// answer (Go's net/http drains for the same reason).
 pub(super) const OVERSIZED_BODY_DRAIN_BYTES: usize = 1024 * 1024;
-/// Page size of `GET /e4/clients` when the request names none.
-pub(super) const DEFAULT_PAGE_SIZE: i64 = 100;
-/// Largest page `GET /e4/clients` serves.
-pub(super) const MAX_PAGE_SIZE: i64 = 1000;
+/// Most names one page of `GET /e4/clients` holds, whatever `count` asks (C2's own cap).
+pub const PAGE_CAP: i64 = 100;
+/// Characters the name column holds (C2's PostgreSQL schema).
+pub(super) const NAME_COLUMN_CHARS: usize = 256;
 /// Length of a symmetric E4 client key, and of the Ed25519 public key C2 keeps in public-key mode.
 pub(super) const CLIENT_KEY_LEN: usize = 32;
 /// AES-SIV key length: two AES-256 keys (MAC and CTR).
@@ -199,11 +206,12 @@ impl C2Server {
         self.shared.controls().rejected_clients.insert(name.to_owned(), rejection);
     }
 
-    /// Clears every injected fault: failing POSTs, rejected clients and the POST delay.
+    /// Clears every injected fault: failing POSTs, rejected clients, the POST delay and clients
+    /// added while paging.
     pub fn clear_faults(&self) {
         let mut controls = self.shared.controls();
-        let mode = controls.mode;
-        *controls = Controls { mode, ..Controls::default() };
+        let (mode, added_while_paging) = (controls.mode, controls.added_while_paging);
+        *controls = Controls { mode, added_while_paging, ..Controls::default() };
     }
 
     /// Client POSTs are stored at once but answered only after `delay` (to kill a client while
@@ -255,7 +263,20 @@ impl C2Server {
 
     /// Every request answered so far, in answer order: (method, percent-decoded path, status).
     pub fn requests(&self) -> Vec<(String, String, u16)> {
-        self.shared.requests().clone()
+        self.shared.requests().iter().map(|r| (r.method.clone(), r.decoded_path.clone(), r.status)).collect()
+    }
+
+    /// Every request line received so far, in answer order, exactly as sent: `METHOD TARGET`,
+    /// the target (path and query) still percent-encoded.
+    pub fn request_lines(&self) -> Vec<String> {
+        self.shared.requests().iter().map(|r| format!("{} {}", r.method, r.target)).collect()
+    }
+
+    /// From now on, every `GET /e4/clients` past the first page first registers one more client
+    /// that sorts before every other name, as another tool registering clients while an exporter
+    /// pages through the list would; cleared by [`C2Server::clear_faults`].
+    pub fn add_a_client_during_each_listing(&self) {
+        self.shared.controls().add_client_while_paging = true;
     }
 
     /// Every row of every table of the server's database as JSON text, for leak scans.

@@ -65,7 +65,17 @@ async fn prepare(database_url: &str, mode: CryptoMode) -> Result<(Arc<Shared>, T
 pub(super) struct Shared {
     pub(super) store: ClientStore,
     pub(super) controls: Mutex<Controls>,
-    pub(super) requests: Mutex<Vec<(String, String, u16)>>,
+    pub(super) requests: Mutex<Vec<RequestRecord>>,
+}
+
+/// One answered request.
+pub(super) struct RequestRecord {
+    pub(super) method: String,
+    /// Path and query as they arrived, percent-encoding included.
+    pub(super) target: String,
+    /// The path percent-decoded.
+    pub(super) decoded_path: String,
+    pub(super) status: u16,
 }
 
 impl Shared {
@@ -74,7 +84,7 @@ impl Shared {
         self.controls.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn requests(&self) -> MutexGuard<'_, Vec<(String, String, u16)>> {
+    pub(super) fn requests(&self) -> MutexGuard<'_, Vec<RequestRecord>> {
         self.requests.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -87,6 +97,9 @@ pub(super) struct Controls {
     pub(super) failing_status: StatusCode,
     pub(super) rejected_clients: HashMap<String, GatewayError>,
     pub(super) post_delay: Duration,
+    pub(super) add_client_while_paging: bool,
+    /// Clients added while paging so far, to name the next one.
+    pub(super) added_while_paging: usize,
 }
 
 impl Default for Controls {
@@ -97,6 +110,8 @@ impl Default for Controls {
             failing_status: StatusCode::SERVICE_UNAVAILABLE,
             rejected_clients: HashMap::new(),
             post_delay: Duration::ZERO,
+            add_client_while_paging: false,
+            added_while_paging: 0,
         }
     }
 }
@@ -109,5 +124,15 @@ impl Controls {
         }
         self.failing_posts -= 1;
         Some(GatewayError::injected(self.failing_status, "injected failure: the C2 test server was told to fail"))
+    }
+
+    /// The name of a client to register before serving a page past the first, if asked to.
+    pub(super) fn take_client_to_add(&mut self, offset: i64) -> Option<String> {
+        if !self.add_client_while_paging || offset == 0 {
+            return None;
+        }
+        self.added_while_paging += 1;
+        // "!" sorts before letters and digits: every name already listed moves one place on.
+        Some(format!("!added-while-paging-{}", self.added_while_paging))
     }
 }

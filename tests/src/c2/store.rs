@@ -10,15 +10,15 @@ pub(super) struct ClientStore {
 
 impl ClientStore {
     pub(super) async fn create_schema(&self) -> Result<()> {
-        sqlx::query(
+        sqlx::query(&format!(
             "CREATE TABLE clients (
-                name TEXT PRIMARY KEY,
+                name VARCHAR({NAME_COLUMN_CHARS}) PRIMARY KEY,
                 e4_id BYTEA NOT NULL UNIQUE,
                 sealed_key BYTEA NOT NULL,
                 updated_at BIGINT NOT NULL,
                 version BIGINT NOT NULL
-            )",
-        )
+            )"
+        ))
         .execute(&self.pool)
         .await
         .context("cannot create the clients table")?;
@@ -55,6 +55,15 @@ impl ClientStore {
                 .await
                 .context("cannot rotate the client key")?;
         Ok(updated.rows_affected() == 1)
+    }
+
+    pub(super) async fn exists(&self, name: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT count(*) FROM clients WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .context("cannot look the client up")?;
+        Ok(row.try_get::<i64, _>(0).context("count column")? == 1)
     }
 
     /// Removes a client; false if there was none.

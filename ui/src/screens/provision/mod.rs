@@ -244,7 +244,7 @@ impl ProvisionScreen {
                 if let Some(on_deck) = &self.on_deck {
                     self.log.push(LogRow {
                         at: keyfill_station::db::now_millis(),
-                        name: on_deck.payload.name.clone(),
+                        name: on_deck.payload.name.as_str().to_owned(),
                         id: on_deck.payload.device_id.to_hex(),
                         link,
                         outcome: problem.message.clone(),
@@ -263,7 +263,7 @@ impl ProvisionScreen {
         if let Some(on_deck) = &self.on_deck {
             self.log.push(LogRow {
                 at: keyfill_station::db::now_millis(),
-                name: on_deck.payload.name.clone(),
+                name: on_deck.payload.name.as_str().to_owned(),
                 id: on_deck.payload.device_id.to_hex(),
                 link: link.to_owned(),
                 outcome: outcome.to_owned(),
@@ -412,7 +412,7 @@ impl ProvisionScreen {
         // without scrolling; the device's facts follow.
         match &self.on_deck {
             Some(on_deck) => {
-                ui.label(RichText::new(&on_deck.payload.name).text_style(theme::title_style()).strong());
+                ui.label(RichText::new(on_deck.payload.name.as_str()).text_style(theme::title_style()).strong());
             }
             None => {
                 ui.label(RichText::new("No device scanned").text_style(theme::title_style()).color(theme::MUTED_TEXT));

@@ -1,5 +1,5 @@
 //! The online export to C2 (`keyfill export c2`): each confirmed key registered with C2's
-//! gateway, per device created, replaced, unchanged or failed.
+//! gateway, per device created, replaced, already exported or failed.
 
 use super::DeviceSelection;
 use super::results::{self, ResultRow};
@@ -10,7 +10,7 @@ use crate::settings::Settings;
 use crate::theme;
 use crate::widgets::{self, Tone};
 use eframe::egui::{self, RichText};
-use keyfill_station::export::{ItemReport, Outcome};
+use keyfill_station::export::{ALREADY_EXPORTED_MEANS, ItemReport, Outcome};
 use std::path::PathBuf;
 
 #[derive(Debug, Default)]
@@ -59,8 +59,8 @@ impl C2Panel {
         let mut actions = Vec::new();
         ui.label(
             RichText::new(
-                "Registers each confirmed key with C2. Per device: created, replaced, unchanged or failed. An \
-                 interrupted export resumes where it stopped.",
+                "Registers each confirmed key with C2. Per device: created, replaced, already exported or failed. \
+                 An interrupted export resumes where it stopped.",
             )
             .color(theme::MUTED_TEXT),
         );
@@ -141,13 +141,16 @@ impl C2Panel {
                 ui,
                 if failed == 0 { Tone::Ok } else { Tone::Warning },
                 &format!(
-                    "{}: {} created, {} replaced, {} unchanged, {failed} failed",
+                    "{}: {} created, {} replaced, {} already exported, {failed} failed",
                     run.target,
                     run.count(Outcome::Created),
                     run.count(Outcome::Replaced),
-                    run.count(Outcome::Unchanged)
+                    run.count(Outcome::AlreadyExported)
                 ),
             );
+            if run.count(Outcome::AlreadyExported) > 0 {
+                ui.label(RichText::new(ALREADY_EXPORTED_MEANS).small().color(theme::MUTED_TEXT));
+            }
         }
         if let Some(problem) = &run.problem {
             widgets::problem_box(ui, problem);
@@ -158,8 +161,8 @@ impl C2Panel {
             .map(|report| {
                 let tone = if report.outcome == Outcome::Failed { Tone::Failed } else { Tone::Ok };
                 let text = match &report.reason {
-                    Some(reason) => format!("{}: {reason}", report.outcome.as_str()),
-                    None => report.outcome.as_str().to_owned(),
+                    Some(reason) => format!("{}: {reason}", report.outcome.label()),
+                    None => report.outcome.label().to_owned(),
                 };
                 let row = ResultRow::new(report.name.clone(), text, tone).id(report.device_id.clone());
                 match &report.key_id {

@@ -5,7 +5,7 @@ use super::FakeControl;
 use crate::messages::{BundleRefused, BundleRequest, BundleWritten, BundledDevice, Event, ExportUpdate, LeftOut};
 use crate::problem::Problem;
 use keyfill_station::bundle::{RecipientPublicKey, read_recipient_public_key};
-use keyfill_station::db::devices::{Device, DeviceState};
+use keyfill_station::db::devices::{Device, DeviceState, resolve_among};
 use keyfill_station::db::now_millis;
 use keyfill_station::export::{DeviceFilter, ExportError, ItemReport, Outcome};
 use keyfill_station::time::rfc3339;
@@ -77,7 +77,7 @@ impl FakeControl {
             .with(|state| match &request.filter {
                 DeviceFilter::Named(wanted) => wanted
                     .iter()
-                    .map(|name| state.find(name).cloned().ok_or_else(|| ExportError::UnknownDevice(name.clone())))
+                    .map(|reference| resolve_among(&state.devices, reference).map_err(ExportError::from))
                     .collect::<Result<Vec<_>, _>>(),
                 DeviceFilter::All => {
                     Ok(state.devices.iter().filter(|d| d.state == DeviceState::Provisioned).cloned().collect())

@@ -22,7 +22,7 @@ use crate::messages::{
 use crate::problem::Problem;
 use crate::station_handle::StationHandle;
 use keyfill_formats::qr::DeviceCredential;
-use keyfill_station::db::devices::{Device, DeviceState};
+use keyfill_station::db::devices::{Device, DeviceState, resolve_among};
 use keyfill_station::db::events::{EventFilter, LoggedEvent};
 use keyfill_station::db::now_millis;
 use keyfill_station::detect::{LinkTarget, SerialPortInfo};
@@ -132,12 +132,15 @@ impl FakeState {
         });
     }
 
-    fn find(&self, id_or_name: &str) -> Option<&Device> {
-        self.devices.iter().find(|d| d.id == id_or_name || d.name == id_or_name)
+    /// The device `reference` names, by the station's own rules (an ambiguous one names none).
+    fn find(&self, reference: &str) -> Option<&Device> {
+        let id = resolve_among(&self.devices, reference).ok()?.id;
+        self.devices.iter().find(|d| d.id == id)
     }
 
-    fn find_mut(&mut self, id_or_name: &str) -> Option<&mut Device> {
-        self.devices.iter_mut().find(|d| d.id == id_or_name || d.name == id_or_name)
+    fn find_mut(&mut self, reference: &str) -> Option<&mut Device> {
+        let id = resolve_among(&self.devices, reference).ok()?.id;
+        self.devices.iter_mut().find(|d| d.id == id)
     }
 
     fn upsert(&mut self, device: Device) {
@@ -154,7 +157,7 @@ pub fn device_for(request: &ProvisionRequest, state: DeviceState, key_id: &str) 
     let (transport, port) = match &request.link {
         LinkTarget::Serial { path, .. } => ("serial", path.display().to_string()),
         LinkTarget::Pcsc { reader } => ("pcsc", reader.clone().unwrap_or_else(|| "reader 0".into())),
-        LinkTarget::Ble { target } => ("ble", target.clone().unwrap_or_else(|| payload.name.clone())),
+        LinkTarget::Ble { target } => ("ble", target.clone().unwrap_or_else(|| payload.name.as_str().to_owned())),
     };
     let (mode, public_key) = match &payload.credential {
         DeviceCredential::Identity { public_key } => ("identity", Some(public_key.to_vec())),
@@ -163,7 +166,7 @@ pub fn device_for(request: &ProvisionRequest, state: DeviceState, key_id: &str) 
     let now = now_millis();
     Device {
         id: payload.device_id.to_hex(),
-        name: payload.name.clone(),
+        name: payload.name.as_str().to_owned(),
         serial_number: payload.serial_number.clone(),
         credential_mode: mode.into(),
         identity_public_key: public_key,
@@ -255,7 +258,7 @@ impl FakeControl {
         let already =
             self.with(|state| state.devices.iter().any(|d| d.id == id && d.state == DeviceState::Provisioned));
         if already {
-            let update = ProvisionUpdate::AlreadyProvisioned { name: request.payload.name.clone() };
+            let update = ProvisionUpdate::AlreadyProvisioned { name: request.payload.name.as_str().to_owned() };
             self.send(Event::Provision { job, update });
             return;
         }

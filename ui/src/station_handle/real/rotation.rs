@@ -3,7 +3,7 @@
 use crate::bridge::EventSender;
 use crate::messages::{Event, RotationRequest, RotationRow, RotationTargets, RotationUpdate};
 use crate::problem::Problem;
-use keyfill_station::db::devices;
+use keyfill_station::db::devices::{self, LookupError};
 use keyfill_station::provision::Station;
 use keyfill_station::rotation::{RotationError, RotationProgress, RotationReport, Rotator, rotatable_devices};
 use std::collections::HashMap;
@@ -15,13 +15,16 @@ async fn targets(station: &Station, targets: &RotationTargets) -> Result<Vec<Str
         RotationTargets::AllUnrotated => rotatable_devices(station).await.map_err(|e| Problem::rotation(&e))?,
         RotationTargets::Devices(wanted) => {
             let mut ids = Vec::new();
-            for name in wanted {
-                match devices::find(station.inventory.pool(), name).await {
-                    Ok(Some(device)) => ids.push(device.id),
-                    Ok(None) => {
-                        return Err(Problem::new(format!("No device {name}."), "Check the device names or ids."));
+            for reference in wanted {
+                match devices::resolve(station.inventory.pool(), reference).await {
+                    Ok(device) => ids.push(device.id),
+                    Err(LookupError::Db(error)) => return Err(Problem::database(&error)),
+                    Err(error) => {
+                        return Err(Problem::new(
+                            format!("{error}."),
+                            "Check the device names or ids; write id:ID or name:NAME where a name looks like an id.",
+                        ));
                     }
-                    Err(error) => return Err(Problem::database(&error)),
                 }
             }
             ids
