@@ -182,9 +182,23 @@ fn init_logging(format: LogFormat) {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The causes in words, as the station prints them: never a backtrace for an operator.
+            eprintln!("error: {}", keyfill_formats::printable(&error.to_string()));
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {}", keyfill_formats::printable(&cause.to_string()));
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init { name, factory_root, serial_number, secret_mode, label, force } => {
             // Parsed here rather than by clap, whose error would echo the value, control
