@@ -14,6 +14,8 @@ use keyfill_gui::screens::Screen;
 use keyfill_gui::settings::{self, LabelMode, Settings};
 use keyfill_gui::station_handle::fake::{FakeControl, FakeState, demo_state};
 use keyfill_station::db::devices::DeviceState;
+use keyfill_station::protocol::SessionError;
+use keyfill_station::provision::ProvisionError;
 
 mod support;
 
@@ -103,16 +105,14 @@ fn gui_provision_runs_to_provisioned_with_events_and_a_label() {
 #[test]
 fn gui_provision_failure_is_shown_with_what_to_do() {
     let mut state = FakeState::new(PASSPHRASE);
-    state.provision_failure = Some(Problem::new(
-        "Provisioning failed: no answer from the device within 10 s while handshake.",
-        "The device did not answer: check that it runs its provisioning agent on the chosen link, then provision again.",
-    ));
+    let silent = SessionError::Timeout { phase: "waiting for the handshake reply", seconds: 10 };
+    state.provision_failure = Some(Problem::provision(&ProvisionError::Failed { source: silent.into() }));
     let (mut harness, _control) = unlocked(state);
     scan(&mut harness, &payload("sensor-0043"));
     harness.get_by_role_and_label(Role::Button, "Provision device").click();
     harness.run();
     harness.get_by_label("Not provisioned");
-    harness.get_by_label_contains("What to do: The device did not answer");
+    harness.get_by_label_contains("What to do: Check that the device is powered");
     harness.get_by_label("0 provisioned · 1 failed");
     // A failed device can be provisioned again at once.
     harness.key_press_modifiers(Modifiers::CTRL, Key::Enter);

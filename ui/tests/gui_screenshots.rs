@@ -17,6 +17,8 @@ use keyfill_gui::screens::Screen;
 use keyfill_gui::settings::Settings;
 use keyfill_gui::station_handle::fake::{FakeControl, demo_state};
 use keyfill_station::label::{LabelContent, LabelSpec, render_png};
+use keyfill_station::protocol::SessionError;
+use keyfill_station::provision::ProvisionError;
 use keyfill_station::scan::source::ImageFiles;
 use software_renderer::{SoftwareRenderer, Textures};
 use std::path::{Path, PathBuf};
@@ -188,11 +190,9 @@ fn gui_screenshots_of_every_screen() {
     }
     // One that fails, for the guide's errors section.
     tour.control.with(|state| {
-        state.provision_failure = Some(Problem::new(
-            "Provisioning failed: no answer from the device within 10 s while handshake.",
-            "The device did not answer: check that it runs its provisioning agent on the chosen link, then \
-             provision again. The device holds no key from this station.",
-        ))
+        // What the real station says when the device stays silent.
+        let silent = SessionError::Timeout { phase: "waiting for the handshake reply", seconds: 10 };
+        state.provision_failure = Some(Problem::provision(&ProvisionError::Failed { source: silent.into() }))
     });
     tour.scan(&label_payload(1244));
     tour.harness.key_press(Key::Enter);
