@@ -282,3 +282,42 @@ fn gui_layout_history_is_usable_at_1024x600_and_1280x800() {
 fn gui_layout_settings_is_usable_at_1024x600_and_1280x800() {
     check_screen("settings");
 }
+
+/// Without a device open the table shows all its columns, and each fits the window: the last
+/// one, when the device was last updated, was cut at the window's edge at 1024×600.
+#[test]
+fn gui_layout_devices_table_shows_every_column_in_the_window_at_1024x600_and_1280x800() {
+    for size in [SMALL, LARGE] {
+        let mut harness = open(demo_state(PASSPHRASE), size, false);
+        show(&mut harness, Screen::Devices);
+        harness.run_steps(3);
+        let window = Rect::from_min_size(Pos2::ZERO, egui::vec2(size[0], size[1]));
+        for title in ["Name", "State", "Id", "Serial number", "Link", "Updated (UTC)"] {
+            let rect = harness.get_by_label(title).rect();
+            assert!(window.contains_rect(rect), "the column {title:?} at {rect:?} is cut at {size:?}");
+        }
+        // The times themselves ("2026-12-05 08:20"), not only the title above them.
+        let is_time = |text: &str| {
+            text.len() == 16
+                && text.char_indices().all(|(i, c)| match i {
+                    4 | 7 => c == '-',
+                    10 => c == ' ',
+                    13 => c == ':',
+                    _ => c.is_ascii_digit(),
+                })
+        };
+        let times: Vec<Rect> = harness
+            .root()
+            .children_recursive()
+            .filter(|node| {
+                let data = node.accesskit_node();
+                data.label().or_else(|| data.value()).is_some_and(|text| is_time(&text))
+            })
+            .map(|node| node.rect())
+            .collect();
+        assert!(!times.is_empty(), "no update time in view at {size:?}");
+        for rect in times {
+            assert!(window.contains_rect(rect), "an update time at {rect:?} is cut at {size:?}");
+        }
+    }
+}

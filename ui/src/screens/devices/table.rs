@@ -24,6 +24,8 @@ pub fn show(ui: &mut egui::Ui, index: &DeviceIndex, selected: Option<&str>, load
     } else {
         &["Name", "State", "Id", "Serial number", "Link", "Updated (UTC)"]
     };
+    // The id column gives way first on a narrow window, so the columns after it stay in view.
+    let id_width = (ui.available_width() - 160.0 - 110.0 - 140.0 - 120.0 - 140.0 - 60.0).clamp(120.0, 300.0);
     let mut table = TableBuilder::new(ui)
         .id_salt("devices-table")
         .striped(true)
@@ -34,7 +36,7 @@ pub fn show(ui: &mut egui::Ui, index: &DeviceIndex, selected: Option<&str>, load
         table.column(Column::remainder().at_least(60.0).clip(true))
     } else {
         table
-            .column(Column::initial(300.0).at_least(120.0).clip(true))
+            .column(Column::initial(id_width).at_least(120.0).clip(true))
             .column(Column::initial(140.0).at_least(80.0).clip(true))
             .column(Column::remainder().at_least(120.0).clip(true))
     };
