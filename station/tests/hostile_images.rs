@@ -223,7 +223,7 @@ fn shared_photos() -> Vec<PathBuf> {
         Some(dir) => PathBuf::from(dir),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/qr-photos"),
     };
-    let subset = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scan_photos");
+    let subset = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scan_photos/img");
     [dir.join("img"), subset]
         .iter()
         .filter_map(|d| std::fs::read_dir(d).ok())
