@@ -21,29 +21,15 @@ pub enum SealError {
     WrongPassphrase,
     #[error("sealed data failed authentication (altered, or sealed under another master key)")]
     Unauthentic,
+    /// A device's sealed secret did not open: the row was altered, or it belongs to another
+    /// station's master key. The name is the device's own text, escaped where it is printed.
     #[error(
-        "the sealed key {key_id} of device {name} (id {device_id}) failed authentication: its database row was \
+        "the {secret} of device \"{name}\" (id {device_id}) failed authentication: its database row was \
          altered, or it was sealed under another station's master key (a database from another station, or a \
          station home that is not this database's); restore the database from a backup of this station, or use \
          it with the station home it belongs to"
     )]
-    DeviceKeyUnauthentic {
-        device_id: String,
-        /// The device's name, escaped for printing.
-        name: String,
-        key_id: String,
-    },
-    #[error(
-        "the sealed setup secret of device {name} (id {device_id}) failed authentication: its database row was \
-         altered, or it was sealed under another station's master key (a database from another station, or a \
-         station home that is not this database's); restore the database from a backup of this station, or use \
-         it with the station home it belongs to"
-    )]
-    SetupSecretUnauthentic {
-        device_id: String,
-        /// The device's name, escaped for printing.
-        name: String,
-    },
+    DeviceSecretUnauthentic { secret: SealedSecret, device_id: String, name: String },
     #[error("sealed data is malformed")]
     Malformed,
     #[error("the system random source failed")]
@@ -180,10 +166,10 @@ impl MasterKey {
         sealed: &[u8],
     ) -> Result<SecretKey, SealError> {
         self.open_key(&device_key_context(device, key_id), sealed).map_err(|error| match error {
-            SealError::Unauthentic => SealError::DeviceKeyUnauthentic {
+            SealError::Unauthentic => SealError::DeviceSecretUnauthentic {
+                secret: SealedSecret::Key { key_id: hex::encode(key_id) },
                 device_id: device.to_hex(),
-                name: escaped_name(name),
-                key_id: hex::encode(key_id),
+                name: name.to_owned(),
             },
             other => other,
         })
@@ -198,18 +184,30 @@ impl MasterKey {
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         self.open(&setup_secret_context(device), sealed).map_err(|error| match error {
-            SealError::Unauthentic => {
-                SealError::SetupSecretUnauthentic { device_id: device.to_hex(), name: escaped_name(name) }
-            }
+            SealError::Unauthentic => SealError::DeviceSecretUnauthentic {
+                secret: SealedSecret::SetupSecret,
+                device_id: device.to_hex(),
+                name: name.to_owned(),
+            },
             other => other,
         })
     }
 }
 
-/// A device name as it may be printed: quoted, control characters and quotes escaped, so that
-/// a name from a label cannot rewrite the operator's terminal or a log line.
-fn escaped_name(name: &str) -> String {
-    format!("{name:?}")
+/// Which sealed secret of a device an error is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealedSecret {
+    Key { key_id: String },
+    SetupSecret,
+}
+
+impl std::fmt::Display for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SealedSecret::Key { key_id } => write!(f, "sealed key {key_id}"),
+            SealedSecret::SetupSecret => f.write_str("sealed setup secret"),
+        }
+    }
 }
 
 /// Associated data that binds a sealed device key to its device and key id.
@@ -247,7 +245,8 @@ mod tests {
         assert!(master.open_device_key(&device, "line-3\u{1b}[2J", &key_id, &sealed).is_ok());
         sealed[20] ^= 1;
         let error = master.open_device_key(&device, "line-3\u{1b}[2J", &key_id, &sealed).err();
-        let text = error.map(|e| e.to_string()).unwrap_or_default();
+        // As the station prints it: outside text escaped.
+        let text = keyfill_formats::printable(&error.map(|e| e.to_string()).unwrap_or_default()).into_owned();
         for needed in [&device.to_hex(), &hex::encode(key_id), "\"line-3\\u{1b}[2J\"", "altered", "backup"] {
             assert!(text.contains(needed), "{needed} missing from {text}");
         }
@@ -256,12 +255,12 @@ mod tests {
         let other = MasterKey::generate()?.seal(&device_key_context(&device, &key_id), &[7; 32])?;
         assert!(matches!(
             master.open_device_key(&device, "d", &key_id, &other),
-            Err(SealError::DeviceKeyUnauthentic { .. })
+            Err(SealError::DeviceSecretUnauthentic { secret: SealedSecret::Key { .. }, .. })
         ));
         let secret = MasterKey::generate()?.seal(&setup_secret_context(&device), &[1; 16])?;
         assert!(matches!(
             master.open_setup_secret(&device, "d", &secret),
-            Err(SealError::SetupSecretUnauthentic { .. })
+            Err(SealError::DeviceSecretUnauthentic { secret: SealedSecret::SetupSecret, .. })
         ));
         Ok(())
     }
