@@ -26,6 +26,9 @@ const MAX_RESPONSE_BYTES: usize = 4 << 20;
 const PAGE: u64 = 100;
 /// Longest piece of C2's error text kept in a report.
 const MAX_REASON_CHARS: usize = 200;
+/// Most client names read from C2 (about 100 MB of names at worst): a count above it is refused
+/// rather than paged through without end.
+const MAX_CLIENTS: u64 = 1_000_000;
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -448,6 +451,11 @@ impl C2Api {
     /// it was read: a missed name would be taken for a client C2 lacks, and overwritten.
     pub async fn client_names(&self) -> Result<HashSet<String>, C2Error> {
         let counted_before = self.client_count().await?;
+        if counted_before > MAX_CLIENTS {
+            return Err(C2Error::Protocol(format!(
+                "C2 counts {counted_before} clients, more than the {MAX_CLIENTS} Keyfill reads to check for existing clients"
+            )));
+        }
         let mut names = HashSet::new();
         let mut listed: u64 = 0;
         let changed = |listed, counted_after| C2Error::ListChanged { counted_before, listed, counted_after };
