@@ -139,9 +139,12 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         }
         let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
         file.write_all(contents)?;
+        crate::crash::point("write:temporary-written");
         file.sync_all()?;
         drop(file);
+        crate::crash::point("write:temporary-synced");
         fs::rename(&temporary, path)?;
+        crate::crash::point("write:renamed");
         File::open(directory)?.sync_all()
     })();
     if result.is_err() {

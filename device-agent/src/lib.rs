@@ -13,6 +13,7 @@ pub mod ble_peripheral;
 pub mod ble_relay;
 pub mod card;
 pub mod core;
+pub mod crash;
 pub mod driver;
 pub mod e4client;
 pub mod identity;

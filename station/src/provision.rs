@@ -10,7 +10,7 @@
 
 use crate::db::devices::{self, Device, DeviceState, NewDevice};
 use crate::db::events::{self, Actor};
-use crate::db::{DbError, Inventory, keys};
+use crate::db::{DbError, Inventory, commit, keys};
 use crate::home::{UnlockedStation, unix_now};
 use crate::link::{Link, LinkError, LinkInfo};
 use crate::protocol::{Request, SessionError, SessionOutcome, SessionTimeouts, StationSession};
@@ -271,7 +271,7 @@ impl Station {
             &format!("key {key_id_hex} over {transport} {port}"),
         )
         .await?;
-        tx.commit().await.map_err(DbError::from)?;
+        commit(tx, "pending").await?;
         progress(Progress::KeyGenerated { key_id: key_id_hex.clone() });
         info!(device = %payload.name, id = %id, key_id = %key_id_hex, %transport, %port, "provisioning");
 
@@ -293,7 +293,7 @@ impl Station {
                 devices::mark_provisioned(&mut tx, &id, &key_id_hex, transport, &port).await?;
                 events::record(&mut tx, &self.actor, Some(&id), "provisioned", &format!("key {key_id_hex} confirmed"))
                     .await?;
-                tx.commit().await.map_err(DbError::from)?;
+                commit(tx, "provisioned").await?;
                 progress(Progress::Confirmed);
                 info!(device = %payload.name, id = %id, key_id = %key_id_hex, "provisioned");
                 let device = devices::get(pool, &id).await?.ok_or(ProvisionError::UnknownDevice(id))?;
@@ -327,7 +327,7 @@ impl Station {
             devices::note_pending(pool, id, &format!("unconfirmed: {reason}")).await?;
             let mut tx = pool.begin().await.map_err(DbError::from)?;
             events::record(&mut tx, &self.actor, Some(id), "unconfirmed", &reason).await?;
-            tx.commit().await.map_err(DbError::from)?;
+            commit(tx, "unconfirmed").await?;
             return Err(ProvisionError::Unconfirmed { source });
         }
         warn!(id, key_id, %reason, key_sent, "provisioning failed; the device does not hold the key");
@@ -335,7 +335,7 @@ impl Station {
         keys::mark_failed(&mut tx, key_id).await?;
         devices::mark_failed(&mut tx, id, &reason).await?;
         events::record(&mut tx, &self.actor, Some(id), "failed", &reason).await?;
-        tx.commit().await.map_err(DbError::from)?;
+        commit(tx, "failed").await?;
         Err(ProvisionError::Failed { source })
     }
 
@@ -385,7 +385,7 @@ impl Station {
         }
         devices::mark_failed(&mut tx, &device.id, &format!("abandoned: {reason}")).await?;
         events::record(&mut tx, &self.actor, Some(&device.id), "abandoned", reason).await?;
-        tx.commit().await.map_err(DbError::from)?;
+        commit(tx, "abandoned").await?;
         warn!(id = %device.id, %reason, "pending record abandoned");
         Ok(())
     }
@@ -446,7 +446,7 @@ impl Station {
             }
             Err(source) => return Err(ProvisionError::ReconcileIncomplete { source }),
         };
-        tx.commit().await.map_err(DbError::from)?;
+        commit(tx, "reconciled").await?;
         info!(id = %device.id, ?verdict, "reconciled");
         Ok(verdict)
     }

@@ -13,7 +13,7 @@
 use crate::db::devices::{self, DeviceState};
 use crate::db::events;
 use crate::db::rotations::{self, Rotation};
-use crate::db::{DbError, keys};
+use crate::db::{self, DbError, keys};
 use crate::provision::Station;
 use crate::seal::{self, SealError};
 use keyfill_formats::e4::keyfill::{
@@ -416,7 +416,7 @@ impl Rotator {
             if rotation.state != "rotation_pending" {
                 let mut tx = pool.begin().await.map_err(DbError::from)?;
                 rotations::set_state(&mut tx, device_id, "rotation_pending", None).await?;
-                tx.commit().await.map_err(DbError::from)?;
+                db::commit(tx, "rotation-resumed").await?;
             }
             return Ok((id, rotation));
         }
@@ -436,7 +436,7 @@ impl Rotator {
             &format!("next key {new_key_id}"),
         )
         .await?;
-        tx.commit().await.map_err(DbError::from)?;
+        db::commit(tx, "rotation-started").await?;
         let rotation =
             rotations::get(pool, device_id).await?.ok_or_else(|| DbError::Inconsistent("rotation vanished".into()))?;
         Ok((id, rotation))
@@ -517,7 +517,7 @@ impl Rotator {
         let failure = error.to_string();
         rotations::set_state(&mut tx, &device_id, "rotation_failed", Some(&failure)).await?;
         events::record(&mut tx, &self.station.actor, Some(&device_id), "rotation_failed", &failure).await?;
-        tx.commit().await.map_err(DbError::from)?;
+        db::commit(tx, "rotation-failed").await?;
         Err(error)
     }
 
@@ -562,7 +562,7 @@ impl Rotator {
             &format!("key {} confirmed", rotation.new_key_id),
         )
         .await?;
-        tx.commit().await.map_err(DbError::from)?;
+        db::commit(tx, "rotated").await?;
         // Clear the retained command, and use the new key once so the device erases the old one
         // now rather than at the end of its grace period.
         let _ = self.publish(&id.control_topic(), Vec::new(), true).await;

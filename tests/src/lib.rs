@@ -3,6 +3,7 @@
 
 pub mod bluez;
 pub mod c2;
+pub mod crash;
 pub mod fleet;
 pub mod labels;
 pub mod mqtt_proxy;
@@ -318,7 +319,27 @@ impl Agent {
         self.spawn_serve(&["--vpcd".as_ref(), address.as_ref()], extra)
     }
 
+    /// Starts `keyfill-agent serve --serial PORT` with extra environment variables (a crash
+    /// point, for one).
+    pub fn serve_env(&mut self, port: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<()> {
+        self.spawn_serve_env(&["--serial".as_ref(), port.as_os_str()], extra, env)
+    }
+
+    /// The process id of the serving agent, if it serves.
+    pub fn pid(&self) -> Option<u32> {
+        self.serving.as_ref().map(Child::id)
+    }
+
+    /// Whether the serving agent is still running.
+    pub fn is_serving(&mut self) -> bool {
+        self.serving.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     fn spawn_serve(&mut self, link: &[&std::ffi::OsStr], extra: &[&str]) -> Result<()> {
+        self.spawn_serve_env(link, extra, &[])
+    }
+
+    fn spawn_serve_env(&mut self, link: &[&std::ffi::OsStr], extra: &[&str], env: &[(&str, &str)]) -> Result<()> {
         self.stop();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(binary("keyfill-agent"))
@@ -327,6 +348,7 @@ impl Agent {
             .arg("serve")
             .args(link)
             .args(extra)
+            .envs(env.iter().copied())
             .env("KEYFILL_LOG", "trace")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -340,6 +362,11 @@ impl Agent {
 
     /// Starts `keyfill-agent mqtt --broker BROKER` (the E4 client) in the background.
     pub fn mqtt(&mut self, broker: &str, extra: &[&str]) -> Result<()> {
+        self.mqtt_env(broker, extra, &[])
+    }
+
+    /// [`Agent::mqtt`] with extra environment variables (a crash point, for one).
+    pub fn mqtt_env(&mut self, broker: &str, extra: &[&str], env: &[(&str, &str)]) -> Result<()> {
         self.stop();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(binary("keyfill-agent"))
@@ -347,6 +374,7 @@ impl Agent {
             .arg(&self.state)
             .args(["mqtt", "--broker", broker])
             .args(extra)
+            .envs(env.iter().copied())
             .env("KEYFILL_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -159,3 +159,12 @@ impl Inventory {
         self.pool.close().await;
     }
 }
+
+/// Commits one named state change of the inventory. A crash test may make the station die on
+/// either side of it (`commit:WHAT:before`, `commit:WHAT:after`; `keyfill_agent::crash`).
+pub async fn commit(tx: sqlx::Transaction<'_, sqlx::Any>, what: &str) -> Result<(), DbError> {
+    keyfill_agent::crash::point(&format!("commit:{what}:before"));
+    tx.commit().await?;
+    keyfill_agent::crash::point(&format!("commit:{what}:after"));
+    Ok(())
+}
