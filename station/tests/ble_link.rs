@@ -254,7 +254,7 @@ async fn ble_provisions_at_mtu_247_with_lost_and_repeated_notifications() {
 }
 
 #[tokio::test]
-async fn ble_label_with_another_devices_key_is_aborted() {
+async fn adversarial_ble_radio_label_with_another_devices_key_is_aborted() {
     let genuine = device("ble-twin", 1);
     let cloned_label = device("ble-twin", 1);
     let outcome = session_over_ble(185, Impairment::new(3, 0, 0), 1, genuine, &cloned_label).await;
@@ -267,7 +267,7 @@ async fn ble_label_with_another_devices_key_is_aborted() {
 }
 
 #[tokio::test]
-async fn ble_station_with_foreign_root_is_refused() {
+async fn adversarial_ble_radio_station_with_foreign_root_is_refused() {
     let identity = device("ble-pinned", 1);
     let outcome = session_over_ble(185, Impairment::new(5, 0, 0), 2, identity.clone(), &identity).await;
     assert!(

@@ -33,9 +33,11 @@ pub struct Seen {
 }
 
 /// What the relay does with a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Forward,
+    /// Deliver these bytes instead (framed with a valid CRC, as a man in the middle would).
+    Replace(Vec<u8>),
     /// Keep it; [`Relay::release_held`] delivers it later.
     Hold,
     /// Deliver every held message first, then this one: late data that arrives just after a
@@ -170,6 +172,12 @@ impl Relay {
                     match action {
                         Action::Forward | Action::ReleaseHeldThenForward => {
                             let Ok(framed) = frame::encode(&seen.payload) else { continue };
+                            if to.write_all(&framed).and_then(|()| to.flush()).is_err() {
+                                return;
+                            }
+                        }
+                        Action::Replace(bytes) => {
+                            let Ok(framed) = frame::encode(&bytes) else { continue };
                             if to.write_all(&framed).and_then(|()| to.flush()).is_err() {
                                 return;
                             }

@@ -55,7 +55,7 @@ fn ble_btleplug_provisions_through_simulated_bluez_postgres_by_address() -> Resu
 }
 
 #[test]
-fn ble_btleplug_label_with_another_devices_key_is_aborted() -> Result<()> {
+fn adversarial_ble_label_with_another_devices_key_is_aborted() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let dir = dir.path();
     let station = Station::init(dir, Database::sqlite(dir))?;
@@ -76,7 +76,7 @@ fn ble_btleplug_label_with_another_devices_key_is_aborted() -> Result<()> {
 }
 
 #[test]
-fn ble_btleplug_station_with_foreign_root_is_refused() -> Result<()> {
+fn adversarial_ble_station_with_foreign_root_is_refused() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let dir = dir.path();
     let genuine = Station::init(&dir.join("genuine"), Database::sqlite(dir))?;

@@ -567,3 +567,62 @@ fn c2_export_sends_exactly_the_name_or_nothing() -> Result<()> {
     assert_eq!(held.len(), 2);
     Ok(())
 }
+
+/// The error lines of a failed command, without the trace log around them.
+fn error_lines(output: &Output) -> String {
+    stderr(output)
+        .lines()
+        .filter(|l| l.starts_with("error:") || l.starts_with("  caused by:") || l.starts_with("what to do:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn adversarial_c2_slow_garbage_huge_or_foreign_certificate_answers_fail_cleanly_and_lose_nothing() -> Result<()> {
+    use keyfill_e2e::c2::Misbehaviour;
+    let dir = tempfile::tempdir()?;
+    let devices = names("c2-hostile", 2);
+    let (station, _agents) = provisioned(dir.path(), Database::sqlite(dir.path()), &devices)?;
+    let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
+    let impatient = ["--timeout", "2", "--max-attempts", "2"];
+    let cases = [
+        ("slow", Misbehaviour::Stall(Duration::from_secs(5)), "no answer in time"),
+        ("garbage", Misbehaviour::Garbage, "not JSON"),
+        ("huge body", Misbehaviour::HugeBody(64 << 20), "larger than"),
+    ];
+    for (case, misbehaviour, expected) in cases {
+        c2.misbehave(misbehaviour);
+        let started = Instant::now();
+        let (output, _) = export(&station, &c2, &impatient)?;
+        let took = started.elapsed();
+        c2.clear_faults();
+        assert!(!output.status.success(), "{case}: must fail");
+        let said = error_lines(&output);
+        assert!(said.contains(expected), "{case}: {said}");
+        assert!(said.contains("--timeout") || said.contains("--url"), "{case}: says what to do: {said}");
+        assert!(!stderr(&output).contains("panicked"), "{case}");
+        // A liveness bound, not a performance figure: the station gives up and says so.
+        assert!(took < Duration::from_secs(60), "{case}: took {took:?}");
+        assert!(c2.clients()?.is_empty(), "{case}: nothing reached C2");
+    }
+
+    // A server whose certificate another CA signed: refused before any request is sent.
+    let impostor_dir = dir.path().join("impostor");
+    std::fs::create_dir_all(&impostor_dir)?;
+    let impostor = C2Server::start(&impostor_dir, CryptoMode::SymKey)?;
+    let url = impostor.url();
+    let ca = c2.ca_file();
+    let output = station.run(&["export", "c2", "--url", &url, "--ca", ca.to_str().context("ca path")?, "--json"])?;
+    assert!(!output.status.success(), "another CA's certificate must not be trusted");
+    let said = error_lines(&output);
+    assert!(said.contains("certificate") && said.contains("not trusted"), "{said}");
+    assert!(impostor.requests().is_empty(), "no request reached the impostor");
+
+    // Nothing was recorded as exported: the real C2 gets every device on the next run.
+    let (output, report) = export(&station, &c2, &[])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let outcomes = outcomes(&report);
+    assert_eq!(outcomes.len(), devices.len());
+    assert!(outcomes.values().all(|o| o == "created"), "{outcomes:?}");
+    Ok(())
+}

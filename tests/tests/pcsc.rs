@@ -72,7 +72,8 @@ fn pcsc_card_removed_mid_session_is_recorded_then_recovered() -> Result<()> {
 }
 
 #[test]
-fn pcsc_malformed_and_corrupted_apdus_get_status_words_and_provisioning_still_works() -> Result<()> {
+fn adversarial_pcsc_malformed_oversized_and_corrupted_apdus_get_status_words_and_provisioning_still_works() -> Result<()>
+{
     let lease = pcscd::lease()?;
     let dir = tempfile::tempdir()?;
     let (station, agent, reader) = setup(dir.path(), Database::sqlite(dir.path()), "robust-card", &[], &lease)?;
@@ -135,7 +136,7 @@ fn pcsc_malformed_and_corrupted_apdus_get_status_words_and_provisioning_still_wo
 }
 
 #[test]
-fn pcsc_label_with_another_devices_key_is_aborted() -> Result<()> {
+fn adversarial_pcsc_label_with_another_devices_key_is_aborted() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let station = Station::init(dir.path(), Database::sqlite(dir.path()))?;
     let label_source = Agent::init(&dir.path().join("a"), "twin", &station.factory_root_file(), &[])?;
@@ -152,7 +153,7 @@ fn pcsc_label_with_another_devices_key_is_aborted() -> Result<()> {
 }
 
 #[test]
-fn pcsc_station_with_foreign_root_is_refused() -> Result<()> {
+fn adversarial_pcsc_station_with_foreign_root_is_refused() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let genuine = Station::init(&dir.path().join("genuine"), Database::sqlite(dir.path()))?;
     std::fs::create_dir_all(dir.path().join("rogue"))?;

@@ -110,7 +110,7 @@ fn serial_provisioned_device_refuses_a_new_initial_key_until_reset() -> Result<(
 }
 
 #[test]
-fn serial_label_with_another_devices_key_is_aborted() -> Result<()> {
+fn adversarial_serial_label_with_another_devices_key_is_aborted() -> Result<()> {
     on_both_databases(|dir, db| {
         let station = Station::init(dir, db)?;
         // Two devices with the same name: the label of one, the hardware of the other (a clone).
@@ -134,7 +134,7 @@ fn serial_label_with_another_devices_key_is_aborted() -> Result<()> {
 }
 
 #[test]
-fn serial_station_with_foreign_root_is_refused() -> Result<()> {
+fn adversarial_serial_station_with_foreign_root_is_refused() -> Result<()> {
     on_both_databases(|dir, db| {
         let genuine = Station::init(&dir.join("genuine"), Database::sqlite(&dir.join("genuine")))?;
         std::fs::create_dir_all(dir.join("rogue"))?;
@@ -203,7 +203,7 @@ fn serial_pending_device_without_the_key_reconciles_to_failed_and_reprovisions()
 }
 
 #[test]
-fn serial_line_noise_and_oversized_frames_do_not_disturb_provisioning() -> Result<()> {
+fn adversarial_serial_line_noise_and_oversized_frames_do_not_disturb_provisioning() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let dir = dir.path();
     let station = Station::init(dir, Database::sqlite(dir))?;

@@ -63,7 +63,10 @@ pub enum C2Error {
          run the export again once C2's list is still"
     )]
     ListChanged { counted_before: u64, listed: u64, counted_after: u64 },
-    #[error("C2's answer is not what its API documents: {0}")]
+    #[error(
+        "C2's answer is not what its API documents: {0}; check that --url is C2's HTTP gateway (not a proxy's \
+         or another service's page) and that this C2 version is supported"
+    )]
     Protocol(String),
 }
 

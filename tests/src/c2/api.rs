@@ -16,6 +16,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(buffer_body))
+        .layer(middleware::from_fn_with_state(Arc::clone(&shared), misbehave))
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), record_request))
         .with_state(shared)
 }
@@ -29,6 +30,24 @@ async fn record_request(State(shared): State<Arc<Shared>>, request: Request, nex
     let status = response.status().as_u16();
     shared.requests().push(RequestRecord { method, target, decoded_path, status });
     response
+}
+
+/// Spoils the answer as the tests asked: before any handler runs, so nothing is stored.
+async fn misbehave(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let misbehaviour = shared.controls().misbehaviour;
+    match misbehaviour {
+        None => next.run(request).await,
+        Some(Misbehaviour::Stall(delay)) => {
+            tokio::time::sleep(delay).await;
+            next.run(request).await
+        }
+        Some(Misbehaviour::Garbage) => (StatusCode::OK, &b"\x00\xffthis is not json <html>"[..]).into_response(),
+        Some(Misbehaviour::HugeBody(len)) => {
+            let mut body = br#"{"clients":[""#.to_vec();
+            body.resize(len, b'a');
+            (StatusCode::OK, [("content-type", "application/json")], body).into_response()
+        }
+    }
 }
 
 /// Reads the whole body up front, on every route and fallback, so the size limit holds everywhere.

@@ -97,6 +97,18 @@ pub(super) const CLIENT_KEY_LEN: usize = 32;
 /// AES-SIV key length: two AES-256 keys (MAC and CTR).
 pub(super) const SEALING_KEY_LEN: usize = 64;
 
+/// A C2 gone wrong, or a peer pretending to be C2, as [`C2Server::misbehave`] makes it answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Every answer waits this long before its first byte.
+    Stall(Duration),
+    /// Every answer is 200 with a body that is not JSON.
+    Garbage,
+    /// Every answer is 200 with a body of this many bytes, the start of a JSON client list that
+    /// never ends.
+    HugeBody(usize),
+}
+
 /// The E4 mode a C2 instance runs in, as `GET /e4/crypto-mode` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CryptoMode {
@@ -206,12 +218,18 @@ impl C2Server {
         self.shared.controls().rejected_clients.insert(name.to_owned(), rejection);
     }
 
-    /// Clears every injected fault: failing POSTs, rejected clients, the POST delay and clients
-    /// added while paging.
+    /// Clears every injected fault: failing POSTs, rejected clients, the POST delay, clients
+    /// added while paging and misbehaviour.
     pub fn clear_faults(&self) {
         let mut controls = self.shared.controls();
         let (mode, added_while_paging) = (controls.mode, controls.added_while_paging);
         *controls = Controls { mode, added_while_paging, ..Controls::default() };
+    }
+
+    /// From now on every request is answered as `how` says (and nothing is stored), until
+    /// [`C2Server::clear_faults`].
+    pub fn misbehave(&self, how: Misbehaviour) {
+        self.shared.controls().misbehaviour = Some(how);
     }
 
     /// Client POSTs are stored at once but answered only after `delay` (to kill a client while

@@ -100,6 +100,8 @@ pub(super) struct Controls {
     pub(super) add_client_while_paging: bool,
     /// Clients added while paging so far, to name the next one.
     pub(super) added_while_paging: usize,
+    /// How every answer is spoiled, if it is.
+    pub(super) misbehaviour: Option<Misbehaviour>,
 }
 
 impl Default for Controls {
@@ -112,6 +114,7 @@ impl Default for Controls {
             post_delay: Duration::ZERO,
             add_client_while_paging: false,
             added_while_paging: 0,
+            misbehaviour: None,
         }
     }
 }
