@@ -12,7 +12,7 @@ use keyfill_agent::e4client::E4Client;
 use keyfill_agent::identity::DeviceIdentity;
 use keyfill_agent::keystore::{FileKeystore, Keystore, write_atomically};
 use keyfill_agent::mqtt::{DeviceClock, E4Fault, run_mqtt};
-use keyfill_agent::serial::{LinkError, serve_stream};
+use keyfill_agent::serial::{LinkError, serve_stream_as};
 use keyfill_agent::vpcd::{VpcdError, serve_card};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -100,6 +100,10 @@ enum Command {
         /// Inject a fault (tests only).
         #[arg(long, value_enum, hide = true)]
         fault: Option<Fault>,
+        /// Test jig (soak runs, serial only): once a key is confirmed, become a new device
+        /// (a fresh identity named after this one) and append its label to this file.
+        #[arg(long, hide = true, value_name = "FILE")]
+        jig_labels: Option<PathBuf>,
     },
     /// Run the E4 client: apply commands from the control topic, confirm key rotations.
     Mqtt {
@@ -220,7 +224,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!("{payload}");
         }
-        Command::Serve { serial, vpcd, ble, ble_relay, ble_mtu, baud, fault } => {
+        Command::Serve { serial, vpcd, ble, ble_relay, ble_mtu, baud, fault, jig_labels } => {
             let identity = load_identity(&cli.state)?;
             let mut store = keystore(&cli.state);
             let stored = store.load()?;
@@ -233,7 +237,10 @@ async fn run(cli: Cli) -> Result<()> {
             let local_name = identity.name.as_str().to_owned();
             let mut core = AgentCore::new(identity, stored);
             match (serial, vpcd) {
-                (Some(serial), _) => serve_serial(&serial, baud, core, &mut store, fault).await?,
+                (Some(serial), _) => {
+                    let mut jig = jig_labels.map(|labels| Jig { state: cli.state.clone(), labels });
+                    serve_serial(&serial, baud, core, &mut store, fault, jig.as_mut()).await?
+                }
                 (None, Some(address)) => serve_vpcd(&address, core, &mut store, fault).await?,
                 (None, None) if ble => serve_ble(&local_name, &mut core, &mut store, fault).await?,
                 (None, None) if ble_relay.is_some() => {
@@ -312,19 +319,66 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// A test jig keying one board after another through the same link (`serve --jig-labels`).
+struct Jig {
+    state: PathBuf,
+    labels: PathBuf,
+}
+
+impl Jig {
+    /// Once `core` has stored and confirmed a key (the confirmation is on the link by now),
+    /// the next board: a fresh identity named after this one, written to the state directory
+    /// (key erased), its label appended to the file.
+    fn next_device(&mut self, core: &AgentCore) -> Result<Option<AgentCore>> {
+        if core.stored_key_id().is_none() {
+            return Ok(None);
+        }
+        let current = load_identity(&self.state)?;
+        let base = current.name.as_str().split("~").next().unwrap_or("board");
+        let suffix: [u8; 4] = rand_suffix()?;
+        let name = keyfill_formats::DeviceName::parse(&format!("{base}~{}", hex::encode(suffix)))
+            .context("the jig's next device name")?;
+        let secret_mode = matches!(current.credential, keyfill_agent::identity::DeviceCredential::SetupSecret(_));
+        let next = DeviceIdentity::generate(name, &current.serial_number, current.factory_root, secret_mode)?;
+        let payload = next.onboarding_payload().encode()?;
+        erase_key(&self.state)?;
+        write_atomically(&identity_path(&self.state), next.to_json()?.as_bytes()).context("cannot write identity")?;
+        let mut labels = std::fs::OpenOptions::new().create(true).append(true).open(&self.labels)?;
+        std::io::Write::write_all(&mut labels, format!("{payload}\n").as_bytes())?;
+        info!(device = %next.device_id, "jig: the next board is on the link");
+        Ok(Some(AgentCore::new(next, None)))
+    }
+}
+
+fn rand_suffix() -> Result<[u8; 4]> {
+    let mut bytes = [0u8; 4];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
+    Ok(bytes)
+}
+
 async fn serve_serial(
     serial: &Path,
     baud: u32,
     mut core: AgentCore,
     store: &mut FileKeystore,
     fault: FaultInjection,
+    mut jig: Option<&mut Jig>,
 ) -> Result<()> {
     info!(device = %core.device_id(), port = %serial.display(), "serving provisioning on a serial port");
     loop {
         let builder = tokio_serial::new(serial.to_string_lossy(), baud);
         let mut port = tokio_serial::SerialStream::open(&builder)
             .with_context(|| format!("cannot open serial port {}", serial.display()))?;
-        match serve_stream(&mut port, &mut core, store, fault).await {
+        let mut next_device = |core: &AgentCore| match jig.as_deref_mut().map(|jig| jig.next_device(core)) {
+            Some(Ok(next)) => next,
+            Some(Err(error)) => {
+                warn!(error = %format!("{error:#}"), "jig: cannot make the next board");
+                None
+            }
+            None => None,
+        };
+        match serve_stream_as(&mut port, &mut core, store, fault, &mut next_device).await {
             Err(LinkError::Closed) => info!("link closed; reopening"),
             Err(error) => warn!(%error, "link error; reopening"),
             Ok(()) => {}

@@ -32,6 +32,22 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     K: Keystore,
 {
+    serve_stream_as(stream, core, keystore, fault, &mut |_| None).await
+}
+
+/// [`serve_stream`], where after every exchange `next_device` may put another device in the
+/// core's place: a test jig keying a stream of boards through one link, for soak runs.
+pub async fn serve_stream_as<S, K>(
+    stream: &mut S,
+    core: &mut AgentCore,
+    keystore: &mut K,
+    fault: FaultInjection,
+    next_device: &mut (dyn FnMut(&AgentCore) -> Option<AgentCore> + Send),
+) -> Result<(), LinkError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    K: Keystore,
+{
     let mut decoder = FrameDecoder::new();
     let mut buffer = [0u8; 512];
     loop {
@@ -66,6 +82,9 @@ where
                 }
                 Err(error) => warn!(%error, "message does not fit a frame"),
             }
+        }
+        if let Some(next) = next_device(core) {
+            *core = next;
         }
     }
 }
