@@ -117,10 +117,29 @@ pub fn rotate_fleet(size: usize, window: usize, extra: &[&str]) -> Result<FleetR
 
 /// Records `size` provisioned devices with fresh keys; returns their E4 clients.
 async fn fill_inventory(station: &Station, prefix: &str, size: usize) -> Result<HashMap<String, E4Client>> {
+    let mut clients = HashMap::new();
+    record_fleet(station, prefix, size, |id, state| {
+        clients.insert(id.to_hex(), E4Client::new(id, state, 3600));
+    })
+    .await?;
+    Ok(clients)
+}
+
+/// Devices recorded in one transaction: a commit per device would make a million take hours.
+const FLEET_BATCH: usize = 1000;
+
+/// Records `size` devices named `PREFIX-NNNNN` as provisioned with fresh sealed keys, straight
+/// into the inventory (no link, no agent), and hands each device's key to `each`.
+pub async fn record_fleet(
+    station: &Station,
+    prefix: &str,
+    size: usize,
+    mut each: impl FnMut(DeviceId, StoredKey),
+) -> Result<()> {
     let unlocked = StationHome::new(&station.home).unlock(PASSPHRASE)?;
     let inventory = Inventory::open(station.db.url()).await?;
     let station_id = hex::encode(unlocked.info.station_id);
-    let mut clients = HashMap::new();
+    let mut tx = inventory.pool().begin().await?;
     for index in 0..size {
         let name = format!("{prefix}-{index:05}");
         let id = DeviceId::from_name(&name);
@@ -137,7 +156,6 @@ async fn fill_inventory(station: &Station, prefix: &str, size: usize) -> Result<
             model: None,
         };
         let key_id_hex = hex::encode(key_id);
-        let mut tx = inventory.pool().begin().await?;
         devices::begin_provisioning(&mut tx, &record, &key_id_hex, "serial", "fleet").await?;
         keys::insert(
             &mut tx,
@@ -151,7 +169,10 @@ async fn fill_inventory(station: &Station, prefix: &str, size: usize) -> Result<
         .await?;
         keys::mark_active(&mut tx, &key_id_hex).await?;
         devices::mark_provisioned(&mut tx, &id.to_hex(), &key_id_hex, "serial", "fleet").await?;
-        tx.commit().await?;
+        if (index + 1) % FLEET_BATCH == 0 {
+            tx.commit().await?;
+            tx = inventory.pool().begin().await?;
+        }
         let state = StoredKey {
             key_id,
             key,
@@ -159,10 +180,11 @@ async fn fill_inventory(station: &Station, prefix: &str, size: usize) -> Result<
             issued_at: unix_now(),
             e4: E4Keys::default(),
         };
-        clients.insert(id.to_hex(), E4Client::new(id, state, 3600));
+        each(id, state);
     }
+    tx.commit().await?;
     inventory.close().await;
-    Ok(clients)
+    Ok(())
 }
 
 /// One farm connection: answers its devices' control topics until each has switched keys.
