@@ -29,6 +29,10 @@ use std::time::{Duration, Instant};
 /// (SQLite's page cache and allocator arenas settle during warm-up).
 const STATION_RSS_GROWTH_KIB: u64 = 16 * 1024;
 const AGENT_RSS_GROWTH_KIB: u64 = 2 * 1024;
+/// The station's SQLite pool opens its connections (at most 4, two descriptors each: the
+/// database and its write-ahead log) as it needs them, so its descriptor count may still rise
+/// after warm-up by this much, on files already open; nothing else may be opened and kept.
+const STATION_POOL_DESCRIPTORS: usize = 4 * 2;
 
 fn count(variable: &str, default: usize) -> usize {
     std::env::var(variable).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -52,21 +56,27 @@ fn resident_kib(pid: u32) -> Result<u64> {
     line.split_whitespace().nth(1).context("VmRSS value")?.parse().context("VmRSS number")
 }
 
-fn open_descriptors(pid: u32) -> Result<usize> {
-    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+/// What each open descriptor of `pid` points at (a path, `socket:[…]`, `anon_inode:…`), sorted.
+fn open_descriptors(pid: u32) -> Result<Vec<String>> {
+    let mut targets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))?
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .collect();
+    targets.sort();
+    Ok(targets)
 }
 
 /// One reading of a process.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Reading {
     done: usize,
     rss_kib: u64,
-    fds: usize,
+    descriptors: Vec<String>,
 }
 
 impl Reading {
     fn of(pid: u32, done: usize) -> Result<Self> {
-        Ok(Reading { done, rss_kib: resident_kib(pid)?, fds: open_descriptors(pid)? })
+        Ok(Reading { done, rss_kib: resident_kib(pid)?, descriptors: open_descriptors(pid)? })
     }
 }
 
@@ -77,32 +87,73 @@ struct Series {
 }
 
 impl Series {
-    /// RSS growth and descriptor change from the reading after warm-up to the last.
-    fn drift(&self) -> Option<(i64, i64)> {
+    /// RSS growth from the reading after warm-up to the last, the change in the number of open
+    /// descriptors, and what the last reading has open that the one after warm-up had not (and
+    /// the other way round).
+    fn drift(&self) -> Option<(i64, i64, Vec<String>)> {
         let settled = self.readings.get(self.readings.len() / 4)?;
         let last = self.readings.last()?;
-        Some((last.rss_kib as i64 - settled.rss_kib as i64, last.fds as i64 - settled.fds as i64))
+        let count = last.descriptors.len() as i64 - settled.descriptors.len() as i64;
+        let mut changed: Vec<String> =
+            last.descriptors.iter().filter(|d| !settled.descriptors.contains(d)).map(|d| format!("+{d}")).collect();
+        changed.extend(settled.descriptors.iter().filter(|d| !last.descriptors.contains(d)).map(|d| format!("-{d}")));
+        Some((last.rss_kib as i64 - settled.rss_kib as i64, count, changed))
     }
 
     fn print(&self, what: &str) {
         let line: Vec<String> =
-            self.readings.iter().map(|r| format!("{}:{}K/{}fd", r.done, r.rss_kib, r.fds)).collect();
+            self.readings.iter().map(|r| format!("{}:{}K/{}fd", r.done, r.rss_kib, r.descriptors.len())).collect();
         println!("{what}: {}", line.join(" "));
     }
 }
 
-/// Waits until the jig has written `count` labels and returns the last.
-fn label_number(labels: &Path, count: usize) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(labels).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        if lines.len() >= count {
-            return Ok(lines[count - 1].to_owned());
-        }
-        ensure!(Instant::now() < deadline, "the jig wrote {} labels, not {count}", lines.len());
-        std::thread::sleep(Duration::from_millis(2));
+/// The labels the jig appends to its file, read as they come.
+struct JigLabels {
+    file: std::fs::File,
+    pending: Vec<u8>,
+}
+
+impl JigLabels {
+    fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).read(true).open(path)?;
+        Ok(JigLabels { file, pending: Vec::new() })
     }
+
+    /// Waits for the next whole line (the jig may be halfway through appending it).
+    fn next(&mut self) -> Result<String> {
+        use std::io::Read;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                return Ok(String::from_utf8(line)?.trim_end().to_owned());
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.file.read(&mut chunk)?;
+            self.pending.extend_from_slice(&chunk[..n]);
+            if n == 0 {
+                ensure!(Instant::now() < deadline, "the jig wrote no next label");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+}
+
+/// Prints every agent life's readings; each life long enough to judge stays within the bounds:
+/// RSS, and exactly the same descriptors.
+fn check_agent_lives(lives: &[Series]) -> Result<()> {
+    for (life, series) in lives.iter().enumerate() {
+        series.print(&format!("agent life {life}"));
+    }
+    for (life, series) in lives.iter().enumerate() {
+        if series.readings.len() >= 4
+            && let Some((rss, count, opened)) = series.drift()
+        {
+            ensure!(rss <= AGENT_RSS_GROWTH_KIB as i64, "agent life {life}: RSS grew {rss} KiB");
+            ensure!(count == 0 && opened.is_empty(), "agent life {life}: descriptors {count:+} {opened:?}");
+        }
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,12 +175,15 @@ async fn soak_provisioning_over_one_serial_link_keeps_memory_and_descriptors_fla
     let labels = dir.join("jig-labels.txt");
     let jig = ["--jig-labels".to_owned(), labels.to_string_lossy().into_owned()];
     let jig: Vec<&str> = jig.iter().map(String::as_str).collect();
+    let mut next_label = JigLabels::open(&labels)?;
     let mut agent = Agent::init(dir, "soak-board", &cli.factory_root_file(), &[])?;
     agent.serve(&pty.device_side, &jig)?;
     let mut link = open_serial(&pty.station_side, 115_200)?;
 
     let me = std::process::id();
+    // The station over the whole run; each agent life (100-400 sessions) often enough to judge.
     let sample_every = (total / 40).max(1);
+    let sample_agent_every = (total / 400).max(1);
     let mut station_series = Series::default();
     let mut agent_lives: Vec<Series> = vec![Series::default()];
     let mut next_restart = restart_interval(&mut rng, total);
@@ -137,7 +191,8 @@ async fn soak_provisioning_over_one_serial_link_keeps_memory_and_descriptors_fla
     let mut slowest = Duration::ZERO;
     let started = Instant::now();
     for done in 0..total {
-        let payload = OnboardingPayload::parse(&label)?;
+        let payload =
+            OnboardingPayload::parse(&label).with_context(|| format!("provisioning {done}: label {label:?}"))?;
         let began = Instant::now();
         let report = station.provision(&mut link, &payload, |_| {}).await;
         slowest = slowest.max(began.elapsed());
@@ -146,9 +201,11 @@ async fn soak_provisioning_over_one_serial_link_keeps_memory_and_descriptors_fla
             Ok(report) => bail!("seed {seed}, provisioning {done}: ended {:?}", report.device.state),
             Err(error) => bail!("seed {seed}, provisioning {done}: {error}"),
         }
-        label = label_number(&labels, done + 1)?;
+        label = next_label.next().with_context(|| format!("after provisioning {done}"))?;
         if (done + 1) % sample_every == 0 {
             station_series.readings.push(Reading::of(me, done + 1)?);
+        }
+        if (done + 1) % sample_agent_every == 0 {
             let pid = agent.pid().context("the agent serves")?;
             agent_lives.last_mut().context("a life")?.readings.push(Reading::of(pid, done + 1)?);
         }
@@ -165,25 +222,18 @@ async fn soak_provisioning_over_one_serial_link_keeps_memory_and_descriptors_fla
     ensure!(devices.len() == total, "{} records for {total} provisionings", devices.len());
     ensure!(devices.iter().all(|d| d["state"] == "provisioned"), "a record is not provisioned");
     station_series.print("station (this process)");
-    let (station_rss, station_fds) = station_series.drift().context("station readings")?;
+    let (station_rss, station_count, station_opened) = station_series.drift().context("station readings")?;
     println!(
-        "soak: {total} provisionings in {:.0} s ({:.1}/s), slowest {} ms, {} agent restarts; station RSS drift {station_rss} KiB, fds {station_fds:+}",
+        "soak: {total} provisionings in {:.0} s ({:.1}/s), slowest {} ms, {} agent restarts; station RSS drift {station_rss} KiB, descriptors {station_count:+} {station_opened:?}",
         took.as_secs_f64(),
         total as f64 / took.as_secs_f64(),
         slowest.as_millis(),
         agent_lives.len() - 1
     );
+    check_agent_lives(&agent_lives)?;
     ensure!(station_rss <= STATION_RSS_GROWTH_KIB as i64, "station RSS grew {station_rss} KiB");
-    ensure!(station_fds == 0, "station descriptors changed by {station_fds}");
-    for (life, series) in agent_lives.iter().enumerate() {
-        series.print(&format!("agent life {life}"));
-        if series.readings.len() >= 4
-            && let Some((rss, fds)) = series.drift()
-        {
-            ensure!(rss <= AGENT_RSS_GROWTH_KIB as i64, "agent life {life}: RSS grew {rss} KiB");
-            ensure!(fds == 0, "agent life {life}: descriptors changed by {fds}");
-        }
-    }
+    ensure!(station_opened.is_empty(), "station descriptors changed: {station_opened:?}");
+    ensure!(station_count <= STATION_POOL_DESCRIPTORS as i64, "station descriptors grew by {station_count}");
     // The slowest session still ended within the station's own timeouts: nothing hung.
     ensure!(slowest < Duration::from_secs(30), "a provisioning took {slowest:?}");
     Ok(())
@@ -238,15 +288,7 @@ fn soak_rotation_of_one_device_keeps_the_agent_flat() -> Result<()> {
         slowest.as_millis(),
         lives.len() - 1
     );
-    for (life, series) in lives.iter().enumerate() {
-        series.print(&format!("agent life {life}"));
-        if series.readings.len() >= 4
-            && let Some((rss, fds)) = series.drift()
-        {
-            ensure!(rss <= AGENT_RSS_GROWTH_KIB as i64, "agent life {life}: RSS grew {rss} KiB");
-            ensure!(fds == 0, "agent life {life}: descriptors changed by {fds}");
-        }
-    }
+    check_agent_lives(&lives)?;
     ensure!(slowest < Duration::from_secs(30), "a rotation took {slowest:?}");
     Ok(())
 }
