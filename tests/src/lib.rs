@@ -9,6 +9,7 @@ pub mod labels;
 pub mod mqtt_proxy;
 pub mod pcscd;
 pub mod relay;
+pub mod soak;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
