@@ -179,6 +179,19 @@ fn seal_manifest(
     Ok(file)
 }
 
+/// [`seal_manifest`] for the fuzz targets, which seal a manifest and a plaintext of their own
+/// choosing so that the importer's checks behind the signature and the AEAD are reached
+/// (`fuzz/fuzz_targets/bundle_open.rs`). Exists only in `cargo fuzz` builds (`--cfg fuzzing`).
+#[cfg(fuzzing)]
+pub fn seal_manifest_for_fuzzing(
+    signer: &BundleSigner,
+    manifest: &Manifest,
+    plaintext: &[u8],
+    ephemeral_ikm: &[u8; 32],
+) -> Result<Vec<u8>, SealBundleError> {
+    seal_manifest(signer, manifest, plaintext, ephemeral_ikm)
+}
+
 /// Parses and verifies a bundle without decrypting it: the signer certificate against the
 /// pinned `factory_root` (Ed25519 public key), the signature, the manifest's station and
 /// creation time. `now_ms` is the importer's clock, Unix milliseconds.

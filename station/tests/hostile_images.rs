@@ -3,6 +3,8 @@
 //! decompression bomb within the pixel limit. Each must be refused before its pixels are decoded:
 //! the tests check the kind of refusal, which is decided from the file's length or the image's
 //! header, never how long it took. `keyfill scan` is run as its user would, for its exit codes.
+//! Inputs on which the `image_file` fuzz target made a decoder panic (`fuzz_` tests) must be
+//! refused as damaged images.
 
 use image::{GrayImage, Luma};
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload};
@@ -182,6 +184,28 @@ fn hostile_decompression_bomb_within_the_pixel_limit_is_refused_for_its_memory()
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Found by the `image_file` fuzz target (docs/fuzzing.md): a 4×2 indexed-colour PNG whose PLTE
+/// chunk is 85 bytes long, not a multiple of 3. png 0.18.1 panics expanding such a palette.
+const FUZZ_PALETTE_PNG: &str = concat!(
+    "89504e470d0a1a0a0000000d494844520000000400000002080300000048768d5100000055504c5445000306090c0f12",
+    "15181b1e2124272a2d303336393c3f4245484b4e5154575a5d606366696c6f7275787b7e8184878a8d909396999c9fa2",
+    "a5a8abaeb1b4b7babdc0c3c6c9cccfd2d5d8dbdee1e4e7eaedf0f3f6f9fc13164b7a000000124944415478da636050f5",
+    "ca67e03608ad020007b201e9290e21630000000049454e44ae426082",
+);
+
+#[test]
+fn hostile_fuzz_png_palette_not_a_multiple_of_3_is_refused_not_a_crash() {
+    let bytes = hex::decode(FUZZ_PALETTE_PNG).unwrap_or_else(|e| panic!("{e}"));
+    let dir = temp_dir();
+    let path = dir.path().join("palette.png");
+    std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+    let read = read(&path);
+    assert!(matches!(read, Err(ImageFileError::Decode { .. })), "{read:?}");
+    // Camera frames take the same path.
+    let decoded = keyfill_station::scan::image_file::decode_image(&bytes, None, &ImageLimits::DEFAULT);
+    assert!(matches!(decoded, Err(ImageFileError::Decode { .. })), "{decoded:?}");
 }
 
 #[test]

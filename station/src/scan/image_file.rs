@@ -7,6 +7,7 @@
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits};
 use std::io::{Cursor, Read};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -199,8 +200,27 @@ fn reader(bytes: &[u8], format: Option<ImageFormat>) -> Result<ImageReader<Curso
     }
 }
 
-/// Header first: the dimensions are checked before the decoder is asked for a single pixel.
+/// [`decode_unguarded`], with a decoder's panic turned into a refusal. The decoders are
+/// third-party code run on hostile input, and some panic instead of failing: png 0.18.1 does on
+/// a PLTE chunk whose length is not a multiple of 3 (found by the `image_file` fuzz target;
+/// fixed upstream in image-rs/image-png#682, not yet released). Like the QR decoders
+/// (`scan::decoders`), they run under `catch_unwind`, which needs the default
+/// `panic = "unwind"`; the panic hook still prints the message on stderr.
 fn decode(bytes: &[u8], format: Option<ImageFormat>, limits: &ImageLimits) -> Result<DynamicImage, Refusal> {
+    // The decoders own everything they touch and only read `bytes`: nothing observable is left
+    // half-updated when they unwind.
+    catch_unwind(AssertUnwindSafe(|| decode_unguarded(bytes, format, limits))).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(Refusal::Decode(format!("the image decoder failed on it ({message})")))
+    })
+}
+
+/// Header first: the dimensions are checked before the decoder is asked for a single pixel.
+fn decode_unguarded(bytes: &[u8], format: Option<ImageFormat>, limits: &ImageLimits) -> Result<DynamicImage, Refusal> {
     // Without the image crate's dimension limits here, so that an image too large is refused
     // with its size, which the operator needs to know.
     let mut header = reader(bytes, format)?;
