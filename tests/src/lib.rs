@@ -432,6 +432,17 @@ impl Agent {
         Ok(Some(hex::decode(hex_key)?))
     }
 
+    /// Waits until the agent reports it uses `key_id` (it erases the old key on the station's
+    /// follow-up under the new key).
+    pub fn wait_for_key(&self, key_id: &serde_json::Value) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.status()?["key_id"] != *key_id {
+            anyhow::ensure!(Instant::now() < deadline, "the agent never switched to {key_id}: {}", self.status()?);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     pub fn log(&self) -> Vec<u8> {
         std::fs::read(&self.log).unwrap_or_default()
     }
@@ -445,6 +456,23 @@ impl Drop for Agent {
 
 /// The Mosquitto broker the tests use.
 pub const BROKER: &str = "mqtt://127.0.0.1:1883";
+
+/// Publishes `payload` on `topic` at QoS 1 from a client of its own, as anyone on the broker could.
+pub fn publish_raw(topic: &str, payload: &[u8]) -> Result<()> {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let (host, port) = keyfill_station::rotation::parse_broker(BROKER)?;
+    let mut options = MqttOptions::new(unique_name("keyfill-peer"), host, port);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut connection) = Client::new(options, 10);
+    client.publish(topic, QoS::AtLeastOnce, false, payload.to_vec())?;
+    for event in connection.iter() {
+        if let Event::Incoming(Packet::PubAck(_)) = event? {
+            client.disconnect()?;
+            return Ok(());
+        }
+    }
+    bail!("the broker closed the connection before acknowledging")
+}
 
 /// A device name unique to this run: retained messages outlive test runs on the broker.
 pub fn unique_name(prefix: &str) -> String {

@@ -10,12 +10,12 @@
 //!   kept, the current key unchanged.
 
 use anyhow::{Context, Result};
-use keyfill_e2e::{Agent, BROKER, Database, Station, provisioned_device, unique_name};
+use keyfill_e2e::{Agent, BROKER, Database, Station, provisioned_device, publish_raw, unique_name};
 use keyfill_formats::DeviceId;
 use keyfill_formats::e4::{self, Command, keyfill::confirm_topic};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -87,31 +87,6 @@ impl Drop for Recorder {
     }
 }
 
-/// Publishes `payload` on `topic` at QoS 1 from a client of its own, as anyone on the broker could.
-fn publish_raw(topic: &str, payload: &[u8]) -> Result<()> {
-    let (host, port) = keyfill_station::rotation::parse_broker(BROKER)?;
-    let mut options = MqttOptions::new(unique_name("keyfill-attacker"), host, port);
-    options.set_keep_alive(Duration::from_secs(5));
-    let (client, mut connection) = Client::new(options, 10);
-    client.publish(topic, QoS::AtLeastOnce, false, payload.to_vec())?;
-    for event in connection.iter() {
-        if let Event::Incoming(Packet::PubAck(_)) = event? {
-            client.disconnect()?;
-            return Ok(());
-        }
-    }
-    anyhow::bail!("the broker closed the connection before acknowledging")
-}
-
-fn wait_for_agent_key(agent: &Agent, key_id: &serde_json::Value) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while agent.status()?["key_id"] != *key_id {
-        anyhow::ensure!(Instant::now() < deadline, "the agent never switched to {key_id}: {}", agent.status()?);
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
-}
-
 /// Gives the agent time to receive and judge what was just published.
 fn settle() {
     std::thread::sleep(Duration::from_secs(2));
@@ -128,7 +103,7 @@ fn adversarial_mqtt_replayed_set_id_key_is_ignored_and_the_device_keeps_its_key(
     let output = rotate(&station, &name, &["--first-wait", "1", "--max-attempts", "6"])?;
     assert!(output.status.success(), "{}", stderr(&output));
     let rotated = record_of(&station, &name)?;
-    wait_for_agent_key(&agent, &rotated["key_id"])?;
+    agent.wait_for_key(&rotated["key_id"])?;
     let held = agent.key_bytes()?.context("the device holds its key")?;
     let recorded = recorder.on(&control);
     assert!(!recorded.is_empty(), "the rotation's commands were seen on the broker");
@@ -146,7 +121,7 @@ fn adversarial_mqtt_replayed_set_id_key_is_ignored_and_the_device_keeps_its_key(
     assert!(output.status.success(), "{}", stderr(&output));
     let again = record_of(&station, &name)?;
     assert_ne!(again["key_id"], rotated["key_id"]);
-    wait_for_agent_key(&agent, &again["key_id"])?;
+    agent.wait_for_key(&again["key_id"])?;
     Ok(())
 }
 

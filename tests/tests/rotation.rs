@@ -2,7 +2,9 @@
 //! `keyfill-agent mqtt` over the Mosquitto broker on 127.0.0.1:1883.
 
 use anyhow::Result;
-use keyfill_e2e::{Agent, BROKER, Database, Station, contains_key, provisioned_device, read_tree, unique_name};
+use keyfill_e2e::{
+    Agent, BROKER, Database, Station, contains_key, provisioned_device, publish_raw, read_tree, unique_name,
+};
 use std::time::{Duration, Instant};
 
 fn stderr(output: &std::process::Output) -> String {
@@ -21,17 +23,6 @@ fn rotate(station: &Station, name: &str, schedule: &[&str]) -> Result<std::proce
     station.run(&args)
 }
 
-/// Waits until the agent reports it uses `key_id` (it erases the old key on the station's
-/// follow-up under the new key).
-fn wait_for_agent_key(agent: &Agent, key_id: &serde_json::Value) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while agent.status()?["key_id"] != *key_id {
-        anyhow::ensure!(Instant::now() < deadline, "the agent never switched to {key_id}: {}", agent.status()?);
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
-}
-
 fn assert_rotated(station: &Station, agent: &Agent, name: &str, old_key_id: &serde_json::Value) -> Result<()> {
     let record = device(station, name)?;
     assert_eq!(record["rotation"], "active", "{record}");
@@ -39,7 +30,7 @@ fn assert_rotated(station: &Station, agent: &Agent, name: &str, old_key_id: &ser
     let kinds: Vec<&str> =
         record["history"].as_array().expect("history").iter().filter_map(|e| e["kind"].as_str()).collect();
     assert!(kinds.contains(&"rotated"), "{kinds:?}");
-    wait_for_agent_key(agent, &record["key_id"])?;
+    agent.wait_for_key(&record["key_id"])?;
     assert_eq!(agent.status()?["rotation_pending"], false);
     Ok(())
 }
@@ -186,23 +177,6 @@ fn rotation_without_any_answer_ends_rotation_failed_with_both_keys_kept() -> Res
     let record = device(&station, &name)?;
     assert_eq!(record["rotation"], "active", "{record}");
     Ok(())
-}
-
-/// Publishes `payload` on `topic` at QoS 1 from a client of its own, as anyone on the broker could.
-fn publish_raw(topic: &str, payload: &[u8]) -> Result<()> {
-    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-    let (host, port) = keyfill_station::rotation::parse_broker(BROKER)?;
-    let mut options = MqttOptions::new(unique_name("keyfill-forger"), host, port);
-    options.set_keep_alive(Duration::from_secs(5));
-    let (client, mut connection) = Client::new(options, 10);
-    client.publish(topic, QoS::AtLeastOnce, false, payload.to_vec())?;
-    for event in connection.iter() {
-        if let Event::Incoming(Packet::PubAck(_)) = event? {
-            client.disconnect()?;
-            return Ok(());
-        }
-    }
-    anyhow::bail!("the broker closed the connection before acknowledging")
 }
 
 #[test]

@@ -37,11 +37,7 @@ fn soak_rotation_of_one_device_keeps_the_agent_flat() -> Result<()> {
             serde_json::from_slice(&station.run(&["devices", "show", &name, "--json"])?.stdout)?;
         ensure!(record["rotation"] == "active" && record["key_id"] != last_key, "rotation {done}: {record}");
         last_key = record["key_id"].clone();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while agent.status()?["key_id"] != last_key {
-            ensure!(Instant::now() < deadline, "rotation {done}: the agent did not switch keys");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        agent.wait_for_key(&last_key).with_context(|| format!("rotation {done}"))?;
         if (done + 1) % sample_every == 0 {
             let pid = agent.pid().context("the agent runs")?;
             lives.last_mut().context("a life")?.readings.push(Reading::of(pid, done + 1)?);
