@@ -2,19 +2,28 @@
 //! C2 operator's X25519 key with HPKE and signed by the station's certified bundle-signing key.
 //!
 //! ```text
-//! bundle      = ["keyfill-c2-bundle", 1, signed_body: bytes, signature: bytes(64)]
-//! signed_body = [1, kem_id, kdf_id, aead_id, manifest: bytes, signer_certificate: bytes,
+//! file        = part, part, …            (version 2: a CBOR sequence; version 1: one part)
+//! part        = ["keyfill-c2-bundle", version, signed_body: bytes, signature: bytes(64)]
+//! signed_body = [version, kem_id, kdf_id, aead_id, manifest: bytes, signer_certificate: bytes,
 //!                enc: bytes(32), ciphertext: bytes]
-//! manifest    = [1, bundle_id(16), station_id(16), station_name, created_at_ms, count,
-//!                earliest_provisioned_at_ms, latest_provisioned_at_ms, crypto_mode,
-//!                recipient_public(32)]
+//! manifest v2 = [2, bundle_id(16), part_index, last_part, station_id(16), station_name,
+//!                created_at_ms, count, earliest_provisioned_at_ms, latest_provisioned_at_ms,
+//!                crypto_mode, recipient_public(32)]
+//! manifest v1 = the same without part_index and last_part
 //! plaintext   = [entry, …]
 //! entry       = [name, device_id(16), key_id(16), provisioned_at_ms, from_rotation, key(32)]
 //! ```
 //!
-//! The signature covers [`SIGNING_CONTEXT`] ‖ `signed_body`; the HPKE AEAD's associated data is
-//! the exact `manifest` bytes. This module is pure data: the HPKE and Ed25519 calls live in the
-//! station (`keyfill_station::bundle`). docs/formats.md §13 is the full specification.
+//! Each part is sealed and signed on its own, so that a reader holds one part at a time; the
+//! signed part index and last-part flag make dropping, reordering, repeating or truncating parts
+//! detectable ([`series`]). The signature covers the version's signing context ‖ `signed_body`;
+//! the HPKE AEAD's associated data is the exact `manifest` bytes. This module is pure data: the
+//! HPKE and Ed25519 calls live in the station (`keyfill_station::bundle`). docs/formats.md §13 is
+//! the full specification.
+
+mod series;
+
+pub use series::{MAX_PART_PREFIX_LEN, MAX_SERIES_PARTS, SeriesCheck, SeriesManifest, part_len};
 
 use crate::cbor::{self, CborError, Reader, Writer};
 use crate::cert::{self, BundleSignerCertificate, CertificateError};
@@ -28,22 +37,27 @@ use zeroize::Zeroizing;
 
 /// First element of every bundle, so that another CBOR file is refused by name.
 pub const FORMAT_TAG: &str = "keyfill-c2-bundle";
-pub const VERSION: u64 = 1;
+/// The version written: a file of one or more parts.
+pub const VERSION: u64 = 2;
+/// The first version: a file of exactly one bundle, still read.
+pub const VERSION_1: u64 = 1;
 /// HPKE (RFC 9180) suite: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305, base mode.
 pub const HPKE_KEM_ID: u16 = 0x0020;
 pub const HPKE_KDF_ID: u16 = 0x0001;
 pub const HPKE_AEAD_ID: u16 = 0x0003;
-/// HPKE `info`: binds the key schedule to this use.
-pub const HPKE_INFO: &[u8] = b"keyfill c2 bundle v1";
-/// Domain separation for the station's Ed25519 signature over `signed_body`.
-pub const SIGNING_CONTEXT: &[u8] = b"keyfill c2 bundle signature v1\0";
+/// HPKE `info` of version 1 and 2: binds the key schedule to this use and version.
+pub const HPKE_INFO_V1: &[u8] = b"keyfill c2 bundle v1";
+pub const HPKE_INFO_V2: &[u8] = b"keyfill c2 bundle v2";
+/// Domain separation for the station's Ed25519 signature over `signed_body`, per version.
+pub const SIGNING_CONTEXT_V1: &[u8] = b"keyfill c2 bundle signature v1\0";
+pub const SIGNING_CONTEXT_V2: &[u8] = b"keyfill c2 bundle signature v2\0";
 /// Length of the HPKE encapsulated key (an X25519 public key).
 pub const ENC_LEN: usize = 32;
 /// Length of the ChaCha20-Poly1305 tag at the end of the ciphertext.
 pub const AEAD_TAG_LEN: usize = 16;
-/// Largest bundle file accepted or written.
+/// Largest part (a whole version 1 file) accepted or written.
 pub const MAX_BUNDLE_LEN: usize = 64 * 1024 * 1024;
-/// Most entries in one bundle. The largest entry (a 255-byte name) encodes to
+/// Most entries in one part. The largest entry (a 255-byte name) encodes to
 /// [`MAX_ENCODED_ENTRY`] bytes, so this many always fit in [`MAX_BUNDLE_LEN`].
 pub const MAX_ENTRIES: u64 = 150_000;
 /// Encoded size of an entry with a 255-byte name and a 9-byte timestamp.
@@ -54,6 +68,31 @@ pub const MAX_MANIFEST_LEN: usize = 512;
 const MAX_CRYPTO_MODE_LEN: usize = 16;
 
 const _: () = assert!(MAX_ENTRIES as usize * MAX_ENCODED_ENTRY + 4096 <= MAX_BUNDLE_LEN);
+
+/// The HPKE `info` of a version, `None` for a version this module does not know.
+pub fn hpke_info(version: u64) -> Option<&'static [u8]> {
+    match version {
+        VERSION_1 => Some(HPKE_INFO_V1),
+        VERSION => Some(HPKE_INFO_V2),
+        _ => None,
+    }
+}
+
+/// The signing context of a version, `None` for a version this module does not know.
+pub fn signing_context(version: u64) -> Option<&'static [u8]> {
+    match version {
+        VERSION_1 => Some(SIGNING_CONTEXT_V1),
+        VERSION => Some(SIGNING_CONTEXT_V2),
+        _ => None,
+    }
+}
+
+fn known_version(version: u64) -> Result<u64, BundleError> {
+    match version {
+        VERSION_1 | VERSION => Ok(version),
+        _ => Err(BundleError::UnsupportedVersion { version }),
+    }
+}
 
 #[derive(Debug, Error, PartialEq, Eq, Clone)]
 #[non_exhaustive]
@@ -95,6 +134,28 @@ pub enum BundleError {
     DeviceIdMismatch { name: String },
     #[error("client {name:?}: the key is all zero, which E4 forbids")]
     ZeroKey { name: String },
+    #[error(
+        "the file ends inside a part ({len} bytes of part {index} present, {needed} needed): it was cut short: copy the whole file again"
+    )]
+    Truncated { index: u64, len: usize, needed: usize },
+    #[error("the file holds no part")]
+    NoPart,
+    #[error(
+        "part {position} of the file says it is part {claimed}: parts were dropped, repeated or reordered; use the file as the station wrote it"
+    )]
+    PartOutOfOrder { position: u64, claimed: u64 },
+    #[error("part {position} follows the part marked last: parts were appended")]
+    PartAfterLast { position: u64 },
+    #[error(
+        "the file ends after part {last_index} without the part marked last: parts were removed; copy the whole file again"
+    )]
+    MissingLastPart { last_index: u64 },
+    #[error("part {index} belongs to another bundle or disagrees with part 0 on its {field}")]
+    PartsDisagree { index: u64, field: &'static str },
+    #[error("more than {max} parts")]
+    TooManyParts { max: u64 },
+    #[error("part {index}: device ids are not in strictly increasing order across the parts")]
+    EntriesOutOfOrder { index: u64 },
 }
 
 /// The kind of key a bundle carries, as C2 names it.
@@ -117,17 +178,30 @@ impl CryptoMode {
     }
 }
 
-/// What a bundle holds, readable before decryption; signed, and the AEAD's associated data.
+/// Where a part stands in its file (version 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartPosition {
+    /// 0 for the first part.
+    pub index: u64,
+    /// Whether this is the file's final part.
+    pub last: bool,
+}
+
+/// What one part holds, readable before decryption; signed, and the AEAD's associated data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
-    /// Random; lets an importer recognise a bundle it has already imported.
+    /// Random, the same in every part of a file; lets an importer recognise a bundle it has
+    /// already imported.
     pub bundle_id: [u8; 16],
+    /// `None` in a version 1 bundle, which is a single part.
+    pub part: Option<PartPosition>,
     pub station_id: [u8; 16],
     pub station_name: String,
     /// Unix milliseconds.
     pub created_at_ms: u64,
+    /// Entries in this part.
     pub count: u64,
-    /// Unix milliseconds: the smallest and largest `provisioned_at_ms` of the entries.
+    /// Unix milliseconds: the smallest and largest `provisioned_at_ms` of the part's entries.
     pub earliest_provisioned_at_ms: u64,
     pub latest_provisioned_at_ms: u64,
     pub crypto_mode: CryptoMode,
@@ -161,7 +235,9 @@ pub struct EntrySummary {
 /// been verified: the caller checks the certificate, then the signature, then decrypts.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BundleFile<'a> {
-    /// Exactly the bytes signed after [`SIGNING_CONTEXT`].
+    /// [`VERSION_1`] or [`VERSION`]: the same in the envelope, the signed body and the manifest.
+    pub version: u64,
+    /// Exactly the bytes signed after the version's signing context.
     pub signed_body: &'a [u8],
     pub signature: [u8; 64],
     /// Exactly the manifest bytes, the AEAD's associated data.
@@ -202,6 +278,7 @@ impl Manifest {
     /// The manifest of `entries`, after checking them as an importer will.
     pub fn describe(
         bundle_id: [u8; 16],
+        part: Option<PartPosition>,
         signer: &BundleSignerCertificate,
         created_at_ms: u64,
         recipient_public: [u8; 32],
@@ -210,6 +287,7 @@ impl Manifest {
         let summary = check_entries(entries)?;
         Ok(Manifest {
             bundle_id,
+            part,
             station_id: signer.body.station_id,
             station_name: signer.body.station_name.clone(),
             created_at_ms,
@@ -221,9 +299,18 @@ impl Manifest {
         })
     }
 
+    /// The format version this manifest belongs to.
+    pub fn version(&self) -> u64 {
+        if self.part.is_some() { VERSION } else { VERSION_1 }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.array(10).uint(VERSION).bytes(&self.bundle_id).bytes(&self.station_id).text(&self.station_name);
+        match self.part {
+            Some(part) => w.array(12).uint(VERSION).bytes(&self.bundle_id).uint(part.index).bool(part.last),
+            None => w.array(10).uint(VERSION_1).bytes(&self.bundle_id),
+        };
+        w.bytes(&self.station_id).text(&self.station_name);
         w.uint(self.created_at_ms).uint(self.count);
         w.uint(self.earliest_provisioned_at_ms).uint(self.latest_provisioned_at_ms);
         w.text(self.crypto_mode.as_str()).bytes(&self.recipient_public);
@@ -234,10 +321,12 @@ impl Manifest {
         if input.len() > MAX_MANIFEST_LEN {
             return Err(BundleError::TooLarge { len: input.len(), max: MAX_MANIFEST_LEN });
         }
-        let (version, mode, manifest) = Self::read(input).map_err(malformed("manifest"))?;
-        if version != VERSION {
-            return Err(BundleError::UnsupportedVersion { version });
+        // An unknown version is named as such, not as a shape the reader did not expect.
+        let mut peek = Reader::new(input);
+        if let (Ok(_), Ok(version)) = (peek.array("manifest"), peek.uint("version")) {
+            known_version(version)?;
         }
+        let (mode, manifest) = Self::read(input).map_err(malformed("manifest"))?;
         let Some(crypto_mode) = CryptoMode::parse(&mode) else {
             return Err(BundleError::UnsupportedCryptoMode { mode });
         };
@@ -258,14 +347,24 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// The structure alone: version, crypto mode as read, and the fields (mode provisional).
-    fn read(input: &[u8]) -> Result<(u64, String, Manifest), CborError> {
+    /// The structure alone: crypto mode as read, and the fields (mode provisional).
+    fn read(input: &[u8]) -> Result<(String, Manifest), CborError> {
         let mut r = Reader::new(input);
-        if r.array("manifest")? != 10 {
-            return Err(wrong_shape("manifest", "10 fields"));
-        }
+        let fields = r.array("manifest")?;
         let version = r.uint("version")?;
+        let expected = match version {
+            VERSION_1 => 10,
+            VERSION => 12,
+            _ => return Err(wrong_shape("manifest version", "1 or 2")),
+        };
+        if fields != expected {
+            return Err(wrong_shape("manifest", if version == VERSION { "12 fields" } else { "10 fields" }));
+        }
         let bundle_id = r.bytes_exact::<16>("bundle id")?;
+        let part = match version {
+            VERSION => Some(PartPosition { index: r.uint("part index")?, last: r.bool("last part")? }),
+            _ => None,
+        };
         let station_id = r.bytes_exact::<16>("station id")?;
         let station_name = r.text("station name", cert::MAX_STATION_NAME)?.to_owned();
         let created_at_ms = r.uint("created at")?;
@@ -277,6 +376,7 @@ impl Manifest {
         r.finish()?;
         let manifest = Manifest {
             bundle_id,
+            part,
             station_id,
             station_name,
             created_at_ms,
@@ -286,7 +386,7 @@ impl Manifest {
             crypto_mode: CryptoMode::Symmetric,
             recipient_public,
         };
-        Ok((version, mode, manifest))
+        Ok((mode, manifest))
     }
 
     /// Fails unless `summary` (of the decrypted entries) is what this manifest announced.
@@ -422,27 +522,28 @@ fn require_deterministic_entries(input: &[u8], entries: &[BundleEntry]) -> Resul
 
 /// `signed_body`: everything the station signs.
 pub fn encode_signed_body(
+    version: u64,
     manifest_bytes: &[u8],
     signer_certificate: &[u8],
     encapsulated_key: &[u8; ENC_LEN],
     ciphertext: &[u8],
 ) -> Vec<u8> {
     let mut w = Writer::new();
-    w.array(8).uint(VERSION);
+    w.array(8).uint(version);
     w.uint(HPKE_KEM_ID.into()).uint(HPKE_KDF_ID.into()).uint(HPKE_AEAD_ID.into());
     w.bytes(manifest_bytes).bytes(signer_certificate).bytes(encapsulated_key).bytes(ciphertext);
     w.finish()
 }
 
-/// The exact bytes the bundle-signing key signs.
-pub fn signing_input(signed_body: &[u8]) -> Vec<u8> {
-    [SIGNING_CONTEXT, signed_body].concat()
+/// The exact bytes the bundle-signing key signs; `None` for an unknown version.
+pub fn signing_input(version: u64, signed_body: &[u8]) -> Option<Vec<u8>> {
+    Some([signing_context(version)?, signed_body].concat())
 }
 
-/// The bundle file.
-pub fn encode_bundle(signed_body: &[u8], signature: &[u8; 64]) -> Vec<u8> {
+/// One part: the whole file in version 1, one of a sequence in version 2.
+pub fn encode_bundle(version: u64, signed_body: &[u8], signature: &[u8; 64]) -> Vec<u8> {
     let mut w = Writer::new();
-    w.array(4).text(FORMAT_TAG).uint(VERSION).bytes(signed_body).bytes(signature);
+    w.array(4).text(FORMAT_TAG).uint(version).bytes(signed_body).bytes(signature);
     w.finish()
 }
 
@@ -499,29 +600,33 @@ impl<'a> BundleFile<'a> {
             return Err(BundleError::TooLarge { len: input.len(), max: MAX_BUNDLE_LEN });
         }
         let (version, signed_body, signature) = read_envelope(input)?;
-        if version != VERSION {
-            return Err(BundleError::UnsupportedVersion { version });
-        }
-        cbor::require_deterministic(input, &encode_bundle(signed_body, &signature)).map_err(malformed("bundle"))?;
+        let version = known_version(version)?;
+        cbor::require_deterministic(input, &encode_bundle(version, signed_body, &signature))
+            .map_err(malformed("bundle"))?;
 
         let body = read_body(signed_body).map_err(malformed("signed body"))?;
-        if body.version != VERSION {
+        if body.version != version {
             return Err(BundleError::UnsupportedVersion { version: body.version });
         }
         let (kem, kdf, aead) = body.suite;
         if (kem, kdf, aead) != (HPKE_KEM_ID.into(), HPKE_KDF_ID.into(), HPKE_AEAD_ID.into()) {
             return Err(BundleError::UnsupportedSuite { kem, kdf, aead });
         }
-        let reencoded = encode_signed_body(body.manifest, body.certificate, &body.encapsulated_key, body.ciphertext);
+        let reencoded =
+            encode_signed_body(version, body.manifest, body.certificate, &body.encapsulated_key, body.ciphertext);
         cbor::require_deterministic(signed_body, &reencoded).map_err(malformed("signed body"))?;
         drop(reencoded);
         if body.ciphertext.len() < AEAD_TAG_LEN {
             return Err(BundleError::CiphertextTooShort { len: body.ciphertext.len() });
         }
         let manifest = Manifest::decode(body.manifest)?;
+        if manifest.version() != version {
+            return Err(BundleError::UnsupportedVersion { version: manifest.version() });
+        }
         let signer_certificate = BundleSignerCertificate::decode(body.certificate)
             .map_err(|source| BundleError::SignerCertificate { source })?;
         Ok(BundleFile {
+            version,
             signed_body,
             signature,
             manifest_bytes: body.manifest,
@@ -534,6 +639,14 @@ impl<'a> BundleFile<'a> {
 
     /// The exact bytes the signature must verify over.
     pub fn signing_input(&self) -> Vec<u8> {
-        signing_input(self.signed_body)
+        [self.hpke_and_signing().1, self.signed_body].concat()
+    }
+
+    /// The HPKE `info` and the signing context of this part's version.
+    pub fn hpke_and_signing(&self) -> (&'static [u8], &'static [u8]) {
+        match self.version {
+            VERSION_1 => (HPKE_INFO_V1, SIGNING_CONTEXT_V1),
+            _ => (HPKE_INFO_V2, SIGNING_CONTEXT_V2),
+        }
     }
 }

@@ -2,8 +2,8 @@
 //! never panic on arbitrary bytes.
 
 use keyfill_formats::bundle::{
-    self, BundleEntry, BundleError, BundleFile, CryptoMode, EntrySummary, Manifest, check_entries, decode_entries,
-    encode_bundle, encode_entries, encode_signed_body,
+    self, BundleEntry, BundleError, BundleFile, CryptoMode, EntrySummary, Manifest, PartPosition, VERSION, VERSION_1,
+    check_entries, decode_entries, encode_bundle, encode_entries, encode_signed_body, part_len,
 };
 use keyfill_formats::cert::{BundleSignerBody, BundleSignerCertificate, CertificateError};
 use keyfill_formats::{DeviceId, DeviceName, SecretKey};
@@ -36,18 +36,20 @@ fn signer_certificate() -> BundleSignerCertificate {
 }
 
 fn manifest(entries: &[BundleEntry]) -> Manifest {
-    Manifest::describe([4; 16], &signer_certificate(), 15_000, [9; 32], entries).expect("valid entries")
+    let part = Some(PartPosition { index: 0, last: true });
+    Manifest::describe([4; 16], part, &signer_certificate(), 15_000, [9; 32], entries).expect("valid entries")
 }
 
 fn sample_bundle() -> Vec<u8> {
     let entries = [entry("a", 1), entry("b", 2)];
     let body = encode_signed_body(
+        VERSION,
         &manifest(&entries).encode(),
         &signer_certificate().encode(),
         &[3; 32],
         &encode_entries(&entries), // stands in for a ciphertext: the format does not look inside
     );
-    encode_bundle(&body, &[0xEE; 64])
+    encode_bundle(VERSION, &body, &[0xEE; 64])
 }
 
 #[test]
@@ -61,16 +63,19 @@ fn c2_export_python_bundle_parses_as_documented() {
     assert_eq!(m.created_at_ms, 1_800_000_000_123);
     assert_eq!(m.crypto_mode, CryptoMode::Symmetric);
     assert_eq!(file.signer_certificate.body.station_id, m.station_id);
-    assert_eq!(file.signing_input(), [bundle::SIGNING_CONTEXT, file.signed_body].concat());
+    assert_eq!((file.version, m.part), (VERSION_1, None), "the vector is a version 1 bundle");
+    assert_eq!(file.signing_input(), [bundle::SIGNING_CONTEXT_V1, file.signed_body].concat());
     assert_eq!(file.manifest_bytes, m.encode().as_slice());
     // Re-encoding every part gives the Python bytes back.
     let body = encode_signed_body(
+        VERSION_1,
         file.manifest_bytes,
         &file.signer_certificate.encode(),
         &file.encapsulated_key,
         file.ciphertext,
     );
-    assert_eq!(encode_bundle(&body, &file.signature), PYTHON_BUNDLE);
+    assert_eq!(encode_bundle(VERSION_1, &body, &file.signature), PYTHON_BUNDLE);
+    assert_eq!(part_len(&PYTHON_BUNDLE[..bundle::MAX_PART_PREFIX_LEN], 0), Ok(PYTHON_BUNDLE.len()));
 }
 
 #[test]
@@ -94,8 +99,8 @@ fn c2_export_manifest_round_trip_and_limits() {
     public_key_mode[at..at + 9].copy_from_slice(b"publickey");
     assert!(matches!(Manifest::decode(&public_key_mode), Err(BundleError::UnsupportedCryptoMode { .. })));
     let mut long_head = m.encode();
-    assert_eq!(long_head[1], 0x01);
-    long_head.splice(1..2, [0x18, 0x01]);
+    assert_eq!(long_head[1], 0x02);
+    long_head.splice(1..2, [0x18, 0x02]);
     assert!(matches!(Manifest::decode(&long_head), Err(BundleError::Malformed { part: "manifest", .. })));
 }
 
@@ -149,24 +154,57 @@ fn c2_export_envelope_checks() {
     assert_eq!(BundleFile::decode(&signer_certificate().encode()), Err(BundleError::NotABundle));
     let mut other_version = file.clone();
     let at = 1 + 1 + bundle::FORMAT_TAG.len();
-    assert_eq!(other_version[at], 0x01);
-    other_version[at] = 0x02;
-    assert_eq!(BundleFile::decode(&other_version), Err(BundleError::UnsupportedVersion { version: 2 }));
+    assert_eq!(other_version[at], 0x02);
+    other_version[at] = 0x03;
+    assert_eq!(BundleFile::decode(&other_version), Err(BundleError::UnsupportedVersion { version: 3 }));
+    assert_eq!(part_len(&other_version, 0), Err(BundleError::UnsupportedVersion { version: 3 }));
+    // A version 2 envelope around a version 1 body, or the reverse: refused.
+    let mut mixed = file.clone();
+    mixed[at] = 0x01;
+    assert!(BundleFile::decode(&mixed).is_err());
     let too_large = vec![0u8; bundle::MAX_BUNDLE_LEN + 1];
     assert!(matches!(BundleFile::decode(&too_large), Err(BundleError::TooLarge { .. })));
 
     // Another HPKE suite in the signed body.
     let body = BundleFile::decode(&file).expect("parses").signed_body.to_vec();
     let mut other_suite = body.clone();
-    assert_eq!(&other_suite[1..5], &[0x01, 0x18, 0x20, 0x01]);
+    assert_eq!(&other_suite[1..5], &[0x02, 0x18, 0x20, 0x01]);
     other_suite[4] = 0x02; // KDF HKDF-SHA384
     assert!(matches!(
-        BundleFile::decode(&encode_bundle(&other_suite, &[0; 64])),
+        BundleFile::decode(&encode_bundle(VERSION, &other_suite, &[0; 64])),
         Err(BundleError::UnsupportedSuite { kem: 0x20, kdf: 2, aead: 3 })
     ));
-    let short =
-        encode_signed_body(&manifest(&[entry("a", 1)]).encode(), &signer_certificate().encode(), &[3; 32], &[0; 15]);
-    assert_eq!(BundleFile::decode(&encode_bundle(&short, &[0; 64])), Err(BundleError::CiphertextTooShort { len: 15 }));
+    let short = encode_signed_body(
+        VERSION,
+        &manifest(&[entry("a", 1)]).encode(),
+        &signer_certificate().encode(),
+        &[3; 32],
+        &[0; 15],
+    );
+    assert_eq!(
+        BundleFile::decode(&encode_bundle(VERSION, &short, &[0; 64])),
+        Err(BundleError::CiphertextTooShort { len: 15 })
+    );
+}
+
+#[test]
+fn c2_export_part_length_is_read_from_the_first_bytes() {
+    let file = sample_bundle();
+    assert_eq!(part_len(&file[..bundle::MAX_PART_PREFIX_LEN], 0), Ok(file.len()));
+    assert_eq!(part_len(&file, 0), Ok(file.len()), "bytes beyond the prefix are not looked at");
+    for cut in [1, 10, 20, 21, 22] {
+        assert!(
+            matches!(part_len(&file[..cut], 4), Err(BundleError::Truncated { index: 4, .. })),
+            "a prefix of {cut} bytes"
+        );
+    }
+    assert_eq!(part_len(b"\x84\x71keyfill-c2-bundlf", 0), Err(BundleError::NotABundle));
+    assert_eq!(part_len(b"{}", 0), Err(BundleError::NotABundle));
+    let mut huge = file[..bundle::MAX_PART_PREFIX_LEN].to_vec();
+    huge[20..25].copy_from_slice(&[0x5a, 0xff, 0xff, 0xff, 0xff]);
+    assert!(matches!(part_len(&huge, 0), Err(BundleError::TooLarge { .. })));
+    huge[20] = 0x5f; // indefinite length: not deterministic CBOR
+    assert!(matches!(part_len(&huge, 0), Err(BundleError::Malformed { .. })));
 }
 
 #[test]

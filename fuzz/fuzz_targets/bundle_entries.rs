@@ -4,7 +4,7 @@
 //! second pass with that range must accept them and re-encode to exactly the plaintext.
 #![no_main]
 
-use keyfill_formats::bundle::{BundleError, CryptoMode, Manifest, decode_entries, encode_entries};
+use keyfill_formats::bundle::{BundleError, CryptoMode, Manifest, PartPosition, decode_entries, encode_entries};
 use libfuzzer_sys::fuzz_target;
 
 /// The length in a CBOR array head, if `data` starts with one.
@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let Some(count) = array_len(data) else { return };
     let mut manifest = Manifest {
         bundle_id: [1; 16],
+        part: Some(PartPosition { index: 0, last: true }),
         station_id: [2; 16],
         station_name: "fuzz-station".into(),
         created_at_ms: 1_800_000_000_000,

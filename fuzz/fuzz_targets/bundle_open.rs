@@ -7,14 +7,14 @@
 //! AEAD runs on fuzzed data. An opened bundle must hold exactly what its manifest announced.
 //!
 //! Input: a selector byte. Even: the rest is a bundle file. Odd: flags byte (bit 0: the
-//! manifest names its own station, from the input; bit 1: it is addressed to another recipient),
-//! bundle id (16), created-at offset (`u64`, XORed into the vectors' creation time), count,
+//! manifest names its own station, from the input; bit 1: it is addressed to another recipient;
+//! bit 2: a version 1 manifest; bit 3: not the last part), bundle id (16), part index (`u64`), created-at offset (`u64`, XORed into the vectors' creation time), count,
 //! earliest, latest (`u64` each), station name chunk and station id (16) when bit 0, recipient
 //! public key (32) when bit 1, then the plaintext.
 #![no_main]
 
 use keyfill_formats::SecretKey;
-use keyfill_formats::bundle::{CryptoMode, Manifest, encode_entries};
+use keyfill_formats::bundle::{CryptoMode, Manifest, PartPosition, encode_entries};
 use keyfill_fuzz::{Input, vectors};
 use keyfill_station::bundle::{
     BundleSigner, BundleSignerCertificate, OpenedBundle, RecipientPrivateKey, open_bundle, seal_manifest_for_fuzzing,
@@ -60,8 +60,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let v = vectors::bundles();
     let flags = input.byte();
+    let bundle_id = input.array();
+    let part = PartPosition { index: input.u64(), last: flags & 8 == 0 };
     let mut manifest = Manifest {
-        bundle_id: input.array(),
+        bundle_id,
+        part: (flags & 4 == 0).then_some(part),
         station_id: v.station_id,
         station_name: v.station_name.clone(),
         created_at_ms: v.created_at_ms ^ input.u64(),
@@ -81,7 +84,17 @@ fuzz_target!(|data: &[u8]| {
     let plaintext = input.rest();
     let Ok(file) = seal_manifest_for_fuzzing(&keys().signer, &manifest, plaintext, &v.ephemeral_ikm) else { return };
     if let Some(opened) = open(&file) {
-        assert_eq!(opened.manifest, manifest, "the manifest read is the manifest sealed");
+        let read = &opened.manifest;
+        assert!(manifest.part.is_none_or(|p| p.index == 0 && p.last), "a lone part is the whole file");
+        assert_eq!(
+            (read.bundle_id, read.station_id, &read.station_name, read.created_at_ms, read.count),
+            (manifest.bundle_id, manifest.station_id, &manifest.station_name, manifest.created_at_ms, manifest.count),
+            "the manifest read is the manifest sealed"
+        );
+        assert_eq!(
+            (read.earliest_provisioned_at_ms, read.latest_provisioned_at_ms, read.recipient_public, read.parts),
+            (manifest.earliest_provisioned_at_ms, manifest.latest_provisioned_at_ms, manifest.recipient_public, 1),
+        );
         assert_eq!(encode_entries(&opened.entries).as_slice(), plaintext, "the entries are exactly the plaintext");
     }
 });

@@ -4,22 +4,26 @@
 //! root certifies. The byte format is `keyfill_formats::bundle`; docs/formats.md §13 specifies
 //! both.
 //!
-//! - [`seal_bundle`]: entries → bundle file bytes.
-//! - [`open_bundle`]: verifies (signer certificate against the pinned factory root, signature,
-//!   manifest, recipient) and only then decrypts and checks the entries against the manifest.
+//! - [`PartSealer`]: entries → the parts of one bundle file, one part at a time, so that a
+//!   million keys never sit in memory together; [`seal_bundle`] for a one-part file.
+//! - [`SeriesReader`]: reads a file part by part, verifies each (signer certificate against the
+//!   pinned factory root, signature, manifest, place in the file, recipient) and only then
+//!   decrypts and checks its entries; [`open_bundle`] and [`verify_bundle`] for a file in memory.
 //! - [`BundleSigner`], [`certify_bundle_signer`]: the signing key and its certificate
 //!   (`StationHome::bundle_signer` keeps one in the station home).
 //! - [`RecipientPrivateKey`] and the key-file functions: the C2 operator's key pair.
 
 mod hpke_suite;
+mod reader;
 mod recipient;
 mod signer;
 #[cfg(test)]
 mod tests;
 mod verify;
 
-pub use keyfill_formats::bundle::{BundleEntry, CryptoMode, Manifest};
+pub use keyfill_formats::bundle::{BundleEntry, CryptoMode, Manifest, PartPosition, SeriesManifest};
 pub use keyfill_formats::cert::BundleSignerCertificate;
+pub use reader::{OpenedPart, SeriesReader};
 pub use recipient::{
     KeyFileError, RECIPIENT_KEY_CONTEXT, RecipientPrivateKey, RecipientPublicKey, generate_recipient_key_files,
     load_recipient_private_key, public_key_path, read_factory_root_public, read_recipient_public_key,
@@ -30,11 +34,10 @@ pub use verify::MAX_CREATION_SKEW_MS;
 
 use crate::seal;
 use keyfill_formats::bundle::{
-    BundleError, BundleFile, HPKE_INFO, MAX_BUNDLE_LEN, decode_entries, encode_bundle, encode_entries,
-    encode_signed_body, signing_input, to_hex,
+    BundleError, MAX_BUNDLE_LEN, MAX_SERIES_PARTS, encode_bundle, encode_entries, encode_signed_body, hpke_info,
+    signing_input,
 };
 use thiserror::Error;
-use verify::VerifiedBundle;
 use zeroize::Zeroizing;
 
 #[derive(Debug, Error)]
@@ -57,6 +60,8 @@ pub enum SealBundleError {
     Signer { source: SignerError },
     #[error("the system random source failed")]
     Random,
+    #[error("the bundle's last part is sealed: nothing can follow it")]
+    Finished,
 }
 
 impl From<BundleError> for SealBundleError {
@@ -96,6 +101,10 @@ pub enum OpenBundleError {
     WrongRecipient { addressed_to: String, ours: String },
     #[error("decryption failed: the bundle was altered, or the key does not match")]
     Decryption,
+    #[error("cannot read the bundle: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("part {index} of the bundle changed since it was checked: the file was modified while in use")]
+    Changed { index: u64 },
 }
 
 impl From<BundleError> for OpenBundleError {
@@ -107,36 +116,117 @@ impl From<BundleError> for OpenBundleError {
 /// What a verified bundle says about itself, readable without the recipient's private key.
 #[derive(Debug, Clone)]
 pub struct BundleSummary {
-    pub manifest: Manifest,
+    pub manifest: SeriesManifest,
+    /// The signer certificate of the first part.
     pub signer: BundleSignerCertificate,
 }
 
 /// A verified, decrypted bundle. `Debug` redacts the keys.
 #[derive(Debug)]
 pub struct OpenedBundle {
-    pub manifest: Manifest,
+    pub manifest: SeriesManifest,
     pub signer: BundleSignerCertificate,
     pub entries: Vec<BundleEntry>,
 }
 
-/// Encrypts `entries` to `recipient` and signs the bundle. `created_at_ms` is Unix
-/// milliseconds; the signer's certificate must be valid then. Refuses entries an importer would
-/// refuse (see `keyfill_formats::bundle::check_entries`), and more than
-/// `keyfill_formats::bundle::MAX_ENTRIES` of them: split larger exports into several bundles.
+/// Seals the parts of one bundle file in order: the same bundle id and creation time in each,
+/// the index counted here, the last flagged. The caller writes each part as it comes.
+#[derive(Debug)]
+pub struct PartSealer<'a> {
+    signer: &'a BundleSigner,
+    recipient: RecipientPublicKey,
+    bundle_id: [u8; 16],
+    created_at_ms: u64,
+    next_index: u64,
+    finished: bool,
+}
+
+impl<'a> PartSealer<'a> {
+    /// A new bundle created at `created_at_ms` (Unix milliseconds), when the signer's
+    /// certificate must be valid.
+    pub fn new(
+        signer: &'a BundleSigner,
+        recipient: &RecipientPublicKey,
+        created_at_ms: u64,
+    ) -> Result<Self, SealBundleError> {
+        let bundle_id = seal::random_array::<16>().map_err(|_| SealBundleError::Random)?;
+        Self::with_id(signer, recipient, created_at_ms, bundle_id)
+    }
+
+    fn with_id(
+        signer: &'a BundleSigner,
+        recipient: &RecipientPublicKey,
+        created_at_ms: u64,
+        bundle_id: [u8; 16],
+    ) -> Result<Self, SealBundleError> {
+        let body = &signer.certificate().body;
+        let created_at = created_at_ms / 1000;
+        if !body.valid_at(created_at) {
+            return Err(SealBundleError::SignerNotValid {
+                created_at,
+                not_before: body.not_before,
+                not_after: body.not_after,
+            });
+        }
+        Ok(PartSealer { signer, recipient: *recipient, bundle_id, created_at_ms, next_index: 0, finished: false })
+    }
+
+    pub fn bundle_id(&self) -> [u8; 16] {
+        self.bundle_id
+    }
+
+    /// The next part, holding `entries` (1..=`MAX_ENTRIES`, checked as an importer will; the
+    /// caller keeps device ids rising across parts); `last` for the final one.
+    pub fn seal(&mut self, entries: &[BundleEntry], last: bool) -> Result<Vec<u8>, SealBundleError> {
+        let ephemeral_ikm =
+            Zeroizing::new(seal::random_array::<{ hpke_suite::IKM_LEN }>().map_err(|_| SealBundleError::Random)?);
+        self.seal_with(entries, last, &ephemeral_ikm)
+    }
+
+    fn seal_with(
+        &mut self,
+        entries: &[BundleEntry],
+        last: bool,
+        ephemeral_ikm: &[u8; hpke_suite::IKM_LEN],
+    ) -> Result<Vec<u8>, SealBundleError> {
+        if self.finished {
+            return Err(SealBundleError::Finished);
+        }
+        if self.next_index >= MAX_SERIES_PARTS {
+            return Err(BundleError::TooManyParts { max: MAX_SERIES_PARTS }.into());
+        }
+        let part = PartPosition { index: self.next_index, last };
+        let signer = self.signer.certificate();
+        let recipient = *self.recipient.as_bytes();
+        let manifest = Manifest::describe(self.bundle_id, Some(part), signer, self.created_at_ms, recipient, entries)?;
+        let sealed = seal_manifest(self.signer, &manifest, &encode_entries(entries), ephemeral_ikm)?;
+        self.next_index += 1;
+        self.finished = last;
+        Ok(sealed)
+    }
+}
+
+/// A one-part bundle file holding `entries`. `created_at_ms` is Unix milliseconds; the signer's
+/// certificate must be valid then. Refuses entries an importer would refuse (see
+/// `keyfill_formats::bundle::check_entries`), more than `keyfill_formats::bundle::MAX_ENTRIES`
+/// of them ([`PartSealer`] makes files of several parts), and entries not in increasing
+/// device-id order, which an importer of a version 2 file requires.
 pub fn seal_bundle(
     signer: &BundleSigner,
     recipient: &RecipientPublicKey,
     entries: &[BundleEntry],
     created_at_ms: u64,
 ) -> Result<Vec<u8>, SealBundleError> {
-    let bundle_id = seal::random_array::<16>().map_err(|_| SealBundleError::Random)?;
-    let ephemeral_ikm =
-        Zeroizing::new(seal::random_array::<{ hpke_suite::IKM_LEN }>().map_err(|_| SealBundleError::Random)?);
-    seal_with(signer, recipient, entries, created_at_ms, bundle_id, &ephemeral_ikm)
+    if entries.windows(2).any(|pair| pair[0].device_id.0 > pair[1].device_id.0) {
+        return Err(BundleError::EntriesOutOfOrder { index: 0 }.into());
+    }
+    PartSealer::new(signer, recipient, created_at_ms)?.seal(entries, true)
 }
 
-/// [`seal_bundle`] with its two random inputs given (the vectors fix them).
-fn seal_with(
+/// A version 1 bundle with its two random inputs given: the format before parts, which the
+/// vectors still reproduce byte for byte.
+#[cfg(test)]
+fn seal_v1_with(
     signer: &BundleSigner,
     recipient: &RecipientPublicKey,
     entries: &[BundleEntry],
@@ -144,16 +234,9 @@ fn seal_with(
     bundle_id: [u8; 16],
     ephemeral_ikm: &[u8; hpke_suite::IKM_LEN],
 ) -> Result<Vec<u8>, SealBundleError> {
-    let body = &signer.certificate().body;
-    let created_at = created_at_ms / 1000;
-    if !body.valid_at(created_at) {
-        return Err(SealBundleError::SignerNotValid {
-            created_at,
-            not_before: body.not_before,
-            not_after: body.not_after,
-        });
-    }
-    let manifest = Manifest::describe(bundle_id, signer.certificate(), created_at_ms, *recipient.as_bytes(), entries)?;
+    PartSealer::with_id(signer, recipient, created_at_ms, bundle_id)?;
+    let manifest =
+        Manifest::describe(bundle_id, None, signer.certificate(), created_at_ms, *recipient.as_bytes(), entries)?;
     seal_manifest(signer, &manifest, &encode_entries(entries), ephemeral_ikm)
 }
 
@@ -165,14 +248,19 @@ fn seal_manifest(
     plaintext: &[u8],
     ephemeral_ikm: &[u8; hpke_suite::IKM_LEN],
 ) -> Result<Vec<u8>, SealBundleError> {
+    let version = manifest.version();
+    let info = hpke_info(version).ok_or(BundleError::UnsupportedVersion { version })?;
     let manifest_bytes = manifest.encode();
-    let sealed = hpke_suite::seal(&manifest.recipient_public, ephemeral_ikm, HPKE_INFO, &manifest_bytes, plaintext)?;
+    let sealed = hpke_suite::seal(&manifest.recipient_public, ephemeral_ikm, info, &manifest_bytes, plaintext)?;
     let certificate = signer.certificate().encode();
-    let signed_body = encode_signed_body(&manifest_bytes, &certificate, &sealed.encapsulated_key, &sealed.ciphertext);
+    let signed_body =
+        encode_signed_body(version, &manifest_bytes, &certificate, &sealed.encapsulated_key, &sealed.ciphertext);
     // The ciphertext now lives in `signed_body`; free this copy before the signing input makes another.
     drop(sealed);
-    let signature = signer.sign(&signing_input(&signed_body)).map_err(|source| SealBundleError::Signer { source })?;
-    let file = encode_bundle(&signed_body, &signature);
+    let message = signing_input(version, &signed_body).ok_or(BundleError::UnsupportedVersion { version })?;
+    let signature = signer.sign(&message).map_err(|source| SealBundleError::Signer { source })?;
+    drop(message);
+    let file = encode_bundle(version, &signed_body, &signature);
     if file.len() > MAX_BUNDLE_LEN {
         return Err(SealBundleError::TooLarge { len: file.len(), max: MAX_BUNDLE_LEN });
     }
@@ -192,39 +280,29 @@ pub fn seal_manifest_for_fuzzing(
     seal_manifest(signer, manifest, plaintext, ephemeral_ikm)
 }
 
-/// Parses and verifies a bundle without decrypting it: the signer certificate against the
-/// pinned `factory_root` (Ed25519 public key), the signature, the manifest's station and
-/// creation time. `now_ms` is the importer's clock, Unix milliseconds.
+/// Parses and verifies a bundle file held in memory without decrypting it: every part's signer
+/// certificate against the pinned `factory_root` (Ed25519 public key), signature, station and
+/// creation time, and the parts' sequence. `now_ms` is the importer's clock, Unix milliseconds.
 pub fn verify_bundle(bytes: &[u8], factory_root: &[u8; 32], now_ms: u64) -> Result<BundleSummary, OpenBundleError> {
-    let verified = verify::verify(BundleFile::decode(bytes)?, factory_root, now_ms)?;
-    let file = verified.file();
-    Ok(BundleSummary { manifest: file.manifest.clone(), signer: file.signer_certificate.clone() })
+    let mut reader = SeriesReader::new(bytes, factory_root, now_ms);
+    while reader.next_verified()?.is_some() {}
+    reader.finish()
 }
 
-/// Verifies a bundle as [`verify_bundle`] does, checks that it is addressed to `recipient`,
-/// decrypts it, and checks the entries against the manifest (count, time range, unique names,
-/// device ids, non-zero keys).
+/// Verifies a bundle file held in memory as [`verify_bundle`] does, checks that it is addressed
+/// to `recipient`, decrypts every part, and checks the entries against the manifests (count,
+/// time range, unique names, device ids, non-zero keys, device ids rising across parts).
 pub fn open_bundle(
     bytes: &[u8],
     recipient: &RecipientPrivateKey,
     factory_root: &[u8; 32],
     now_ms: u64,
 ) -> Result<OpenedBundle, OpenBundleError> {
-    let verified = verify::verify(BundleFile::decode(bytes)?, factory_root, now_ms)?;
-    decrypt(verified, recipient)
-}
-
-fn decrypt(verified: VerifiedBundle<'_>, recipient: &RecipientPrivateKey) -> Result<OpenedBundle, OpenBundleError> {
-    let file = verified.file();
-    let ours = recipient.public_key();
-    if &file.manifest.recipient_public != ours.as_bytes() {
-        return Err(OpenBundleError::WrongRecipient {
-            addressed_to: to_hex(&file.manifest.recipient_public),
-            ours: ours.to_hex(),
-        });
+    let mut reader = SeriesReader::new(bytes, factory_root, now_ms);
+    let mut entries = Vec::new();
+    while let Some(part) = reader.next_opened(recipient)? {
+        entries.extend(part.entries);
     }
-    let plaintext =
-        hpke_suite::open(recipient.secret(), &file.encapsulated_key, HPKE_INFO, file.manifest_bytes, file.ciphertext)?;
-    let entries = decode_entries(&plaintext, &file.manifest)?;
-    Ok(OpenedBundle { manifest: file.manifest.clone(), signer: file.signer_certificate.clone(), entries })
+    let summary = reader.finish()?;
+    Ok(OpenedBundle { manifest: summary.manifest, signer: summary.signer, entries })
 }

@@ -89,6 +89,13 @@ impl std::fmt::Debug for MasterKey {
     }
 }
 
+/// Fewest PBKDF2 iterations a sealed key file may ask for: fewer would make a guessed passphrase
+/// cheap to test.
+const MIN_PBKDF2_ITERATIONS: u32 = 100_000;
+/// Most PBKDF2 iterations a sealed key file may ask for (about 17 times what Keyfill writes, some
+/// seconds of CPU): an edited file must not hold the station for hours at unlock.
+const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+
 /// The master key sealed under the passphrase; stored as JSON in the station home.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SealedMasterKey {
@@ -130,7 +137,10 @@ impl MasterKey {
 
     /// Unseals the master key with `passphrase`.
     pub fn unseal(sealed: &SealedMasterKey, passphrase: &str) -> Result<Self, SealError> {
-        if sealed.version != 1 || sealed.kdf != "pbkdf2-hmac-sha256" || sealed.iterations < 100_000 {
+        if sealed.version != 1
+            || sealed.kdf != "pbkdf2-hmac-sha256"
+            || !(MIN_PBKDF2_ITERATIONS..=MAX_PBKDF2_ITERATIONS).contains(&sealed.iterations)
+        {
             return Err(SealError::Malformed);
         }
         let salt = hex::decode(&sealed.salt).map_err(|_| SealError::Malformed)?;
@@ -233,6 +243,17 @@ mod tests {
         assert_eq!(again.open(b"ctx", &blob)?.as_slice(), b"secret bytes");
         assert!(matches!(again.open(b"other ctx", &blob), Err(SealError::Unauthentic)));
         assert!(matches!(MasterKey::unseal(&sealed, "wrong"), Err(SealError::WrongPassphrase)));
+        Ok(())
+    }
+
+    #[test]
+    fn hostile_a_key_file_asking_for_billions_of_iterations_is_refused_at_once() -> Result<(), SealError> {
+        let sealed = MasterKey::generate()?.seal_under_passphrase("correct horse")?;
+        for iterations in [u32::MAX, MAX_PBKDF2_ITERATIONS + 1, MIN_PBKDF2_ITERATIONS - 1, 0] {
+            let edited = SealedMasterKey { iterations, ..sealed.clone() };
+            // Refused before any derivation: u32::MAX iterations would take hours.
+            assert!(matches!(MasterKey::unseal(&edited, "correct horse"), Err(SealError::Malformed)), "{iterations}");
+        }
         Ok(())
     }
 

@@ -282,21 +282,27 @@ fn import(
     key: &Path,
     root: &Path,
 ) -> Result<(Output, serde_json::Value)> {
-    let (url, ca) = (c2.url(), c2.ca_file());
-    let args = [
-        "import",
-        "bundle",
-        bundle.to_str().context("path")?,
-        "--c2",
-        url.as_str(),
-        "--ca",
-        ca.to_str().context("path")?,
-        "--key",
-        key.to_str().context("path")?,
-        "--factory-root",
-        root.to_str().context("path")?,
-        "--json",
-    ];
+    let (url, ca_file) = (c2.url(), c2.ca_file());
+    let extra = ["--c2", url.as_str(), "--ca", ca_file.to_str().context("path")?];
+    run_with_operator_key(station, &["import", "bundle"], bundle, key, root, &extra)
+}
+
+/// `keyfill COMMAND… FILE --key KEY --factory-root ROOT EXTRA… --json` with the operator's
+/// passphrase, and its JSON output parsed.
+fn run_with_operator_key(
+    station: &Station,
+    command: &[&str],
+    bundle: &Path,
+    key: &Path,
+    root: &Path,
+    extra: &[&str],
+) -> Result<(Output, serde_json::Value)> {
+    let mut args = command.to_vec();
+    let files = [bundle.to_str().context("path")?, "--key", key.to_str().context("path")?];
+    args.extend(files);
+    args.extend(["--factory-root", root.to_str().context("path")?]);
+    args.extend(extra);
+    args.push("--json");
     let output = station.run_env(&args, &[("KEYFILL_BUNDLE_KEY_PASSPHRASE", OPERATOR_PASSPHRASE)])?;
     let report = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
     Ok((output, report))
@@ -381,6 +387,82 @@ fn c2_export_bundle_carries_keys_across_the_air_gap_into_c2() -> Result<()> {
         let key = agent.key_bytes()?.context("key")?;
         assert!(!contains_key(&files, &key), "bundle, journal, key files or station home");
         assert!(!contains_key(&station.transcript.borrow(), &key), "station output and logs");
+    }
+    Ok(())
+}
+
+/// `keyfill bundle inspect FILE --key KEY --factory-root ROOT --json`, parsed.
+fn inspect_with_key(station: &Station, bundle: &Path, key: &Path) -> Result<(Output, serde_json::Value)> {
+    run_with_operator_key(station, &["bundle", "inspect"], bundle, key, &station.factory_root_file(), &[])
+}
+
+#[test]
+fn c2_export_bundle_of_several_parts_reaches_c2_only_when_every_part_holds() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let station = Station::init(dir.path(), Database::sqlite(dir.path()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // In the order recorded: device `PREFIX-0000N` is the N-th.
+    let mut keys = Vec::new();
+    let prefix = unique_name("parts");
+    runtime.block_on(keyfill_e2e::fleet::record_fleet(&station, &prefix, 7, |_, state| {
+        keys.push(state.key.expose().to_vec());
+    }))?;
+    let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
+    let operator_key = dir.path().join("c2-operator.key");
+    let passphrase = [("KEYFILL_BUNDLE_KEY_PASSPHRASE", OPERATOR_PASSPHRASE)];
+    let output =
+        station.run_env(&["bundle", "new-key", "--out", operator_key.to_str().context("path")?], &passphrase)?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let public = dir.path().join("c2-operator.key.pub");
+    let bundle = dir.path().join("parts.kfb");
+    let output = station.run(&[
+        "export",
+        "bundle",
+        "--recipient",
+        public.to_str().context("path")?,
+        "--out",
+        bundle.to_str().context("path")?,
+        "--keys-per-part",
+        "3",
+        "--json",
+    ])?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let written: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!((&written["manifest"]["count"], &written["manifest"]["parts"]), (&7.into(), &3.into()), "{written}");
+    let ids: Vec<&str> =
+        written["included"].as_array().context("included")?.iter().filter_map(|d| d["device_id"].as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted, "the file holds the devices in id order");
+
+    let (output, inspected) = inspect_with_key(&station, &bundle, &operator_key)?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!((&inspected["keys"], &inspected["manifest"]["parts"]), (&"valid".into(), &3.into()), "{inspected}");
+
+    // A flipped byte in the last part, or the file cut short: refused, nothing sent.
+    let bytes = std::fs::read(&bundle)?;
+    let mut last_part_altered = bytes.clone();
+    let near_end = bytes.len() - 100;
+    last_part_altered[near_end] ^= 0x01;
+    for (name, damaged) in [("altered.kfb", last_part_altered), ("cut.kfb", bytes[..bytes.len() - 1].to_vec())] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &damaged)?;
+        let (output, _) = import(&station, &c2, &path, &operator_key, &station.factory_root_file())?;
+        assert!(!output.status.success(), "{name} was imported");
+        assert!(stderr(&output).contains("nothing was sent to C2"), "{name}: {}", stderr(&output));
+        let (output, _) = inspect_with_key(&station, &path, &operator_key)?;
+        assert!(!output.status.success(), "{name} passed inspection");
+    }
+    assert_eq!(device_posts(&c2), 0);
+
+    let (output, report) = import(&station, &c2, &bundle, &operator_key, &station.factory_root_file())?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(outcomes(&report).values().filter(|o| *o == "created").count(), 7, "{report}");
+    let held = c2.clients()?;
+    assert_eq!(held.len(), 7);
+    for (index, key) in keys.iter().enumerate() {
+        let name = format!("{prefix}-{index:05}");
+        assert_eq!(held.get(&name), Some(key), "C2 holds {name}'s key");
     }
     Ok(())
 }

@@ -16,7 +16,8 @@ the bundle exactly. ALL KEYS HERE ARE TEST KEYS, PUBLISHED ON PURPOSE: never use
     python3 tools/vectors/c2_bundle.py verify BUNDLE_FILE   # a bundle made for the test recipient
 
 Files written to the output directory:
-  c2-bundle.kfb                  the bundle
+  c2-bundle.kfb                  a version 1 bundle (one part)
+  c2-bundle-v2.kfb               a version 2 bundle: the same keys in two parts
   c2-bundle-factory-root.pub     the factory root public key, as a station writes factory-root.pub
   c2-bundle-recipient.key.json   the recipient private key file, sealed under the passphrase below
   c2-bundle-recipient.pub        the recipient public key file
@@ -25,6 +26,7 @@ Files written to the output directory:
 """
 
 import hashlib
+import io
 import json
 import os
 import sys
@@ -43,10 +45,9 @@ RFC_VECTOR = os.path.join(HERE, "..", "..", "formats", "tests", "vectors", "hpke
 
 # Format constants (docs/formats.md §13).
 FORMAT_TAG = "keyfill-c2-bundle"
-VERSION = 1
 KEM_ID, KDF_ID, AEAD_ID = 0x0020, 0x0001, 0x0003
-HPKE_INFO = b"keyfill c2 bundle v1"
-SIGNING_CONTEXT = b"keyfill c2 bundle signature v1\0"
+HPKE_INFO = {1: b"keyfill c2 bundle v1", 2: b"keyfill c2 bundle v2"}
+SIGNING_CONTEXT = {1: b"keyfill c2 bundle signature v1\0", 2: b"keyfill c2 bundle signature v2\0"}
 SIGNER_CERT_CONTEXT = b"keyfill bundle signer certificate v1\0"
 MASTER_KEY_AAD = b"keyfill master key v1"
 RECIPIENT_KEY_CONTEXT = b"keyfill c2 recipient key v1\0"
@@ -58,6 +59,9 @@ SIGNER_SEED = hashlib.sha256(b"keyfill c2 bundle vector: bundle signer (test key
 RECIPIENT_PRIVATE = hashlib.sha256(b"keyfill c2 bundle vector: C2 recipient (test key)").digest()
 EPHEMERAL_IKM = hashlib.sha256(b"keyfill c2 bundle vector: HPKE ephemeral ikm").digest()
 BUNDLE_ID = bytes(range(0xB0, 0xC0))
+BUNDLE_ID_V2 = bytes(range(0xD0, 0xE0))
+EPHEMERAL_IKM_V2 = [hashlib.sha256(b"keyfill c2 bundle vector: HPKE ephemeral ikm, part %d" % i).digest()
+                    for i in range(2)]
 STATION_ID = bytes(range(0x10, 0x20))
 STATION_NAME = "vector-station"
 SIGNER_NOT_BEFORE = 1_700_000_000
@@ -112,25 +116,47 @@ def signer_certificate(root, signer_public):
     return cbor([1, tbs, root.sign(SIGNER_CERT_CONTEXT + tbs)])
 
 
-def entry_list():
+def entry_list(entries=ENTRIES):
     return [[e["name"], device_id(e["name"]), e["key_id"], e["provisioned_at_ms"], e["from_rotation"], e["key"]]
-            for e in ENTRIES]
+            for e in entries]
 
 
-def manifest(recipient_public):
-    times = [e["provisioned_at_ms"] for e in ENTRIES]
-    return cbor([1, BUNDLE_ID, STATION_ID, STATION_NAME, CREATED_AT_MS, len(ENTRIES), min(times), max(times),
-                 "symmetric", recipient_public])
+def manifest(recipient_public, entries=ENTRIES, part=None):
+    """Version 1 without `part`; version 2 with `part` = (index, last)."""
+    times = [e["provisioned_at_ms"] for e in entries]
+    tail = [STATION_ID, STATION_NAME, CREATED_AT_MS, len(entries), min(times), max(times), "symmetric",
+            recipient_public]
+    if part is None:
+        return cbor([1, BUNDLE_ID] + tail)
+    return cbor([2, BUNDLE_ID_V2, part[0], part[1]] + tail)
+
+
+def seal_part(version, signer, certificate, recipient_public, manifest_bytes, entries, ikm):
+    s = suite()
+    enc, ctx = s.create_sender_context(s.kem.deserialize_public_key(recipient_public), info=HPKE_INFO[version],
+                                       eks=s.kem.derive_key_pair(ikm))
+    ciphertext = ctx.seal(cbor(entry_list(entries)), aad=manifest_bytes)
+    body = cbor([version, KEM_ID, KDF_ID, AEAD_ID, manifest_bytes, certificate, enc, ciphertext])
+    return cbor([FORMAT_TAG, version, body, signer.sign(SIGNING_CONTEXT[version] + body)])
 
 
 def build_bundle(signer, certificate, recipient_public):
     manifest_bytes = manifest(recipient_public)
-    s = suite()
-    enc, ctx = s.create_sender_context(s.kem.deserialize_public_key(recipient_public), info=HPKE_INFO,
-                                       eks=s.kem.derive_key_pair(EPHEMERAL_IKM))
-    ciphertext = ctx.seal(cbor(entry_list()), aad=manifest_bytes)
-    body = cbor([1, KEM_ID, KDF_ID, AEAD_ID, manifest_bytes, certificate, enc, ciphertext])
-    return cbor([FORMAT_TAG, 1, body, signer.sign(SIGNING_CONTEXT + body)]), manifest_bytes
+    return (seal_part(1, signer, certificate, recipient_public, manifest_bytes, ENTRIES, EPHEMERAL_IKM),
+            manifest_bytes)
+
+
+def build_bundle_v2(signer, certificate, recipient_public):
+    """The same keys in device-id order (version 2 requires it), in two parts of 2 and 1."""
+    ordered = sorted(ENTRIES, key=lambda e: device_id(e["name"]))
+    chunks = [ordered[:2], ordered[2:]]
+    parts, manifests = [], []
+    for index, chunk in enumerate(chunks):
+        manifest_bytes = manifest(recipient_public, chunk, (index, index == len(chunks) - 1))
+        parts.append(seal_part(2, signer, certificate, recipient_public, manifest_bytes, chunk,
+                               EPHEMERAL_IKM_V2[index]))
+        manifests.append(manifest_bytes)
+    return b"".join(parts), manifests
 
 
 def recipient_key_file(recipient_public):
@@ -149,32 +175,69 @@ def recipient_key_file(recipient_public):
     }
 
 
-def open_bundle(data, root_public, recipient_private):
-    """Independent verification, in the importer's order; raises on any failure."""
+def open_part(data, root_public, recipient_private):
+    """One part, verified in the importer's order; raises on any failure."""
     tag, ver, body, signature = cbor2.loads(data)
-    assert (tag, ver) == (FORMAT_TAG, 1) and cbor([tag, ver, body, signature]) == data
+    assert tag == FORMAT_TAG and ver in (1, 2) and cbor([tag, ver, body, signature]) == data
     fields = cbor2.loads(body)
-    assert cbor(fields) == body and fields[:4] == [1, KEM_ID, KDF_ID, AEAD_ID]
+    assert cbor(fields) == body and fields[:4] == [ver, KEM_ID, KDF_ID, AEAD_ID]
     manifest_bytes, certificate, enc, ciphertext = fields[4:]
     _, tbs, cert_signature = cbor2.loads(certificate)
     _, station_id, station_name, signer_public, not_before, not_after, key_id = cbor2.loads(tbs)
     assert key_id == root_key_id(root_public), "signer certified by another root"
     Ed25519PublicKey.from_public_bytes(root_public).verify(cert_signature, SIGNER_CERT_CONTEXT + tbs)
-    Ed25519PublicKey.from_public_bytes(signer_public).verify(signature, SIGNING_CONTEXT + body)
+    Ed25519PublicKey.from_public_bytes(signer_public).verify(signature, SIGNING_CONTEXT[ver] + body)
     m = cbor2.loads(manifest_bytes)
-    assert m[0] == 1 and (m[2], m[3]) == (station_id, station_name)
+    assert m[0] == ver
+    # Version 2 adds the part index and the last-part flag after the bundle id.
+    part = (m[2], m[3]) if ver == 2 else (0, True)
+    m = m[:2] + m[4:] if ver == 2 else m
+    assert (m[2], m[3]) == (station_id, station_name)
     assert not_before <= m[4] // 1000 <= not_after, "signer not valid at creation"
     recipient_public = X25519PrivateKey.from_private_bytes(recipient_private).public_key().public_bytes(**RAW)
     assert m[8] == "symmetric" and m[9] == recipient_public, "not addressed to this recipient"
     s = suite()
-    ctx = s.create_recipient_context(enc, s.kem.deserialize_private_key(recipient_private), info=HPKE_INFO)
+    ctx = s.create_recipient_context(enc, s.kem.deserialize_private_key(recipient_private), info=HPKE_INFO[ver])
     entries = cbor2.loads(ctx.open(ciphertext, aad=manifest_bytes))
     times = [e[3] for e in entries]
     assert len(entries) == m[5] and (min(times), max(times)) == (m[6], m[7])
     assert len({e[0] for e in entries}) == len(entries)
     for name, dev_id, _, _, _, key in entries:
         assert dev_id == device_id(name) and len(key) == 32 and key != bytes(32)
-    return m, entries
+    return ver, part, m, entries
+
+
+def split_parts(data):
+    """The parts of a file: a CBOR sequence (RFC 8742) of bundle arrays."""
+    stream = io.BytesIO(data)
+    parts = []
+    while stream.tell() < len(data):
+        start = stream.tell()
+        cbor2.load(stream)
+        parts.append(data[start:stream.tell()])
+    return parts
+
+
+def open_bundle(data, root_public, recipient_private):
+    """A whole file: every part verified and opened, the parts' sequence checked."""
+    first, entries, last_id = None, [], None
+    parts = split_parts(data)
+    for position, part_bytes in enumerate(parts):
+        ver, (index, last), m, part_entries = open_part(part_bytes, root_public, recipient_private)
+        assert index == position, "parts dropped, repeated or reordered"
+        assert last == (position == len(parts) - 1), "the last part is missing or not last"
+        if first is None:
+            first = (ver, m)
+        else:
+            assert ver == first[0] and [m[1]] + m[2:5] + m[8:] == [first[1][1]] + first[1][2:5] + first[1][8:], \
+                "a part of another bundle"
+        if ver == 2:
+            for e in part_entries:
+                assert last_id is None or e[1] > last_id, "device ids do not rise across the parts"
+                last_id = e[1]
+        entries += part_entries
+    assert first is not None, "no part"
+    return first[1], entries
 
 
 def entries_json(entries):
@@ -197,6 +260,9 @@ def generate(out_dir):
     certificate = signer_certificate(root, signer_public)
     bundle, manifest_bytes = build_bundle(signer, certificate, recipient_public)
     _, opened = open_bundle(bundle, root_public, RECIPIENT_PRIVATE)
+    bundle_v2, manifests_v2 = build_bundle_v2(signer, certificate, recipient_public)
+    _, opened_v2 = open_bundle(bundle_v2, root_public, RECIPIENT_PRIVATE)
+    assert sorted(opened_v2) == sorted(opened), "the two versions hold the same keys"
     signer_pkcs8 = signer.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption())
 
@@ -205,6 +271,7 @@ def generate(out_dir):
             f.write(data)
 
     write("c2-bundle.kfb", bundle)
+    write("c2-bundle-v2.kfb", bundle_v2)
     write("c2-bundle-factory-root.pub", (root_public.hex() + "\n").encode())
     write("c2-bundle-recipient.pub", (recipient_public.hex() + "\n").encode())
     write("c2-bundle-recipient.key.json", (json.dumps(recipient_key_file(recipient_public), indent=2) + "\n").encode())
@@ -242,6 +309,15 @@ def generate(out_dir):
         "bundle_len": len(bundle),
         "bundle_sha256": hashlib.sha256(bundle).hexdigest(),
         "expected_entries": entries_json(opened),
+        "v2": {
+            "bundle_id": BUNDLE_ID_V2.hex(),
+            "ephemeral_ikm": [ikm.hex() for ikm in EPHEMERAL_IKM_V2],
+            "manifests": [m.hex() for m in manifests_v2],
+            "bundle_file": "c2-bundle-v2.kfb",
+            "bundle_len": len(bundle_v2),
+            "bundle_sha256": hashlib.sha256(bundle_v2).hexdigest(),
+            "expected_entries": entries_json(opened_v2),
+        },
     }
     write("c2-bundle.json", (json.dumps(description, indent=2, ensure_ascii=False) + "\n").encode())
 
@@ -251,8 +327,8 @@ def verify(path):
     with open(path, "rb") as f:
         data = f.read()
     m, entries = open_bundle(data, root.public_key().public_bytes(**RAW), RECIPIENT_PRIVATE)
-    print(json.dumps({"bundle_id": m[1].hex(), "created_at_ms": m[4], "count": m[5],
-                      "entries": entries_json(entries)}, indent=2, ensure_ascii=False))
+    print(json.dumps({"bundle_id": m[1].hex(), "created_at_ms": m[4], "parts": len(split_parts(data)),
+                      "count": len(entries), "entries": entries_json(entries)}, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

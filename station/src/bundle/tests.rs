@@ -12,6 +12,7 @@ use serde_json::Value;
 const RFC_A21: &str = include_str!("../../../formats/tests/vectors/hpke-rfc9180-a21.json");
 const PYTHON_VECTOR: &str = include_str!("../../../formats/tests/vectors/c2-bundle.json");
 const PYTHON_BUNDLE: &[u8] = include_bytes!("../../../formats/tests/vectors/c2-bundle.kfb");
+const PYTHON_BUNDLE_V2: &[u8] = include_bytes!("../../../formats/tests/vectors/c2-bundle-v2.kfb");
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -111,10 +112,32 @@ fn python_vector() -> Result<PythonVector, Box<dyn std::error::Error>> {
 fn c2_export_seal_reproduces_the_python_bundle_byte_for_byte() -> TestResult {
     let p = python_vector()?;
     let recipient = p.recipient.public_key();
-    let ours = seal_with(&p.signer, &recipient, &p.entries, p.created_at_ms, p.bundle_id, &p.ephemeral_ikm)?;
+    let ours = seal_v1_with(&p.signer, &recipient, &p.entries, p.created_at_ms, p.bundle_id, &p.ephemeral_ikm)?;
     assert_eq!(ours, PYTHON_BUNDLE);
     let opened = open_bundle(&ours, &p.recipient, &p.factory_root, p.open_at_ms)?;
     assert_eq!(opened.entries, p.entries);
+    Ok(())
+}
+
+#[test]
+fn c2_export_part_sealer_reproduces_the_python_two_part_bundle_byte_for_byte() -> TestResult {
+    let p = python_vector()?;
+    let v: Value = serde_json::from_str(PYTHON_VECTOR)?;
+    let v2 = field(&v, "v2")?;
+    let ikms = field(v2, "ephemeral_ikm")?.as_array().ok_or("ephemeral_ikm")?;
+    let ikm = |index: usize| -> Result<[u8; 32], Box<dyn std::error::Error>> {
+        let text = ikms.get(index).and_then(Value::as_str).ok_or("ikm")?;
+        hex::decode(text)?.try_into().map_err(|_| "ikm is not 32 bytes".into())
+    };
+    let entries = sorted(p.entries.clone());
+    let recipient = p.recipient.public_key();
+    let mut sealer = PartSealer::with_id(&p.signer, &recipient, p.created_at_ms, array_of::<16>(v2, "bundle_id")?)?;
+    let mut ours = sealer.seal_with(&entries[..2], false, &ikm(0)?)?;
+    ours.extend(sealer.seal_with(&entries[2..], true, &ikm(1)?)?);
+    assert_eq!(ours, PYTHON_BUNDLE_V2);
+    let opened = open_bundle(&ours, &p.recipient, &p.factory_root, p.open_at_ms)?;
+    assert_eq!(opened.entries, entries);
+    assert_eq!((opened.manifest.parts, opened.manifest.count), (2, 3));
     Ok(())
 }
 
@@ -149,8 +172,14 @@ fn fixture(not_before: u64, not_after: u64) -> Result<Fixture, Box<dyn std::erro
         factory_root: BundleSigner::public_key_of_pkcs8(&root_pkcs8)?,
         signer: BundleSigner::new(&pkcs8, certificate)?,
         recipient: RecipientPrivateKey::generate()?,
-        entries: vec![entry("unit-a", 1_000), entry("unit-b", 2_000)],
+        entries: sorted(vec![entry("unit-a", 1_000), entry("unit-b", 2_000)]),
     })
+}
+
+/// In device-id order, as a version 2 file holds them.
+fn sorted(mut entries: Vec<BundleEntry>) -> Vec<BundleEntry> {
+    entries.sort_by_key(|e| e.device_id.0);
+    entries
 }
 
 fn valid_fixture() -> Result<Fixture, Box<dyn std::error::Error>> {
@@ -160,7 +189,8 @@ fn valid_fixture() -> Result<Fixture, Box<dyn std::error::Error>> {
 impl Fixture {
     fn manifest(&self) -> Result<Manifest, BundleError> {
         let recipient = *self.recipient.public_key().as_bytes();
-        Manifest::describe([9; 16], self.signer.certificate(), NOW_MS, recipient, &self.entries)
+        let part = Some(PartPosition { index: 0, last: true });
+        Manifest::describe([9; 16], part, self.signer.certificate(), NOW_MS, recipient, &self.entries)
     }
 
     /// Seals `entries` under `manifest` without any check, and returns why opening it failed.
@@ -260,7 +290,108 @@ fn c2_export_signer_certificate_must_be_valid_at_creation() -> TestResult {
 fn c2_export_write_a_rust_bundle_for_the_python_verifier() -> TestResult {
     let path = std::env::var("KEYFILL_RUST_BUNDLE")?;
     let p = python_vector()?;
-    let file = seal_bundle(&p.signer, &p.recipient.public_key(), &p.entries, p.created_at_ms)?;
+    let entries = sorted(p.entries);
+    let mut sealer = PartSealer::new(&p.signer, &p.recipient.public_key(), p.created_at_ms)?;
+    // Two parts, so that the verifier sees a file of several.
+    let mut file = sealer.seal(&entries[..1], false)?;
+    file.extend(sealer.seal(&entries[1..], true)?);
     std::fs::write(path, file)?;
+    Ok(())
+}
+
+/// The bytes of each part of a file, in order.
+type Parts = Vec<Vec<u8>>;
+
+/// A fixture of `n` devices and a file of parts of `per_part` of them, each part separately.
+fn series(n: usize, per_part: usize) -> Result<(Fixture, Parts), Box<dyn std::error::Error>> {
+    let mut f = valid_fixture()?;
+    f.entries = sorted((0..n).map(|i| entry(&format!("series-{i:03}"), 1_000 + i as u64)).collect());
+    let mut sealer = PartSealer::new(&f.signer, &f.recipient.public_key(), NOW_MS)?;
+    let chunks: Vec<&[BundleEntry]> = f.entries.chunks(per_part).collect();
+    let mut parts = Vec::new();
+    for (index, chunk) in chunks.iter().enumerate() {
+        parts.push(sealer.seal(chunk, index + 1 == chunks.len())?);
+    }
+    Ok((f, parts))
+}
+
+#[test]
+fn c2_export_a_file_of_several_parts_opens_as_one_bundle() -> TestResult {
+    let (f, parts) = series(7, 3)?;
+    let file = parts.concat();
+    let opened = open_bundle(&file, &f.recipient, &f.factory_root, NOW_MS)?;
+    assert_eq!(opened.entries, f.entries);
+    assert_eq!((opened.manifest.parts, opened.manifest.count, opened.manifest.version), (3, 7, 2));
+    assert_eq!(
+        (opened.manifest.earliest_provisioned_at_ms, opened.manifest.latest_provisioned_at_ms),
+        (f.entries.iter().map(|e| e.provisioned_at_ms).min().ok_or("min")?, 1_006)
+    );
+    let summary = verify_bundle(&file, &f.factory_root, NOW_MS)?;
+    assert_eq!(summary.manifest, opened.manifest);
+    Ok(())
+}
+
+#[test]
+fn adversarial_bundle_parts_dropped_repeated_reordered_or_appended_are_refused() -> TestResult {
+    let (f, parts) = series(7, 3)?;
+    let (_, other) = series(2, 1)?;
+    let refused = |file: Vec<u8>| match open_bundle(&file, &f.recipient, &f.factory_root, NOW_MS) {
+        Ok(_) => Err("opened"),
+        Err(error) => Ok(error),
+    };
+    let invalid = |error: &OpenBundleError| match error {
+        OpenBundleError::Invalid { source } => Some(source.clone()),
+        _ => None,
+    };
+    // The last part dropped: the file ends without its final part.
+    let error = refused([&parts[0][..], &parts[1]].concat())?;
+    assert_eq!(invalid(&error), Some(BundleError::MissingLastPart { last_index: 1 }), "{error:?}");
+    // A middle part dropped, repeated, or two swapped: a part out of place.
+    for file in [
+        [&parts[0][..], &parts[2]].concat(),
+        [&parts[0][..], &parts[0], &parts[1], &parts[2]].concat(),
+        [&parts[1][..], &parts[0], &parts[2]].concat(),
+    ] {
+        let error = refused(file)?;
+        assert!(matches!(invalid(&error), Some(BundleError::PartOutOfOrder { .. })), "{error:?}");
+    }
+    // A part appended after the last one.
+    let error = refused([&parts[0][..], &parts[1], &parts[2], &parts[2]].concat())?;
+    assert_eq!(invalid(&error), Some(BundleError::PartAfterLast { position: 3 }), "{error:?}");
+    // Part 1 of another bundle (another id, another signer) in place of this one's part 1.
+    let error = refused([&parts[0][..], &other[1], &parts[2]].concat())?;
+    assert!(matches!(error, OpenBundleError::SignerOtherRoot { .. } | OpenBundleError::Invalid { .. }), "{error:?}");
+    // Cut anywhere inside a part: the part is incomplete.
+    let whole = parts.concat();
+    for cut in [1, 20, 25, parts[0].len() - 1, parts[0].len() + 30, whole.len() - 1] {
+        let error = refused(whole[..cut].to_vec())?;
+        assert!(matches!(invalid(&error), Some(BundleError::Truncated { .. })), "cut at {cut}: {error:?}");
+    }
+    // Garbage after the last part.
+    let error = refused([&whole[..], b"\x00\x01"].concat())?;
+    assert!(invalid(&error).is_some(), "{error:?}");
+    Ok(())
+}
+
+#[test]
+fn adversarial_bundle_device_in_two_parts_is_refused() -> TestResult {
+    let f = valid_fixture()?;
+    let mut sealer = PartSealer::new(&f.signer, &f.recipient.public_key(), NOW_MS)?;
+    let first = sealer.seal(&f.entries, false)?;
+    let second = sealer.seal(&f.entries[1..], true)?;
+    let error = open_bundle(&[first, second].concat(), &f.recipient, &f.factory_root, NOW_MS).err().ok_or("opened")?;
+    assert!(
+        matches!(error, OpenBundleError::Invalid { source: BundleError::EntriesOutOfOrder { index: 1 } }),
+        "{error:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn c2_export_a_sealer_refuses_parts_after_the_last() -> TestResult {
+    let f = valid_fixture()?;
+    let mut sealer = PartSealer::new(&f.signer, &f.recipient.public_key(), NOW_MS)?;
+    sealer.seal(&f.entries, true)?;
+    assert!(matches!(sealer.seal(&f.entries, true), Err(SealBundleError::Finished)));
     Ok(())
 }

@@ -8,15 +8,21 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use keyfill_formats::printable;
 use keyfill_station::bundle::{
-    self, Manifest, RecipientPublicKey, load_recipient_private_key, open_bundle, public_key_path,
-    read_factory_root_public, verify_bundle,
+    self, OpenBundleError, RecipientPrivateKey, RecipientPublicKey, SeriesManifest, SeriesReader,
+    load_recipient_private_key, public_key_path, read_factory_root_public,
 };
 use keyfill_station::db::now_millis;
-use keyfill_station::export::offline::{BundleRequest, describe_manifest, recipient_from_text, write_bundle};
+use keyfill_station::export::offline::{
+    BundleRequest, IncludedKey, PART_ENTRIES, describe_manifest, recipient_from_text, write_bundle,
+};
 use keyfill_station::export::{ExportItem, JournalLedger, Ledger, Outcome};
 use keyfill_station::home::StationHome;
 use keyfill_station::provision::Station;
+use serde::ser::{Serialize, SerializeSeq, Serializer};
+use std::fs::File;
+use std::io::{BufReader, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Environment variable holding the C2 operator's bundle-key passphrase.
 const KEY_PASSPHRASE_ENV: &str = "KEYFILL_BUNDLE_KEY_PASSPHRASE";
@@ -35,6 +41,9 @@ pub struct ExportBundleArgs {
     /// keeps its factory root offline.
     #[arg(long)]
     factory_root_key: Option<PathBuf>,
+    /// Keys per part of the file (tests use small parts to make files of many).
+    #[arg(long, hide = true, default_value_t = PART_ENTRIES)]
+    keys_per_part: usize,
     #[arg(long)]
     json: bool,
 }
@@ -73,12 +82,19 @@ pub enum BundleCommand {
         #[arg(long)]
         key_passphrase_file: Option<PathBuf>,
     },
-    /// Verify a bundle's signature and show its manifest (needs no private key).
+    /// Verify a bundle's signatures and show its manifest (needs no private key); with --key,
+    /// also decrypt and check every key, sending nothing anywhere.
     Inspect {
         file: PathBuf,
         /// The factory root public key (factory-root.pub).
         #[arg(long)]
         factory_root: PathBuf,
+        /// The C2 operator's private key file: check that every part opens with it.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Read the private key's passphrase from this file (else KEYFILL_BUNDLE_KEY_PASSPHRASE, else a prompt).
+        #[arg(long)]
+        key_passphrase_file: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -105,9 +121,10 @@ fn recipient(text: &str) -> Result<RecipientPublicKey> {
     recipient_from_text(text).with_context(|| format!("--recipient {text}: not a key file nor 64 hex digits"))
 }
 
-fn manifest_json(manifest: &Manifest) -> serde_json::Value {
+fn manifest_json(manifest: &SeriesManifest) -> serde_json::Value {
     serde_json::json!({
         "bundle_id": hex::encode(manifest.bundle_id),
+        "parts": manifest.parts,
         "station_id": hex::encode(manifest.station_id),
         "station_name": manifest.station_name,
         "created_at": rfc3339(manifest.created_at_ms as i64),
@@ -131,6 +148,7 @@ pub async fn export_bundle(station: Station, home: &StationHome, args: ExportBun
         out: args.out.clone(),
         filter: args.selection.filter()?,
         offline_root_pkcs8,
+        keys_per_part: args.keys_per_part,
     };
     let written = match write_bundle(&station, home, request).await {
         Ok(written) => written,
@@ -152,17 +170,12 @@ pub async fn export_bundle(station: Station, home: &StationHome, args: ExportBun
             .iter()
             .map(|l| serde_json::json!({"device_id": l.device_id, "name": l.name, "reason": l.reason}))
             .collect();
-        let included: Vec<_> = written
-            .included
-            .iter()
-            .map(|d| serde_json::json!({"device_id": d.device_id, "name": d.name, "key_id": d.key_id}))
-            .collect();
-        print_json(&serde_json::json!({
-            "file": args.out.display().to_string(),
-            "manifest": manifest_json(&written.manifest),
-            "included": included,
-            "excluded": excluded,
-        }))?;
+        print_json(&WrittenReport {
+            file: args.out.display().to_string(),
+            manifest: manifest_json(&written.manifest),
+            included: IncludedList(&written.included),
+            excluded,
+        })?;
     } else {
         for left in &written.excluded {
             eprintln!("{} ({}) NOT in the bundle: {}", printable(&left.name), left.device_id, printable(&left.reason));
@@ -174,35 +187,108 @@ pub async fn export_bundle(station: Station, home: &StationHome, args: ExportBun
     Ok(written.excluded.is_empty())
 }
 
+/// `keyfill export bundle --json`, the included devices serialised one by one.
+#[derive(serde::Serialize)]
+struct WrittenReport<'a> {
+    file: String,
+    manifest: serde_json::Value,
+    included: IncludedList<'a>,
+    excluded: Vec<serde_json::Value>,
+}
+
+struct IncludedList<'a>(&'a [IncludedKey]);
+
+impl Serialize for IncludedList<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut list = serializer.serialize_seq(Some(self.0.len()))?;
+        for key in self.0 {
+            list.serialize_element(&serde_json::json!({
+                "device_id": key.device_id.to_hex(),
+                "name": key.name.as_str(),
+                "key_id": hex::encode(key.key_id),
+            }))?;
+        }
+        list.end()
+    }
+}
+
+/// Opens the bundle file for reading part by part.
+fn open_file(path: &Path) -> Result<File> {
+    File::open(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Reads the whole file, verifying every part and, with `recipient`, decrypting and checking it;
+/// keeps nothing but each part's digest. Nothing is sent anywhere.
+fn check_file(
+    file: &mut File,
+    factory_root: &[u8; 32],
+    recipient: Option<&RecipientPrivateKey>,
+    now_ms: u64,
+) -> Result<(SeriesManifest, Vec<[u8; 32]>), OpenBundleError> {
+    file.rewind().map_err(OpenBundleError::Read)?;
+    let mut reader = SeriesReader::new(BufReader::new(&mut *file), factory_root, now_ms);
+    let mut digests = Vec::new();
+    loop {
+        let digest = match recipient {
+            Some(key) => match reader.next_opened(key)? {
+                Some(part) => part.digest,
+                None => break,
+            },
+            None => match reader.next_verified()? {
+                Some(_) => reader.last_digest(),
+                None => break,
+            },
+        };
+        digests.push(digest);
+    }
+    Ok((reader.finish()?.manifest, digests))
+}
+
 /// `keyfill import bundle`. Returns whether every key reached C2.
+///
+/// Two passes over the file, one part in memory at a time: the first verifies, decrypts and
+/// checks every part and keeps only its digest, so that a bad part anywhere sends nothing; the
+/// second reads the same parts again (their digests must match) and sends each part's keys.
 pub async fn import_bundle(args: ImportBundleArgs, interactive: bool) -> Result<bool> {
-    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let mut file = open_file(&args.file)?;
     let factory_root = read_factory_root_public(&args.factory_root)?;
     let passphrase = key_passphrase(args.key_passphrase_file.as_deref(), false)?;
     let key = load_recipient_private_key(&args.key, &passphrase)?;
-    let opened = open_bundle(&bytes, &key, &factory_root, now_millis() as u64)
-        .with_context(|| format!("{} was refused; nothing was sent to C2", args.file.display()))?;
+    let now = now_millis() as u64;
+    let refused = || format!("{} was refused; nothing was sent to C2", args.file.display());
+    let (manifest, digests) = check_file(&mut file, &factory_root, Some(&key), now).with_context(refused)?;
     if !args.options.json {
-        eprintln!("{}", describe_manifest(&opened.manifest));
+        eprintln!("{}", describe_manifest(&manifest));
     }
     let api = args.options.api(&args.c2)?;
     let journal_path =
         args.journal.clone().unwrap_or_else(|| PathBuf::from(format!("{}.import.jsonl", args.file.display())));
-    let ledger = Ledger::Journal(JournalLedger::open(&journal_path)?);
-    let items: Vec<ExportItem> = opened
-        .entries
-        .into_iter()
-        .map(|entry| ExportItem {
-            device_id: entry.device_id.to_hex(),
-            name: entry.name.as_str().to_owned(),
-            key_id: Some(hex::encode(entry.key_id)),
-            key: Ok(entry.key.clone()),
-        })
-        .collect();
+    let ledger = Arc::new(Ledger::Journal(JournalLedger::open(&journal_path)?));
     let target = api.target();
-    let run_id = hex::encode(opened.manifest.bundle_id);
-    let reports = run(&api, ledger, items, &args.options, interactive).await?;
-    print_report(&target, &run_id, &reports, args.options.json, Some(manifest_json(&opened.manifest)))?;
+    let run_id = hex::encode(manifest.bundle_id);
+    file.rewind().with_context(|| format!("cannot read {}", args.file.display()))?;
+    let mut reader = SeriesReader::new(BufReader::new(&mut file), &factory_root, now);
+    let mut reports = Vec::new();
+    for (index, expected) in digests.iter().enumerate() {
+        let changed = || OpenBundleError::Changed { index: index as u64 };
+        let part = reader.next_opened(&key).and_then(|part| part.ok_or_else(changed));
+        let part = part.with_context(|| format!("{} changed while it was imported", args.file.display()))?;
+        if &part.digest != expected {
+            return Err(changed()).with_context(|| format!("{}: import stopped", args.file.display()));
+        }
+        let items: Vec<ExportItem> = part
+            .entries
+            .into_iter()
+            .map(|entry| ExportItem {
+                device_id: entry.device_id.to_hex(),
+                name: entry.name.as_str().to_owned(),
+                key_id: Some(hex::encode(entry.key_id)),
+                key: Ok(entry.key.clone()),
+            })
+            .collect();
+        reports.extend(run(&api, ledger.clone(), items, &args.options, interactive).await?);
+    }
+    print_report(&target, &run_id, &reports, args.options.json, Some(manifest_json(&manifest)))?;
     Ok(reports.iter().all(|r| r.outcome != Outcome::Failed))
 }
 
@@ -218,17 +304,29 @@ pub fn bundle_command(command: BundleCommand) -> Result<()> {
             println!("private key (sealed): {}", out.display());
             println!("public key: {} ({public})", public_path.display());
         }
-        BundleCommand::Inspect { file, factory_root, json } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        BundleCommand::Inspect { file: path, factory_root, key, key_passphrase_file, json } => {
+            let mut file = open_file(&path)?;
             let root = read_factory_root_public(&factory_root)?;
-            let summary = verify_bundle(&bytes, &root, now_millis() as u64)
-                .with_context(|| format!("{} does not verify", file.display()))?;
+            let key = match key {
+                Some(key) => {
+                    let passphrase = key_passphrase(key_passphrase_file.as_deref(), false)?;
+                    Some(load_recipient_private_key(&key, &passphrase)?)
+                }
+                None => None,
+            };
+            let (manifest, _) = check_file(&mut file, &root, key.as_ref(), now_millis() as u64)
+                .with_context(|| format!("{} does not verify", path.display()))?;
+            let keys = if key.is_some() { "opened and checked" } else { "not decrypted (no --key)" };
             if json {
-                print_json(&serde_json::json!({ "manifest": manifest_json(&summary.manifest), "signature": "valid" }))?;
+                print_json(&serde_json::json!({
+                    "manifest": manifest_json(&manifest),
+                    "signature": "valid",
+                    "keys": if key.is_some() { "valid" } else { "unchecked" },
+                }))?;
             } else {
-                println!("{}", describe_manifest(&summary.manifest));
+                println!("{}", describe_manifest(&manifest));
                 println!("signature valid: signer certified by factory root {}", hex::encode(root));
-                println!("encrypted to {}", hex::encode(summary.manifest.recipient_public));
+                println!("encrypted to {}; keys {keys}", hex::encode(manifest.recipient_public));
             }
         }
     }

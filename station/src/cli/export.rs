@@ -112,7 +112,7 @@ pub async fn export_c2(
         run_id: run_id.clone(),
     };
     let target = api.target();
-    let reports = run(&api, ledger, items, &args.options, interactive).await?;
+    let reports = run(&api, Arc::new(ledger), items, &args.options, interactive).await?;
     print_report(&target, &run_id, &reports, args.options.json, None)?;
     station.inventory.close().await;
     Ok(reports.iter().all(|r| r.outcome != Outcome::Failed))
@@ -121,7 +121,7 @@ pub async fn export_c2(
 /// Runs the export with a progress bar when a person is watching.
 pub async fn run(
     api: &C2Api,
-    ledger: Ledger,
+    ledger: Arc<Ledger>,
     items: Vec<ExportItem>,
     options: &C2Options,
     interactive: bool,
@@ -142,7 +142,7 @@ pub async fn run(
         }
     };
     let started = Instant::now();
-    let reports = run_export(api, Arc::new(ledger), items, options.settings(), progress).await;
+    let reports = run_export(api, ledger, items, options.settings(), progress).await;
     bar.finish_and_clear();
     let reports = reports.with_context(|| format!("export to {} stopped", api.target()))?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "export finished");

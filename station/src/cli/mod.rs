@@ -306,8 +306,14 @@ fn read_payloads(qr: Vec<String>, qr_images: Vec<PathBuf>) -> Result<Vec<Onboard
     texts.iter().map(|text| OnboardingPayload::parse(text).context("the label's QR payload is not valid")).collect()
 }
 
+/// Pretty JSON on stdout, written as it is serialised: a report of a million devices is never
+/// held as one string.
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
 

@@ -5,8 +5,8 @@
 //! library's functions (the GUI opens no transaction of its own).
 
 use super::DbError;
+use super::Inventory;
 use super::events::{self, Actor};
-use sqlx::AnyPool;
 use std::path::Path;
 
 /// A key put in a bundle: ids only.
@@ -16,21 +16,41 @@ pub struct BundledKey {
     pub key_id: String,
 }
 
+/// Rows per INSERT: a million keys in a bundle are two thousand statements, not a million, and
+/// 6 parameters a row stay far below SQLite's and PostgreSQL's limits.
+const EVENTS_PER_STATEMENT: usize = 500;
+
 /// Records that `keys` went into bundle `bundle_id` (hex) for `recipient` (hex), written to `file`.
-pub async fn record_bundle_written(
-    pool: &AnyPool,
+/// The keys come as an iterator so that a million of them are never all held as strings.
+pub async fn record_bundle_written<I>(
+    inventory: &Inventory,
     actor: &Actor,
     bundle_id: &str,
     recipient: &str,
-    keys: &[BundledKey],
+    keys: I,
     file: &Path,
-) -> Result<(), DbError> {
-    let mut tx = pool.begin().await?;
-    for key in keys {
-        let detail = format!("key {} in bundle {bundle_id} for recipient {recipient}", key.key_id);
-        events::record(&mut tx, actor, Some(&key.device_id), "c2_bundled", &detail).await?;
+) -> Result<(), DbError>
+where
+    I: IntoIterator<Item = BundledKey>,
+{
+    let mut keys = keys.into_iter();
+    let mut count = 0usize;
+    let mut tx = inventory.pool().begin().await?;
+    loop {
+        let chunk: Vec<BundledKey> = keys.by_ref().take(EVENTS_PER_STATEMENT).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        count += chunk.len();
+        let details: Vec<String> = chunk
+            .iter()
+            .map(|key| format!("key {} in bundle {bundle_id} for recipient {recipient}", key.key_id))
+            .collect();
+        let rows: Vec<(&str, &str)> =
+            chunk.iter().zip(&details).map(|(key, detail)| (key.device_id.as_str(), detail.as_str())).collect();
+        events::record_for_devices(&mut tx, inventory.backend(), actor, "c2_bundled", &rows).await?;
     }
-    let detail = format!("bundle {bundle_id}: {} key(s) to {recipient} in {}", keys.len(), file.display());
+    let detail = format!("bundle {bundle_id}: {count} key(s) to {recipient} in {}", file.display());
     events::record(&mut tx, actor, None, "c2_bundle_written", &detail).await?;
     tx.commit().await?;
     Ok(())

@@ -1,6 +1,6 @@
 //! The station's event log: what was provisioned, failed or reconciled, when, by whom.
 
-use super::{DbError, now_millis};
+use super::{Backend, DbError, now_millis};
 use serde::Serialize;
 use sqlx::{Any, AnyPool, FromRow, Transaction};
 
@@ -40,6 +40,48 @@ pub async fn record(
     .bind(detail)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// One event of `kind` for each `(device id, detail)`, in one statement.
+pub async fn record_for_devices(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    actor: &Actor,
+    kind: &str,
+    rows: &[(&str, &str)],
+) -> Result<(), DbError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let placeholders: Vec<String> = (0..rows.len())
+        .map(|row| match backend {
+            // SQLite looks a numbered parameter up by name in a list, once per bind: thousands
+            // of `$N` in one statement cost their square. Anonymous ones are bound by position.
+            Backend::Sqlite => "(?, ?, ?, ?, ?, ?)".to_owned(),
+            Backend::Postgres => {
+                let first = row * 6 + 1;
+                let numbers: Vec<String> = (first..first + 6).map(|n| format!("${n}")).collect();
+                format!("({})", numbers.join(", "))
+            }
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO events (at, device_id, station_id, operator, kind, detail) VALUES {}",
+        placeholders.join(", ")
+    );
+    let at = now_millis();
+    let mut query = sqlx::query(&sql);
+    for (device_id, detail) in rows {
+        query = query
+            .bind(at)
+            .bind(Some((*device_id).to_owned()))
+            .bind(&actor.station_id)
+            .bind(&actor.operator)
+            .bind(kind)
+            .bind(*detail);
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Device keys, always sealed under the master key with (device id, key id) as associated data.
 
-use super::{DbError, now_millis};
+use super::{DbError, Inventory, now_millis};
 use sqlx::{Any, AnyPool, FromRow, Transaction};
 
 #[derive(Debug, Clone, FromRow)]
@@ -84,4 +84,39 @@ pub async fn mark_failed(tx: &mut Transaction<'_, Any>, key_id: &str) -> Result<
 pub async fn retire(tx: &mut Transaction<'_, Any>, key_id: &str) -> Result<(), DbError> {
     sqlx::query("UPDATE device_keys SET state = 'retired' WHERE key_id = $1").bind(key_id).execute(&mut **tx).await?;
     Ok(())
+}
+
+/// A provisioned device and its current key, as the exports read them a page at a time.
+#[derive(Debug, FromRow)]
+pub struct ProvisionedKeyRow {
+    pub device_id: String,
+    pub name: String,
+    pub current_key_id: Option<String>,
+    pub provisioned_at: Option<i64>,
+    pub rotation_state: Option<String>,
+    pub key_state: Option<String>,
+    pub sealed_key: Option<Vec<u8>>,
+    pub key_created_at: Option<i64>,
+    pub confirmed_at: Option<i64>,
+}
+
+/// Up to `limit` provisioned devices with their current keys, in device-id order, after the
+/// device `after` (keyset paging over the `devices_for_export` index: each page is one range of
+/// it, however deep).
+pub async fn provisioned_page(
+    inventory: &Inventory,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ProvisionedKeyRow>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT d.id AS device_id, d.name, d.current_key_id, d.provisioned_at, r.state AS rotation_state, \
+         k.state AS key_state, k.sealed_key, k.created_at AS key_created_at, k.confirmed_at \
+         FROM devices d LEFT JOIN rotations r ON r.device_id = d.id \
+         LEFT JOIN device_keys k ON k.key_id = d.current_key_id \
+         WHERE d.state = 'provisioned' AND d.id > $1 ORDER BY d.id LIMIT $2",
+    )
+    .bind(after.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(inventory.pool())
+    .await?)
 }

@@ -7,7 +7,7 @@ use crate::db::events::{self, Actor};
 use crate::db::{DbError, Inventory, exports};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -148,6 +148,15 @@ impl Ledger {
 /// Longest journal line accepted: names are at most 255 bytes, the rest is small.
 const MAX_JOURNAL_LINE: usize = 4096;
 
+fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 enum JournalEvent {
@@ -177,26 +186,53 @@ pub struct JournalLedger {
 
 impl JournalLedger {
     /// Opens (or creates, mode 0600) the journal at `path`. A torn last line, left by a crash
-    /// in the middle of a write, is ignored; any other malformed line is an error.
+    /// in the middle of a write, is cut off the file (what it recorded was not yet done); any other
+    /// malformed line is an error. Each line is read within its 4 KiB limit.
     pub fn open(path: &Path) -> Result<Self, ExportError> {
         let bad = |reason: String| ExportError::Ledger(format!("{}: {reason}", path.display()));
         let mut lines = Vec::new();
+        // Where a line cut short by a crash starts: removed below, so that it never ends up in
+        // the middle of the journal once later records follow it.
+        let mut torn_at: Option<u64> = None;
+        let mut length = 0u64;
         if path.exists() {
-            let reader = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| bad(e.to_string()))?);
-            let raw: Vec<String> = reader.lines().collect::<Result<_, _>>().map_err(|e| bad(e.to_string()))?;
-            let count = raw.len();
-            for (index, text) in raw.into_iter().enumerate() {
-                let last = index + 1 == count;
-                if text.trim().is_empty() {
+            let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| bad(e.to_string()))?);
+            // An unparsable line is forgiven only as the file's last (a write cut short).
+            let mut unparsable: Option<String> = None;
+            let mut text = Vec::new();
+            for number in 1.. {
+                text.clear();
+                // Bounded before it is held: a hostile journal cannot make one line eat memory.
+                let read = (&mut reader)
+                    .take(MAX_JOURNAL_LINE as u64 + 1)
+                    .read_until(b'\n', &mut text)
+                    .map_err(|e| bad(e.to_string()))?;
+                if read == 0 {
+                    break;
+                }
+                let starts_at = length;
+                length += read as u64;
+                if text.last() == Some(&b'\n') {
+                    text.pop();
+                } else if read > MAX_JOURNAL_LINE {
+                    return Err(bad(format!("line {number} is longer than {MAX_JOURNAL_LINE} bytes")));
+                }
+                let line = String::from_utf8_lossy(&text);
+                if line.trim().is_empty() {
                     continue;
                 }
-                if text.len() > MAX_JOURNAL_LINE {
-                    return Err(bad(format!("line {} is longer than {MAX_JOURNAL_LINE} bytes", index + 1)));
+                if let Some(error) = unparsable.take() {
+                    return Err(bad(error));
                 }
-                match serde_json::from_str::<JournalLine>(&text) {
-                    Ok(line) => lines.push(line),
-                    Err(_) if last => {}
-                    Err(e) => return Err(bad(format!("line {}: {e}", index + 1))),
+                match serde_json::from_str::<JournalLine>(&line) {
+                    Ok(line) => {
+                        lines.push(line);
+                        torn_at = None;
+                    }
+                    Err(e) => {
+                        unparsable = Some(format!("line {number}: {e}"));
+                        torn_at = Some(starts_at);
+                    }
                 }
             }
         }
@@ -206,8 +242,18 @@ impl JournalLedger {
             .mode(0o600)
             .open(path)
             .map_err(|e| bad(e.to_string()))?;
-        // A torn line must not glue itself to the next record.
-        file.write_all(b"\n").and_then(|()| file.sync_data()).map_err(|e| bad(e.to_string()))?;
+        let healed = (|| {
+            if let Some(offset) = torn_at {
+                file.set_len(offset)?;
+                length = offset;
+            }
+            // A record whose newline was not written yet must not glue itself to the next one.
+            if length > 0 && !ends_with_newline(path)? {
+                file.write_all(b"\n")?;
+            }
+            file.sync_data()
+        })();
+        healed.map_err(|e| bad(e.to_string()))?;
         Ok(JournalLedger { path: path.to_path_buf(), lines: Mutex::new(lines), file: Mutex::new(file) })
     }
 
@@ -281,6 +327,17 @@ mod tests {
         let registrations = reopened.registrations(target).await?;
         assert_eq!(registrations["00aa"], Registration { delivered_key_id: Some("k1".into()), sending: None });
         assert!(reopened.registrations("https://other:8888").await?.is_empty());
+        // The torn line is gone for good: later records and later opens never find it in the
+        // middle of the journal.
+        reopened.begin_sending(target, &report(Outcome::Created), "k1", Outcome::Created).await?;
+        drop(reopened);
+        for _ in 0..3 {
+            let again = Ledger::Journal(JournalLedger::open(&path)?);
+            assert_eq!(again.registrations(target).await?["00aa"].sending, Some(("k1".into(), Outcome::Created)));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| ExportError::Ledger(e.to_string()))?;
+        assert!(!text.contains("{\"target\":\"https://c2\n"), "{text}");
+        assert!(text.ends_with('\n') && !text.contains("\n\n"), "{text:?}");
         Ok(())
     }
 

@@ -1,11 +1,13 @@
 //! Writing an offline bundle, as `keyfill export bundle` and the desktop app both do: the keys
-//! selected like an online export, sealed to the C2 operator's key and signed by the station's
-//! bundle-signing key, written to a new file, verified as written, and recorded in the event log.
+//! selected like an online export, read from the inventory a page at a time, sealed to the C2
+//! operator's key and signed by the station's bundle-signing key in parts of
+//! [`PART_ENTRIES`] keys, written to a new file part by part, verified as written, and recorded
+//! in the event log. Memory stays bounded by one part and a few ids per key, whatever the count.
 
 use super::ExportError;
-use super::select::{DeviceFilter, exportable_items};
+use super::select::{DeviceFilter, ExportablePages, KeyFacts};
 use crate::bundle::{
-    BundleEntry, Manifest, OpenBundleError, RecipientPublicKey, SealBundleError, seal_bundle, verify_bundle,
+    BundleEntry, OpenBundleError, PartSealer, RecipientPublicKey, SealBundleError, SeriesManifest, SeriesReader,
 };
 use crate::db::bundle_events::{BundledKey, record_bundle_written};
 use crate::db::{DbError, now_millis};
@@ -13,10 +15,14 @@ use crate::home::{HomeError, StationHome};
 use crate::provision::Station;
 use keyfill_formats::bundle::MAX_ENTRIES;
 use keyfill_formats::{DeviceId, DeviceName};
-use std::io::Write;
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 use zeroize::Zeroizing;
+
+/// Keys per part: about 10 MiB of ciphertext with typical names, so that writing, verifying
+/// and importing hold one such part at a time.
+pub const PART_ENTRIES: usize = 100_000;
 
 /// What to put in a bundle and where.
 #[derive(Debug)]
@@ -28,6 +34,8 @@ pub struct BundleRequest {
     /// The factory root's PKCS#8, needed once by a home without a bundle-signing key whose root
     /// is kept offline.
     pub offline_root_pkcs8: Option<Zeroizing<Vec<u8>>>,
+    /// Keys per part, 1..=`MAX_ENTRIES`: [`PART_ENTRIES`] unless a test wants many parts.
+    pub keys_per_part: usize,
 }
 
 /// A device in the bundle: ids only.
@@ -36,6 +44,31 @@ pub struct BundledDevice {
     pub device_id: String,
     pub name: String,
     pub key_id: String,
+}
+
+/// A device in the bundle, as the writer keeps it for the event log and the report: a few
+/// dozen bytes, where [`BundledDevice`]'s strings would take three times as many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncludedKey {
+    pub device_id: DeviceId,
+    pub name: DeviceName,
+    pub key_id: [u8; 16],
+}
+
+impl IncludedKey {
+    // A function rather than a closure: the GUI spawns the export, whose future must be `Send`
+    // for every lifetime, which a closure over references does not prove to the compiler.
+    fn to_bundled_key(&self) -> BundledKey {
+        BundledKey { device_id: self.device_id.to_hex(), key_id: hex::encode(self.key_id) }
+    }
+
+    pub fn to_bundled_device(&self) -> BundledDevice {
+        BundledDevice {
+            device_id: self.device_id.to_hex(),
+            name: self.name.as_str().to_owned(),
+            key_id: hex::encode(self.key_id),
+        }
+    }
 }
 
 /// A selected device whose key could not go into the bundle, and why.
@@ -49,8 +82,9 @@ pub struct LeftOut {
 /// A bundle written and verified.
 #[derive(Debug)]
 pub struct WrittenBundle {
-    pub manifest: Manifest,
-    pub included: Vec<BundledDevice>,
+    pub manifest: SeriesManifest,
+    /// In device-id order, as in the file.
+    pub included: Vec<IncludedKey>,
     pub excluded: Vec<LeftOut>,
 }
 
@@ -61,8 +95,6 @@ pub enum WriteBundleError {
     Exists(PathBuf),
     #[error("no key to put in a bundle: {}", if .excluded.is_empty() { "nothing is provisioned" } else { "every device selected was left out" })]
     NothingToBundle { excluded: Vec<LeftOut> },
-    #[error("{count} keys are more than a bundle holds ({MAX_ENTRIES}); split the export by date or by device")]
-    TooMany { count: usize, excluded: Vec<LeftOut> },
     #[error("no bundle-signing key: {0}")]
     Signer(#[source] HomeError),
     #[error("cannot build the bundle: {0}")]
@@ -83,17 +115,19 @@ impl WriteBundleError {
     /// The devices left out, when the refusal came after the selection.
     pub fn excluded(&self) -> &[LeftOut] {
         match self {
-            WriteBundleError::NothingToBundle { excluded } | WriteBundleError::TooMany { excluded, .. } => excluded,
+            WriteBundleError::NothingToBundle { excluded } => excluded,
             _ => &[],
         }
     }
 }
 
-/// One line for operators: `bundle ID from station NAME (ID), created T: N key(s) confirmed T1 .. T2`.
-pub fn describe_manifest(manifest: &Manifest) -> String {
+/// One line for operators: `bundle ID from station NAME (ID), created T: N key(s) confirmed T1 .. T2`,
+/// and the number of parts when there are several.
+pub fn describe_manifest(manifest: &SeriesManifest) -> String {
     let time = |ms: u64| crate::time::rfc3339(i64::try_from(ms).unwrap_or(i64::MAX));
+    let parts = if manifest.parts > 1 { format!(" in {} parts", manifest.parts) } else { String::new() };
     format!(
-        "bundle {} from station {} ({}), created {}: {} key(s) confirmed {} .. {}",
+        "bundle {} from station {} ({}), created {}: {} key(s) confirmed {} .. {}{parts}",
         hex::encode(manifest.bundle_id),
         manifest.station_name,
         hex::encode(manifest.station_id),
@@ -122,33 +156,53 @@ pub async fn write_bundle(
     if request.out.exists() {
         return Err(WriteBundleError::Exists(request.out));
     }
-    let (entries, excluded) = split(exportable_items(station, &request.filter).await?);
-    if entries.is_empty() {
+    let keys_per_part = request.keys_per_part.clamp(1, MAX_ENTRIES as usize);
+    let signer = home
+        .bundle_signer(&station.unlocked, request.offline_root_pkcs8.as_deref().map(Vec::as_slice))
+        .map_err(WriteBundleError::Signer)?;
+    let now = u64::try_from(now_millis()).unwrap_or(0);
+    let mut sealer = PartSealer::new(&signer, &request.recipient, now).map_err(WriteBundleError::Seal)?;
+    let mut file = NewFile::create(&request.out)?;
+    let mut part: Vec<BundleEntry> = Vec::new();
+    let mut included: Vec<IncludedKey> = Vec::new();
+    let mut excluded = Vec::new();
+    let mut pages = ExportablePages::new(station, &request.filter);
+    while let Some(page) = pages.next_page().await? {
+        for (item, facts) in page {
+            let entry = match entry_of(item, facts) {
+                Ok(entry) => entry,
+                Err(left) => {
+                    excluded.push(left);
+                    continue;
+                }
+            };
+            if included.last().is_some_and(|previous| previous.device_id.0 >= entry.device_id.0) {
+                let detail = "the inventory did not list devices in id order".into();
+                return Err(ExportError::Db(DbError::Inconsistent(detail)).into());
+            }
+            if part.len() == keys_per_part {
+                // More keys follow, so this part is not the last.
+                file.write(&sealer.seal(&part, false).map_err(WriteBundleError::Seal)?)?;
+                part.clear();
+            }
+            included.push(IncludedKey { device_id: entry.device_id, name: entry.name.clone(), key_id: entry.key_id });
+            part.push(entry);
+        }
+    }
+    if part.is_empty() {
         return Err(WriteBundleError::NothingToBundle { excluded });
     }
-    if entries.len() as u64 > MAX_ENTRIES {
-        return Err(WriteBundleError::TooMany { count: entries.len(), excluded });
-    }
-    let included: Vec<BundledDevice> = entries
-        .iter()
-        .map(|e| BundledDevice {
-            device_id: e.device_id.to_hex(),
-            name: e.name.as_str().to_owned(),
-            key_id: hex::encode(e.key_id),
-        })
-        .collect();
-    // Milliseconds of CPU even for the largest bundle: not worth a blocking thread.
-    let sealed = seal_and_write(station, home, &request, &entries);
-    drop(entries);
-    let manifest = sealed?;
-    let keys: Vec<BundledKey> =
-        included.iter().map(|d| BundledKey { device_id: d.device_id.clone(), key_id: d.key_id.clone() }).collect();
+    file.write(&sealer.seal(&part, true).map_err(WriteBundleError::Seal)?)?;
+    drop(part);
+    file.commit()?;
+    let manifest = verify_written(&request.out, &station.unlocked.info.factory_root, now)?;
+    let keys = included.iter().map(IncludedKey::to_bundled_key);
     record_bundle_written(
-        station.inventory.pool(),
+        &station.inventory,
         &station.actor,
         &hex::encode(manifest.bundle_id),
         &request.recipient.to_hex(),
-        &keys,
+        keys,
         &request.out,
     )
     .await
@@ -156,83 +210,107 @@ pub async fn write_bundle(
     Ok(WrittenBundle { manifest, included, excluded })
 }
 
-type Selected = Vec<(super::ExportItem, Option<super::select::KeyFacts>)>;
+/// The bundle entry for an exportable key; the device and the reason otherwise.
+fn entry_of(item: super::ExportItem, facts: Option<KeyFacts>) -> Result<BundleEntry, LeftOut> {
+    let key_id: Option<[u8; 16]> = item.key_id.as_deref().and_then(|k| hex::decode(k).ok()?.try_into().ok());
+    // An inventory written by an earlier version may hold a name C2 cannot address.
+    let name = match DeviceName::parse(&item.name) {
+        Ok(name) => name,
+        Err(error) => {
+            let reason = format!("its name cannot be sent to C2: {error}");
+            return Err(LeftOut { device_id: item.device_id, name: item.name, reason });
+        }
+    };
+    match (item.key, facts, key_id, DeviceId::from_hex(&item.device_id)) {
+        (Ok(key), Some(facts), Some(key_id), Some(device_id)) => Ok(BundleEntry {
+            device_id,
+            name,
+            key_id,
+            key,
+            provisioned_at_ms: u64::try_from(facts.confirmed_at).unwrap_or(0),
+            from_rotation: facts.rotated,
+        }),
+        (Err(reason), ..) => Err(LeftOut { device_id: item.device_id, name: item.name, reason }),
+        _ => Err(LeftOut { device_id: item.device_id, name: item.name, reason: "its key has no usable id".into() }),
+    }
+}
 
-/// Bundle entries for the exportable keys; the others with their reasons.
-fn split(selected: Selected) -> (Vec<BundleEntry>, Vec<LeftOut>) {
-    let mut entries = Vec::new();
-    let mut excluded = Vec::new();
-    for (item, facts) in selected {
-        let key_id: Option<[u8; 16]> = item.key_id.as_deref().and_then(|k| hex::decode(k).ok()?.try_into().ok());
-        // An inventory written by an earlier version may hold a name C2 cannot address.
-        let name = match DeviceName::parse(&item.name) {
-            Ok(name) => name,
-            Err(error) => {
-                let reason = format!("its name cannot be sent to C2: {error}");
-                excluded.push(LeftOut { device_id: item.device_id, name: item.name, reason });
-                continue;
+/// Reads the file back and verifies every part, as an importer without the private key would.
+fn verify_written(out: &Path, factory_root: &[u8; 32], now: u64) -> Result<SeriesManifest, WriteBundleError> {
+    let opened = std::fs::File::open(out).map_err(|source| WriteBundleError::Write { path: out.into(), source })?;
+    let mut reader = SeriesReader::new(BufReader::new(opened), factory_root, now);
+    while reader.next_verified().map_err(WriteBundleError::Verify)?.is_some() {}
+    Ok(reader.finish().map_err(WriteBundleError::Verify)?.manifest)
+}
+
+/// A bundle file being written: a temporary file beside `out` until [`NewFile::commit`] links
+/// it under its name, so an interrupted or failed export never leaves a partial bundle there.
+/// Dropped uncommitted, it removes the temporary file.
+struct NewFile {
+    out: PathBuf,
+    temporary: PathBuf,
+    writer: Option<BufWriter<std::fs::File>>,
+}
+
+impl NewFile {
+    fn create(out: &Path) -> Result<Self, WriteBundleError> {
+        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".into());
+        let temporary = folder_of(out).join(format!(".{name}.{}.tmp", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)
+            .map_err(|source| WriteBundleError::Write { path: out.into(), source })?;
+        Ok(NewFile { out: out.into(), temporary, writer: Some(BufWriter::with_capacity(1 << 20, file)) })
+    }
+
+    fn failed(&self) -> impl FnOnce(std::io::Error) -> WriteBundleError + '_ {
+        |source| WriteBundleError::Write { path: self.out.clone(), source }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), WriteBundleError> {
+        match self.writer.as_mut() {
+            Some(writer) => {
+                writer.write_all(bytes).map_err(|source| WriteBundleError::Write { path: self.out.clone(), source })
             }
-        };
-        match (item.key, facts, key_id, DeviceId::from_hex(&item.device_id)) {
-            (Ok(key), Some(facts), Some(key_id), Some(device_id)) => entries.push(BundleEntry {
-                device_id,
-                name,
-                key_id,
-                key,
-                provisioned_at_ms: u64::try_from(facts.confirmed_at).unwrap_or(0),
-                from_rotation: facts.rotated,
-            }),
-            (Err(reason), ..) => excluded.push(LeftOut { device_id: item.device_id, name: item.name, reason }),
-            _ => excluded.push(LeftOut {
-                device_id: item.device_id,
-                name: item.name,
-                reason: "its key has no usable id".into(),
-            }),
+            None => Err(WriteBundleError::Stopped("the file was already committed".into())),
         }
     }
-    (entries, excluded)
-}
 
-fn seal_and_write(
-    station: &Station,
-    home: &StationHome,
-    request: &BundleRequest,
-    entries: &[BundleEntry],
-) -> Result<Manifest, WriteBundleError> {
-    let signer = home
-        .bundle_signer(&station.unlocked, request.offline_root_pkcs8.as_deref().map(Vec::as_slice))
-        .map_err(WriteBundleError::Signer)?;
-    let now = u64::try_from(now_millis()).unwrap_or(0);
-    let bytes = seal_bundle(&signer, &request.recipient, entries, now).map_err(WriteBundleError::Seal)?;
-    write_new(&request.out, &bytes)?;
-    let summary = verify_bundle(&bytes, &station.unlocked.info.factory_root, now).map_err(WriteBundleError::Verify)?;
-    Ok(summary.manifest)
-}
-
-/// Writes `bytes` to `out`, which must not exist, through a temporary file beside it, so an
-/// interrupted write never leaves a partial bundle under the chosen name.
-fn write_new(out: &Path, bytes: &[u8]) -> Result<(), WriteBundleError> {
-    let failed = |source| WriteBundleError::Write { path: out.to_path_buf(), source };
-    let folder = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".into());
-    let temporary = folder.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+    fn commit(mut self) -> Result<(), WriteBundleError> {
+        let writer = self.writer.take().ok_or_else(|| WriteBundleError::Stopped("committed twice".into()))?;
+        let file = writer.into_inner().map_err(|e| e.into_error()).map_err(self.failed())?;
+        file.sync_all().map_err(self.failed())?;
         drop(file);
         // A hard link fails if `out` appeared meanwhile, where a rename would replace it.
-        std::fs::hard_link(&temporary, out)?;
-        std::fs::remove_file(&temporary)?;
-        std::fs::File::open(folder)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
+        match std::fs::hard_link(&self.temporary, &self.out) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(WriteBundleError::Exists(self.out.clone()));
+            }
+            other => other.map_err(self.failed())?,
+        }
+        std::fs::remove_file(&self.temporary).map_err(self.failed())?;
+        std::fs::File::open(folder_of(&self.out)).and_then(|f| f.sync_all()).map_err(self.failed())
     }
-    match written {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(WriteBundleError::Exists(out.to_path_buf())),
-        other => other.map_err(failed),
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        // Removed after a commit too: the bundle lives on under its own name.
+        let _ = std::fs::remove_file(&self.temporary);
     }
+}
+
+fn folder_of(out: &Path) -> &Path {
+    out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// Writes `bytes` to `out`, which must not exist, as [`write_bundle`] writes a bundle.
+#[cfg(test)]
+fn write_new(out: &Path, bytes: &[u8]) -> Result<(), WriteBundleError> {
+    let mut file = NewFile::create(out)?;
+    file.write(bytes)?;
+    file.commit()
 }
 
 #[cfg(test)]

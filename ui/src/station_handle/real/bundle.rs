@@ -5,10 +5,10 @@
 use crate::bridge::EventSender;
 use crate::messages::{BundleRefused, BundleRequest, BundleWritten, Event};
 use crate::problem::Problem;
-use keyfill_formats::bundle::MAX_ENTRIES;
 use keyfill_station::bundle::RecipientPublicKey;
 use keyfill_station::export::offline::{
-    BundleRequest as LibraryRequest, WriteBundleError, describe_manifest, recipient_from_text, write_bundle,
+    BundleRequest as LibraryRequest, PART_ENTRIES, WriteBundleError, describe_manifest, recipient_from_text,
+    write_bundle,
 };
 use keyfill_station::home::StationHome;
 use keyfill_station::provision::Station;
@@ -47,13 +47,18 @@ async fn export(station: Arc<Station>, home: PathBuf, request: BundleRequest) ->
         })?)),
         None => None,
     };
-    let library_request =
-        LibraryRequest { recipient, out: request.out.clone(), filter: request.filter.clone(), offline_root_pkcs8 };
+    let library_request = LibraryRequest {
+        recipient,
+        out: request.out.clone(),
+        filter: request.filter.clone(),
+        offline_root_pkcs8,
+        keys_per_part: PART_ENTRIES,
+    };
     match write_bundle(&station, &StationHome::new(&home), library_request).await {
         Ok(written) => Ok(BundleWritten {
             file: request.out,
             manifest: describe_manifest(&written.manifest),
-            included: written.included,
+            included: written.included.iter().map(|key| key.to_bundled_device()).collect(),
             excluded: written.excluded,
         }),
         Err(error) => {
@@ -73,10 +78,6 @@ fn problem(error: &WriteBundleError, out: &Path) -> Problem {
             "No key to put in a bundle: every device selected was left out.",
             "See each device's reason below: settle unfinished rotations (Watch for first contact), or choose \
              provisioned devices.",
-        ),
-        WriteBundleError::TooMany { count, .. } => Problem::new(
-            format!("{count} keys are more than a bundle holds ({MAX_ENTRIES})."),
-            "Split the export: choose Confirmed since, or name the devices.",
         ),
         WriteBundleError::Signer(error) => Problem::bundle_signer(error),
         WriteBundleError::Seal(error) => Problem::bundle_seal(error),
