@@ -152,7 +152,9 @@ fuzz_target!(|data: &[u8]| {
                         proof: (!not_held).then_some(status),
                     },
                 };
-                proved |= !not_held;
+                // A confirmation always carries the valid proof; only a status reply can say
+                // "not held".
+                proved |= matches!(request, Request::Deliver(_)) || !not_held;
                 let wire = device.seal(&answer.encode().expect("encodes"));
                 station.handle_message(&wire, now)
             }
