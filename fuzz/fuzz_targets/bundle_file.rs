@@ -14,8 +14,13 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(length, Ok(data.len()), "a part's length is read from its first bytes");
         assert_eq!(encode_bundle(file.version, file.signed_body, &file.signature), data, "the envelope re-encodes");
         let certificate = file.signer_certificate.encode();
-        let body =
-            encode_signed_body(file.version, file.manifest_bytes, &certificate, &file.encapsulated_key, file.ciphertext);
+        let body = encode_signed_body(
+            file.version,
+            file.manifest_bytes,
+            &certificate,
+            &file.encapsulated_key,
+            file.ciphertext,
+        );
         assert_eq!(body, file.signed_body, "the signed body re-encodes");
         assert_eq!(file.manifest.encode(), file.manifest_bytes, "the manifest re-encodes");
     }
