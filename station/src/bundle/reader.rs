@@ -106,12 +106,8 @@ impl<'r, R: Read> SeriesReader<'r, R> {
         if self.check.is_complete() {
             return Err(keyfill_formats::bundle::BundleError::PartAfterLast { position: index }.into());
         }
+        // Never shorter than the prefix: a part's envelope and signature alone are longer.
         let len = part_len(&prefix[..got], index)?;
-        if len < got {
-            // A part shorter than the prefix read: the bytes after it start the next part, which
-            // a well-formed file never has (every part is longer); refuse rather than buffer.
-            return Err(keyfill_formats::bundle::BundleError::Truncated { index, len: got, needed: len }.into());
-        }
         self.part.reserve_exact(len);
         self.part.extend_from_slice(&prefix[..got]);
         let start = self.part.len();

@@ -105,14 +105,8 @@ pub struct ExportablePages<'a> {
     reader: Option<tokio::sync::mpsc::Receiver<Result<Vec<ProvisionedKeyRow>, DbError>>>,
 }
 
-impl Drop for ExportablePages<'_> {
-    fn drop(&mut self) {
-        // Closing the channel ends the reading task at its next page.
-        self.reader.take();
-    }
-}
-
-/// Reads every provisioned device, page after page, into `pages` until it is closed.
+/// Reads every provisioned device, page after page, into `pages`; dropping the receiver (with
+/// its [`ExportablePages`]) ends this task at its next page.
 async fn read_ahead(
     inventory: crate::db::Inventory,
     pages: tokio::sync::mpsc::Sender<Result<Vec<ProvisionedKeyRow>, DbError>>,
