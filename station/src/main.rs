@@ -5,6 +5,11 @@ mod cli;
 use clap::Parser;
 use std::process::ExitCode;
 
+// See the workspace manifest: rows are made on the database's worker thread and freed on
+// another, which glibc's allocator serialises.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_logging(format: cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYFILL_LOG")
         .unwrap_or_else(|_| "warn,keyfill_station=info".into());

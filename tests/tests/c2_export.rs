@@ -398,8 +398,18 @@ fn inspect_with_key(station: &Station, bundle: &Path, key: &Path) -> Result<(Out
 
 #[test]
 fn c2_export_bundle_of_several_parts_reaches_c2_only_when_every_part_holds() -> Result<()> {
+    // SQLite's inventory is read through its bulk connection, PostgreSQL's a page per query.
     let dir = tempfile::tempdir()?;
-    let station = Station::init(dir.path(), Database::sqlite(dir.path()))?;
+    for (label, dir) in [("sqlite", dir.path().join("sqlite")), ("postgres", dir.path().join("postgres"))] {
+        std::fs::create_dir_all(&dir)?;
+        let db = if label == "sqlite" { Database::sqlite(&dir) } else { Database::postgres()? };
+        several_parts_reach_c2_only_when_every_part_holds(&dir, db).with_context(|| label)?;
+    }
+    Ok(())
+}
+
+fn several_parts_reach_c2_only_when_every_part_holds(dir: &Path, db: Database) -> Result<()> {
+    let station = Station::init(dir, db)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     // In the order recorded: device `PREFIX-0000N` is the N-th.
     let mut keys = Vec::new();
@@ -407,14 +417,14 @@ fn c2_export_bundle_of_several_parts_reaches_c2_only_when_every_part_holds() -> 
     runtime.block_on(keyfill_e2e::fleet::record_fleet(&station, &prefix, 7, |_, state| {
         keys.push(state.key.expose().to_vec());
     }))?;
-    let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
-    let operator_key = dir.path().join("c2-operator.key");
+    let c2 = C2Server::start(dir, CryptoMode::SymKey)?;
+    let operator_key = dir.join("c2-operator.key");
     let passphrase = [("KEYFILL_BUNDLE_KEY_PASSPHRASE", OPERATOR_PASSPHRASE)];
     let output =
         station.run_env(&["bundle", "new-key", "--out", operator_key.to_str().context("path")?], &passphrase)?;
     assert!(output.status.success(), "{}", stderr(&output));
-    let public = dir.path().join("c2-operator.key.pub");
-    let bundle = dir.path().join("parts.kfb");
+    let public = dir.join("c2-operator.key.pub");
+    let bundle = dir.join("parts.kfb");
     let output = station.run(&[
         "export",
         "bundle",
@@ -445,7 +455,7 @@ fn c2_export_bundle_of_several_parts_reaches_c2_only_when_every_part_holds() -> 
     let near_end = bytes.len() - 100;
     last_part_altered[near_end] ^= 0x01;
     for (name, damaged) in [("altered.kfb", last_part_altered), ("cut.kfb", bytes[..bytes.len() - 1].to_vec())] {
-        let path = dir.path().join(name);
+        let path = dir.join(name);
         std::fs::write(&path, &damaged)?;
         let (output, _) = import(&station, &c2, &path, &operator_key, &station.factory_root_file())?;
         assert!(!output.status.success(), "{name} was imported");

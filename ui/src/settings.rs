@@ -313,6 +313,21 @@ pub fn save(path: &Path, settings: &Settings) -> Result<(), SettingsError> {
 mod tests {
     use super::*;
 
+    /// Found by the `gui_settings` fuzz target: without correctly rounded float parsing a
+    /// wait written as the shortest decimal that reads back exactly was read back one unit in
+    /// the last place away, so a saved file did not load back unchanged.
+    #[test]
+    fn gui_settings_fuzz_float_loads_back_exactly_as_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let text = r#"{"rotation": {"first_wait_secs": 122222222222622222222222222222.5}}"#;
+        std::fs::write(&path, text).unwrap();
+        let loaded = load(&path).unwrap();
+        save(&path, &loaded).unwrap();
+        assert_eq!(load(&path).unwrap(), loaded);
+        assert_eq!(loaded.rotation.settings().first_wait, Duration::from_secs(600), "used clamped");
+    }
+
     #[test]
     fn gui_settings_round_trip_and_missing_file_is_defaults() {
         let dir = tempfile::tempdir().unwrap();

@@ -3,6 +3,7 @@
 //! One module per aggregate: [`devices`], [`keys`], [`events`], [`rotations`], [`exports`].
 //! Functions that must compose take a transaction. Timestamps are Unix milliseconds; keys are only ever stored sealed.
 
+pub mod bulk;
 pub mod bundle_events;
 pub mod devices;
 pub mod events;
@@ -27,6 +28,8 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("row is inconsistent: {0}")]
     Inconsistent(String),
+    #[error("database (bulk read): {0}")]
+    Bulk(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +43,9 @@ pub enum Backend {
 pub struct Inventory {
     pool: AnyPool,
     backend: Backend,
+    /// The SQLite inventory's file, for [`bulk`] reads; `None` for PostgreSQL and for a
+    /// database in memory, which no second connection could see.
+    sqlite_file: Option<std::path::PathBuf>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -66,13 +72,11 @@ pub fn redact_url(url: &str) -> String {
 /// private too, with a warning. Failures are left for SQLite to report when it opens the file.
 fn make_sqlite_file_private(url: &str) {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let Ok(options) = sqlx::sqlite::SqliteConnectOptions::from_str(url) else { return };
-    let path = options.get_filename();
-    let in_memory =
-        url.contains("mode=memory") || path.as_os_str().is_empty() || path.starts_with("file:sqlx-in-memory");
-    if in_memory || url.contains("mode=ro") {
+    if url.contains("mode=ro") {
         return;
     }
+    let Some(path) = sqlite_file_of(url) else { return };
+    let path = path.as_path();
     match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
         Ok(_) => {}
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -102,6 +106,15 @@ fn make_sqlite_file_private(url: &str) {
         }
         Err(_) => {}
     }
+}
+
+/// The file of a SQLite URL; `None` for a database in memory.
+fn sqlite_file_of(url: &str) -> Option<std::path::PathBuf> {
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    let in_memory =
+        url.contains("mode=memory") || path.as_os_str().is_empty() || path.starts_with("file:sqlx-in-memory");
+    (!in_memory).then(|| path.to_path_buf())
 }
 
 impl Inventory {
@@ -144,7 +157,11 @@ impl Inventory {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Inventory { pool, backend })
+        let sqlite_file = match backend {
+            Backend::Sqlite => sqlite_file_of(&url),
+            Backend::Postgres => None,
+        };
+        Ok(Inventory { pool, backend, sqlite_file })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -153,6 +170,11 @@ impl Inventory {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The SQLite inventory's file, when it is one a second connection can open.
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.sqlite_file.as_deref()
     }
 
     pub async fn close(&self) {

@@ -166,6 +166,7 @@ pub async fn write_bundle(
     let mut part: Vec<BundleEntry> = Vec::new();
     let mut included: Vec<IncludedKey> = Vec::new();
     let mut excluded = Vec::new();
+    let started = std::time::Instant::now();
     let mut pages = ExportablePages::new(station, &request.filter);
     while let Some(page) = pages.next_page().await? {
         for (item, facts) in page {
@@ -195,7 +196,13 @@ pub async fn write_bundle(
     file.write(&sealer.seal(&part, true).map_err(WriteBundleError::Seal)?)?;
     drop(part);
     file.commit()?;
+    tracing::debug!(
+        keys = included.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "bundle sealed and written"
+    );
     let manifest = verify_written(&request.out, &station.unlocked.info.factory_root, now)?;
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "bundle read back and verified");
     let keys = included.iter().map(IncludedKey::to_bundled_key);
     record_bundle_written(
         &station.inventory,
@@ -207,6 +214,7 @@ pub async fn write_bundle(
     )
     .await
     .map_err(|source| WriteBundleError::Record { path: request.out.clone(), source })?;
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "bundle recorded in the event log");
     Ok(WrittenBundle { manifest, included, excluded })
 }
 

@@ -96,7 +96,8 @@ async fn device_item(
 /// keys are never all in memory. Named devices come as one page, sorted the same way.
 ///
 /// The inventory is read one page ahead by a task of its own, so that the database's work on the
-/// next page overlaps the unsealing and sealing of this one.
+/// next page overlaps the unsealing and sealing of this one; a SQLite inventory through a bulk
+/// connection ([`crate::db::bulk`]) as one snapshot, PostgreSQL a keyset page per query.
 #[derive(Debug)]
 pub struct ExportablePages<'a> {
     station: &'a Station,
@@ -131,7 +132,17 @@ impl<'a> ExportablePages<'a> {
             DeviceFilter::Named(_) => None,
             DeviceFilter::All | DeviceFilter::ConfirmedSince(_) => {
                 let (sender, receiver) = tokio::sync::mpsc::channel(1);
-                tokio::spawn(read_ahead(station.inventory.clone(), sender));
+                match station.inventory.sqlite_file() {
+                    Some(file) => {
+                        let file = file.to_path_buf();
+                        tokio::task::spawn_blocking(move || {
+                            crate::db::bulk::send_provisioned_pages(&file, PAGE as usize, &sender)
+                        });
+                    }
+                    None => {
+                        tokio::spawn(read_ahead(station.inventory.clone(), sender));
+                    }
+                }
                 Some(receiver)
             }
         };
