@@ -444,6 +444,10 @@ fn several_parts_reach_c2_only_when_every_part_holds(dir: &Path, db: Database) -
     let mut sorted = ids.clone();
     sorted.sort_unstable();
     assert_eq!(ids, sorted, "the file holds the devices in id order");
+    for index in [0, 6] {
+        let kinds = station.history_kinds(&format!("{prefix}-{index:05}"))?;
+        assert_eq!(kinds.last().map(String::as_str), Some("c2_bundled"), "{kinds:?}");
+    }
 
     let (output, inspected) = inspect_with_key(&station, &bundle, &operator_key)?;
     assert!(output.status.success(), "{}", stderr(&output));

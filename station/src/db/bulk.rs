@@ -6,18 +6,11 @@
 //! whole pages.
 
 use super::DbError;
-use super::keys::ProvisionedKeyRow;
+use super::keys::{PROVISIONED_KEYS_SQLITE, ProvisionedKeyRow};
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
-
-/// What [`super::keys::provisioned_page`] reads, over every provisioned device at once.
-const PROVISIONED_KEYS: &str = "SELECT d.id, d.name, d.current_key_id, d.provisioned_at, r.state, \
-     k.state, k.sealed_key, k.created_at, k.confirmed_at \
-     FROM devices d LEFT JOIN rotations r INDEXED BY rotations_for_export ON r.device_id = d.id \
-     LEFT JOIN device_keys k INDEXED BY device_keys_for_export ON k.device_id = d.id AND k.key_id = d.current_key_id \
-     WHERE d.state = 'provisioned' ORDER BY d.id";
 
 /// Reads every provisioned device with its current key in device-id order, as one statement
 /// (one snapshot of the inventory), and sends them `page` rows at a time; an error ends the
@@ -38,7 +31,7 @@ fn read_provisioned(
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(file, flags).map_err(failed)?;
     connection.busy_timeout(Duration::from_secs(10)).map_err(failed)?;
-    let mut statement = connection.prepare(PROVISIONED_KEYS).map_err(failed)?;
+    let mut statement = connection.prepare(PROVISIONED_KEYS_SQLITE).map_err(failed)?;
     let mut rows = statement.query([]).map_err(failed)?;
     let mut current = Vec::with_capacity(page);
     while let Some(row) = rows.next().map_err(failed)? {
@@ -70,7 +63,8 @@ fn read_provisioned(
 mod tests {
     use super::*;
     use crate::db::Inventory;
-    use crate::db::keys::provisioned_page;
+    use crate::db::keys::provisioned_rows;
+    use tokio_stream::StreamExt;
 
     /// Devices in a mix of states, one with a rotation, one provisioned without its key row
     /// (an inconsistency the export reports), inserted out of id order.
@@ -123,19 +117,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn c2_export_bulk_read_sees_what_the_paged_read_sees() {
+    async fn c2_export_bulk_read_sees_what_the_pool_reads() {
         let (_dir, inventory) = inventory().await;
-        let mut paged = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = provisioned_page(&inventory, after.as_deref(), 2).await.unwrap();
-            after = page.last().map(|row| row.device_id.clone());
-            let more = page.len() == 2;
-            paged.extend(page);
-            if !more {
-                break;
-            }
-        }
+        let through_pool: Vec<ProvisionedKeyRow> =
+            provisioned_rows(&inventory).collect::<Result<_, _>>().await.unwrap();
         let file = inventory.sqlite_file().unwrap().to_path_buf();
         let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
         let reader = tokio::task::spawn_blocking(move || send_provisioned_pages(&file, 2, &sender));
@@ -148,7 +133,7 @@ mod tests {
         }
         reader.await.unwrap();
         assert_eq!(sizes, [2, 2, 1]);
-        assert_eq!(bulk, paged);
+        assert_eq!(bulk, through_pool);
         let ids: Vec<&str> = bulk.iter().map(|row| row.device_id.as_str()).collect();
         assert_eq!(ids, ["01", "0a", "0c", "0d", "0e"]);
         assert_eq!(bulk[3].sealed_key, None, "a missing key row reads as no key");

@@ -54,34 +54,43 @@ pub async fn record_for_devices(
     if rows.is_empty() {
         return Ok(());
     }
-    let placeholders: Vec<String> = (0..rows.len())
-        .map(|row| match backend {
-            // SQLite looks a numbered parameter up by name in a list, once per bind: thousands
-            // of `$N` in one statement cost their square. Anonymous ones are bound by position.
-            Backend::Sqlite => "(?, ?, ?, ?, ?, ?)".to_owned(),
-            Backend::Postgres => {
-                let first = row * 6 + 1;
-                let numbers: Vec<String> = (first..first + 6).map(|n| format!("${n}")).collect();
-                format!("({})", numbers.join(", "))
-            }
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO events (at, device_id, station_id, operator, kind, detail) VALUES {}",
-        placeholders.join(", ")
-    );
     let at = now_millis();
-    let mut query = sqlx::query(&sql);
-    for (device_id, detail) in rows {
-        query = query
-            .bind(at)
-            .bind(Some((*device_id).to_owned()))
-            .bind(&actor.station_id)
-            .bind(&actor.operator)
-            .bind(kind)
-            .bind(*detail);
+    match backend {
+        // SQLite looks a numbered parameter up by name in a list, once per bind: thousands of
+        // `$N` in one statement cost their square. Anonymous ones are bound by position.
+        Backend::Sqlite => {
+            let sql = format!(
+                "INSERT INTO events (at, device_id, station_id, operator, kind, detail) VALUES {}",
+                vec!["(?, ?, ?, ?, ?, ?)"; rows.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (device_id, detail) in rows {
+                query = query
+                    .bind(at)
+                    .bind(Some((*device_id).to_owned()))
+                    .bind(&actor.station_id)
+                    .bind(&actor.operator)
+                    .bind(kind)
+                    .bind(*detail);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        // PostgreSQL reuses a numbered parameter: what every row shares is bound once, so a
+        // million-row bundle binds a third as many parameters.
+        Backend::Postgres => {
+            let placeholders: Vec<String> =
+                (0..rows.len()).map(|row| format!("($1, ${}, $2, $3, $4, ${})", 5 + 2 * row, 6 + 2 * row)).collect();
+            let sql = format!(
+                "INSERT INTO events (at, device_id, station_id, operator, kind, detail) VALUES {}",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(at).bind(&actor.station_id).bind(&actor.operator).bind(kind);
+            for (device_id, detail) in rows {
+                query = query.bind(Some((*device_id).to_owned())).bind(*detail);
+            }
+            query.execute(&mut **tx).await?;
+        }
     }
-    query.execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -2,6 +2,8 @@
 
 use super::{Backend, DbError, Inventory, now_millis};
 use sqlx::{Any, AnyPool, FromRow, Transaction};
+use std::pin::Pin;
+use tokio_stream::Stream;
 
 #[derive(Debug, Clone, FromRow)]
 pub struct SealedKeyRow {
@@ -100,30 +102,32 @@ pub struct ProvisionedKeyRow {
     pub confirmed_at: Option<i64>,
 }
 
-/// Up to `limit` provisioned devices with their current keys, in device-id order, after the
-/// device `after`: keyset paging over indexes that hold what is read in device-id order
-/// (`devices_for_export`, `device_keys_for_export`, `rotations_for_export`), so that each page
-/// is one sequential range of each however deep, and a million keys are read without one random
-/// page read a device.
-pub async fn provisioned_page(
+/// Every provisioned device with its current key and rotation state, in device-id order: one
+/// query over indexes that hold what is read of each table in that order (`devices_for_export`,
+/// `device_keys_for_export`, `rotations_for_export`), a merge of three sequential walks, its
+/// rows read as they arrive. SQLite names the indexes: its planner prefers a unique index to a
+/// covering one of the same selectivity.
+pub const PROVISIONED_KEYS_SQLITE: &str = "SELECT d.id AS device_id, d.name, d.current_key_id, d.provisioned_at, \
+     r.state AS rotation_state, k.state AS key_state, k.sealed_key, k.created_at AS key_created_at, k.confirmed_at \
+     FROM devices d LEFT JOIN rotations r INDEXED BY rotations_for_export ON r.device_id = d.id \
+     LEFT JOIN device_keys k INDEXED BY device_keys_for_export ON k.device_id = d.id AND k.key_id = d.current_key_id \
+     WHERE d.state = 'provisioned' ORDER BY d.id";
+
+/// [`PROVISIONED_KEYS_SQLITE`] for PostgreSQL, whose planner finds the merge by itself.
+const PROVISIONED_KEYS_POSTGRES: &str = "SELECT d.id AS device_id, d.name, d.current_key_id, d.provisioned_at, \
+     r.state AS rotation_state, k.state AS key_state, k.sealed_key, k.created_at AS key_created_at, k.confirmed_at \
+     FROM devices d LEFT JOIN rotations r ON r.device_id = d.id \
+     LEFT JOIN device_keys k ON k.device_id = d.id AND k.key_id = d.current_key_id \
+     WHERE d.state = 'provisioned' ORDER BY d.id";
+
+/// The rows of [`PROVISIONED_KEYS_SQLITE`] as a stream, read as they arrive: memory holds what
+/// the caller keeps, whatever the count.
+pub fn provisioned_rows(
     inventory: &Inventory,
-    after: Option<&str>,
-    limit: i64,
-) -> Result<Vec<ProvisionedKeyRow>, DbError> {
-    // SQLite's planner prefers a unique index to a covering one of the same selectivity; the
-    // key's device id in the join lets PostgreSQL merge on the covering index by itself.
-    let (rotations, keys) = match inventory.backend() {
-        Backend::Sqlite => {
-            ("rotations r INDEXED BY rotations_for_export", "device_keys k INDEXED BY device_keys_for_export")
-        }
-        Backend::Postgres => ("rotations r", "device_keys k"),
+) -> Pin<Box<dyn Stream<Item = Result<ProvisionedKeyRow, sqlx::Error>> + Send + '_>> {
+    let query = match inventory.backend() {
+        Backend::Sqlite => PROVISIONED_KEYS_SQLITE,
+        Backend::Postgres => PROVISIONED_KEYS_POSTGRES,
     };
-    let query = format!(
-        "SELECT d.id AS device_id, d.name, d.current_key_id, d.provisioned_at, r.state AS rotation_state, \
-         k.state AS key_state, k.sealed_key, k.created_at AS key_created_at, k.confirmed_at \
-         FROM devices d LEFT JOIN {rotations} ON r.device_id = d.id \
-         LEFT JOIN {keys} ON k.device_id = d.id AND k.key_id = d.current_key_id \
-         WHERE d.state = 'provisioned' AND d.id > $1 ORDER BY d.id LIMIT $2"
-    );
-    Ok(sqlx::query_as(&query).bind(after.unwrap_or("")).bind(limit).fetch_all(inventory.pool()).await?)
+    sqlx::query_as(query).fetch(inventory.pool())
 }

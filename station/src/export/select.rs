@@ -30,7 +30,7 @@ pub struct KeyFacts {
 }
 
 /// Devices read from the inventory per page by [`ExportablePages`].
-const PAGE: i64 = 2000;
+const PAGE: usize = 2000;
 
 /// The export items for `filter`, with the facts of each exportable key, in inventory order.
 pub async fn exportable_items(
@@ -92,12 +92,13 @@ async fn device_item(
 }
 
 /// The exportable items for `filter` a page at a time, in increasing device-id order (a bundle
-/// needs that order; the inventory reads it as one index range per page), so that a million
+/// needs that order; the inventory reads it along indexes kept in that order), so that a million
 /// keys are never all in memory. Named devices come as one page, sorted the same way.
 ///
 /// The inventory is read one page ahead by a task of its own, so that the database's work on the
-/// next page overlaps the unsealing and sealing of this one; a SQLite inventory through a bulk
-/// connection ([`crate::db::bulk`]) as one snapshot, PostgreSQL a keyset page per query.
+/// next page overlaps the unsealing and sealing of this one: one query either way, a SQLite
+/// inventory through a bulk connection of its own ([`crate::db::bulk`]), PostgreSQL's through
+/// the pool.
 #[derive(Debug)]
 pub struct ExportablePages<'a> {
     station: &'a Station,
@@ -106,23 +107,38 @@ pub struct ExportablePages<'a> {
     reader: Option<tokio::sync::mpsc::Receiver<Result<Vec<ProvisionedKeyRow>, DbError>>>,
 }
 
-/// Reads every provisioned device, page after page, into `pages`; dropping the receiver (with
-/// its [`ExportablePages`]) ends this task at its next page.
+/// Reads every provisioned device through the pool, in pages, into `pages`; dropping the
+/// receiver (with its [`ExportablePages`]) ends this task at its next page.
 async fn read_ahead(
     inventory: crate::db::Inventory,
     pages: tokio::sync::mpsc::Sender<Result<Vec<ProvisionedKeyRow>, DbError>>,
 ) {
-    let mut after: Option<String> = None;
+    use tokio_stream::StreamExt;
+    let mut rows = keys::provisioned_rows(&inventory);
+    let mut page = Vec::with_capacity(PAGE);
     loop {
-        let page = keys::provisioned_page(&inventory, after.as_deref(), PAGE).await;
-        let last = match &page {
-            Ok(rows) if rows.len() == PAGE as usize => rows.last().map(|row| row.device_id.clone()),
-            _ => None,
-        };
-        if pages.send(page).await.is_err() || last.is_none() {
-            return;
+        match rows.next().await {
+            Some(Ok(row)) => {
+                page.push(row);
+                if page.len() < PAGE {
+                    continue;
+                }
+                let full = std::mem::replace(&mut page, Vec::with_capacity(PAGE));
+                if pages.send(Ok(full)).await.is_err() {
+                    return;
+                }
+            }
+            Some(Err(error)) => {
+                let _ = pages.send(Err(error.into())).await;
+                return;
+            }
+            None => {
+                if !page.is_empty() {
+                    let _ = pages.send(Ok(page)).await;
+                }
+                return;
+            }
         }
-        after = last;
     }
 }
 
@@ -136,7 +152,7 @@ impl<'a> ExportablePages<'a> {
                     Some(file) => {
                         let file = file.to_path_buf();
                         tokio::task::spawn_blocking(move || {
-                            crate::db::bulk::send_provisioned_pages(&file, PAGE as usize, &sender)
+                            crate::db::bulk::send_provisioned_pages(&file, PAGE, &sender)
                         });
                     }
                     None => {
