@@ -9,7 +9,7 @@ use super::select::{DeviceFilter, ExportablePages, KeyFacts};
 use crate::bundle::{
     BundleEntry, OpenBundleError, PartSealer, RecipientPublicKey, SealBundleError, SeriesManifest, SeriesReader,
 };
-use crate::db::bundle_events::{BundledKey, record_bundle_written};
+use crate::db::bundle_events::{BundleEvents, BundledKey};
 use crate::db::{DbError, now_millis};
 use crate::home::{HomeError, StationHome};
 use crate::provision::Station;
@@ -103,6 +103,8 @@ pub enum WriteBundleError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("the bundle just written does not verify: {0}")]
     Verify(#[source] OpenBundleError),
+    #[error("cannot record the bundle in the event log, so none was written: {0}")]
+    Events(#[source] DbError),
     #[error("the bundle was written to {path}, but the event log failed: {source}")]
     Record { path: PathBuf, source: DbError },
     #[error("the bundle could not be made: {0}")]
@@ -163,6 +165,14 @@ pub async fn write_bundle(
     let now = u64::try_from(now_millis()).unwrap_or(0);
     let mut sealer = PartSealer::new(&signer, &request.recipient, now).map_err(WriteBundleError::Seal)?;
     let mut file = NewFile::create(&request.out)?;
+    // Recorded while the bundle is made, committed only once it is written and verified.
+    let mut events = BundleEvents::start(
+        &station.inventory,
+        &station.actor,
+        &hex::encode(sealer.bundle_id()),
+        &request.recipient.to_hex(),
+    );
+    let mut recorded = 0;
     let mut part: Vec<BundleEntry> = Vec::new();
     let mut included: Vec<IncludedKey> = Vec::new();
     let mut excluded = Vec::new();
@@ -189,6 +199,9 @@ pub async fn write_bundle(
             included.push(IncludedKey { device_id: entry.device_id, name: entry.name.clone(), key_id: entry.key_id });
             part.push(entry);
         }
+        let keys = included[recorded..].iter().map(IncludedKey::to_bundled_key).collect();
+        events.add(keys).await.map_err(WriteBundleError::Events)?;
+        recorded = included.len();
     }
     if part.is_empty() {
         return Err(WriteBundleError::NothingToBundle { excluded });
@@ -203,17 +216,10 @@ pub async fn write_bundle(
     );
     let manifest = verify_written(&request.out, &station.unlocked.info.factory_root, now)?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "bundle read back and verified");
-    let keys = included.iter().map(IncludedKey::to_bundled_key);
-    record_bundle_written(
-        &station.inventory,
-        &station.actor,
-        &hex::encode(manifest.bundle_id),
-        &request.recipient.to_hex(),
-        keys,
-        &request.out,
-    )
-    .await
-    .map_err(|source| WriteBundleError::Record { path: request.out.clone(), source })?;
+    events
+        .commit(&request.out)
+        .await
+        .map_err(|source| WriteBundleError::Record { path: request.out.clone(), source })?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "bundle recorded in the event log");
     Ok(WrittenBundle { manifest, included, excluded })
 }
