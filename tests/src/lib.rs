@@ -18,6 +18,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub const PASSPHRASE: &str = "e2e test passphrase";
+/// The passphrase of the C2 operator keys [`Station::new_operator_key`] makes.
+pub const OPERATOR_PASSPHRASE: &str = "c2 operator passphrase";
 /// The PostgreSQL server the tests use (trust auth); each test gets a database of its own.
 pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -247,6 +249,28 @@ impl Station {
         transcript.extend_from_slice(&output.stdout);
         transcript.extend_from_slice(&output.stderr);
         Ok(output)
+    }
+
+    /// `keyfill bundle new-key --out DIR/c2-operator.key` under [`OPERATOR_PASSPHRASE`]: the C2
+    /// operator's key pair for bundles. Returns the private key's path; the public key is beside
+    /// it (`.pub`).
+    pub fn new_operator_key(&self, dir: &Path) -> Result<PathBuf> {
+        let key = dir.join("c2-operator.key");
+        let passphrase = [("KEYFILL_BUNDLE_KEY_PASSPHRASE", OPERATOR_PASSPHRASE)];
+        let output = self.run_env(&["bundle", "new-key", "--out", key.to_str().context("path")?], &passphrase)?;
+        if !output.status.success() {
+            bail!("bundle new-key failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(key)
+    }
+
+    /// `keyfill export bundle --recipient KEY.pub --out OUT EXTRA…` for the operator key at `key`.
+    pub fn export_bundle(&self, key: &Path, out: &Path, extra: &[&str]) -> Result<Output> {
+        let public = key.with_extension("key.pub");
+        let mut args = vec!["export", "bundle", "--recipient", public.to_str().context("path")?];
+        args.extend(["--out", out.to_str().context("path")?]);
+        args.extend(extra);
+        self.run(&args)
     }
 
     /// `keyfill devices list --json`, parsed.

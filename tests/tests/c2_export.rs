@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use keyfill_e2e::c2::{C2Server, CryptoMode};
-use keyfill_e2e::{Agent, Database, PtyPair, Station, contains_key, unique_name};
+use keyfill_e2e::{Agent, Database, OPERATOR_PASSPHRASE, PtyPair, Station, contains_key, unique_name};
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -272,8 +272,6 @@ fn c2_export_needs_the_ca_and_a_reachable_c2() -> Result<()> {
     Ok(())
 }
 
-const OPERATOR_PASSPHRASE: &str = "c2 operator passphrase";
-
 /// `keyfill import bundle FILE … --json`, parsed.
 fn import(
     station: &Station,
@@ -314,22 +312,9 @@ fn c2_export_bundle_carries_keys_across_the_air_gap_into_c2() -> Result<()> {
     let names = names("c2-bundle", 2);
     let (station, agents) = provisioned(dir.path(), Database::sqlite(dir.path()), &names)?;
     let c2 = C2Server::start(dir.path(), CryptoMode::SymKey)?;
-    let operator_key = dir.path().join("c2-operator.key");
-    let passphrase = [("KEYFILL_BUNDLE_KEY_PASSPHRASE", OPERATOR_PASSPHRASE)];
-    let output =
-        station.run_env(&["bundle", "new-key", "--out", operator_key.to_str().context("path")?], &passphrase)?;
-    assert!(output.status.success(), "{}", stderr(&output));
-    let public = dir.path().join("c2-operator.key.pub");
+    let operator_key = station.new_operator_key(dir.path())?;
     let bundle = dir.path().join("keys.kfb");
-    let output = station.run(&[
-        "export",
-        "bundle",
-        "--recipient",
-        public.to_str().context("path")?,
-        "--out",
-        bundle.to_str().context("path")?,
-        "--json",
-    ])?;
+    let output = station.export_bundle(&operator_key, &bundle, &["--json"])?;
     assert!(output.status.success(), "{}", stderr(&output));
     let written: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     assert_eq!(written["manifest"]["count"], 2, "{written}");
@@ -380,6 +365,7 @@ fn c2_export_bundle_carries_keys_across_the_air_gap_into_c2() -> Result<()> {
 
     // The keys appear in the clear nowhere: bundle, journal, key files, station home, output, logs.
     let mut files = keyfill_e2e::read_tree(&station.home);
+    let public = operator_key.with_extension("key.pub");
     for path in [&bundle, &operator_key, &public, &dir.path().join("keys.kfb.import.jsonl")] {
         files.extend(std::fs::read(path)?);
     }
@@ -418,24 +404,9 @@ fn several_parts_reach_c2_only_when_every_part_holds(dir: &Path, db: Database) -
         keys.push(state.key.expose().to_vec());
     }))?;
     let c2 = C2Server::start(dir, CryptoMode::SymKey)?;
-    let operator_key = dir.join("c2-operator.key");
-    let passphrase = [("KEYFILL_BUNDLE_KEY_PASSPHRASE", OPERATOR_PASSPHRASE)];
-    let output =
-        station.run_env(&["bundle", "new-key", "--out", operator_key.to_str().context("path")?], &passphrase)?;
-    assert!(output.status.success(), "{}", stderr(&output));
-    let public = dir.join("c2-operator.key.pub");
+    let operator_key = station.new_operator_key(dir)?;
     let bundle = dir.join("parts.kfb");
-    let output = station.run(&[
-        "export",
-        "bundle",
-        "--recipient",
-        public.to_str().context("path")?,
-        "--out",
-        bundle.to_str().context("path")?,
-        "--keys-per-part",
-        "3",
-        "--json",
-    ])?;
+    let output = station.export_bundle(&operator_key, &bundle, &["--keys-per-part", "3", "--json"])?;
     assert!(output.status.success(), "{}", stderr(&output));
     let written: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     assert_eq!((&written["manifest"]["count"], &written["manifest"]["parts"]), (&7.into(), &3.into()), "{written}");

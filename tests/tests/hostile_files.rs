@@ -118,21 +118,8 @@ fn hostile_tampered_sealed_key_names_the_device_and_key_on_export_and_rotation()
     tamper_sealed_key(&db_path, key_id)?;
 
     // Export: the offline bundle reads every selected key.
-    let operator_key = dir.path().join("c2-operator.key");
-    let passphrase = [("KEYFILL_BUNDLE_KEY_PASSPHRASE", "operator passphrase")];
-    let output =
-        station.run_env(&["bundle", "new-key", "--out", operator_key.to_str().context("path")?], &passphrase)?;
-    assert!(output.status.success(), "{}", stderr(&output));
-    let public = dir.path().join("c2-operator.key.pub");
-    let bundle = dir.path().join("keys.kfb");
-    let output = station.run(&[
-        "export",
-        "bundle",
-        "--recipient",
-        public.to_str().context("path")?,
-        "--out",
-        bundle.to_str().context("path")?,
-    ])?;
+    let operator_key = station.new_operator_key(dir.path())?;
+    let output = station.export_bundle(&operator_key, &dir.path().join("keys.kfb"), &[])?;
     assert!(!output.status.success());
     assert_names_the_sealed_key(&told(&output), &name, id, key_id);
 

@@ -292,7 +292,8 @@ pub async fn import_bundle(args: ImportBundleArgs, interactive: bool) -> Result<
                 device_id: entry.device_id.to_hex(),
                 name: entry.name.as_str().to_owned(),
                 key_id: Some(hex::encode(entry.key_id)),
-                key: Ok(entry.key.clone()),
+                // Moved, not copied: one copy of each key, wiped when the export drops it.
+                key: Ok(entry.key),
             })
             .collect();
         reports.extend(run(&api, ledger.clone(), items, &args.options, interactive).await?);

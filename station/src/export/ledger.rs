@@ -148,15 +148,6 @@ impl Ledger {
 /// Longest journal line accepted: names are at most 255 bytes, the rest is small.
 const MAX_JOURNAL_LINE: usize = 4096;
 
-fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
-    use std::io::{Seek, SeekFrom};
-    let mut file = std::fs::File::open(path)?;
-    file.seek(SeekFrom::End(-1))?;
-    let mut last = [0u8; 1];
-    file.read_exact(&mut last)?;
-    Ok(last[0] == b'\n')
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 enum JournalEvent {
@@ -195,6 +186,8 @@ impl JournalLedger {
         // the middle of the journal once later records follow it.
         let mut torn_at: Option<u64> = None;
         let mut length = 0u64;
+        // Whether the file read so far ends a line (an empty file does).
+        let mut ends_a_line = true;
         if path.exists() {
             let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| bad(e.to_string()))?);
             // An unparsable line is forgiven only as the file's last (a write cut short).
@@ -212,7 +205,8 @@ impl JournalLedger {
                 }
                 let starts_at = length;
                 length += read as u64;
-                if text.last() == Some(&b'\n') {
+                ends_a_line = text.last() == Some(&b'\n');
+                if ends_a_line {
                     text.pop();
                 } else if read > MAX_JOURNAL_LINE {
                     return Err(bad(format!("line {number} is longer than {MAX_JOURNAL_LINE} bytes")));
@@ -243,13 +237,12 @@ impl JournalLedger {
             .open(path)
             .map_err(|e| bad(e.to_string()))?;
         let healed = (|| {
-            if let Some(offset) = torn_at {
-                file.set_len(offset)?;
-                length = offset;
-            }
-            // A record whose newline was not written yet must not glue itself to the next one.
-            if length > 0 && !ends_with_newline(path)? {
-                file.write_all(b"\n")?;
+            match torn_at {
+                // The torn line started right after a newline (or at the start of the file).
+                Some(offset) => file.set_len(offset)?,
+                // A record whose newline was not written yet must not glue itself to the next one.
+                None if !ends_a_line => file.write_all(b"\n")?,
+                None => {}
             }
             file.sync_data()
         })();
