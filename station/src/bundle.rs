@@ -105,6 +105,12 @@ pub enum OpenBundleError {
     Read(#[source] std::io::Error),
     #[error("part {index} of the bundle changed since it was checked: the file was modified while in use")]
     Changed { index: u64 },
+    #[error(
+        "the bundle gives one key to two devices, {first} and {second} (key check value {check_value}): a key \
+         twice means a failing random source or a cloned station where the bundle was made, and one device would \
+         hold another's key; the whole bundle is refused"
+    )]
+    DuplicateKey { check_value: String, first: String, second: String },
 }
 
 impl From<BundleError> for OpenBundleError {

@@ -59,6 +59,8 @@ pub enum HomeError {
     BundleSignerUntrusted,
     #[error("bundle-signing key: {source}")]
     BundleSigner { source: SignerError },
+    #[error("cannot join with the shared master key: {0}")]
+    Share(#[from] crate::fleet::ShareError),
 }
 
 impl From<SignerError> for HomeError {
@@ -179,12 +181,25 @@ impl StationHome {
         station_name: &str,
         import_root_pkcs8: Option<&[u8]>,
     ) -> Result<StationInfo, HomeError> {
+        self.initialise_joining(passphrase, station_name, import_root_pkcs8, None)
+    }
+
+    /// [`StationHome::initialise`]; with `join` (a master key shared by a station of the same
+    /// factory root, and its transfer passphrase), the new station uses that master key instead
+    /// of a new one, so that it can share that station's inventory.
+    pub fn initialise_joining(
+        &self,
+        passphrase: &str,
+        station_name: &str,
+        import_root_pkcs8: Option<&[u8]>,
+        join: Option<(&crate::fleet::MasterKeyShare, &str)>,
+    ) -> Result<StationInfo, HomeError> {
         if self.is_initialised() {
             return Err(HomeError::AlreadyInitialised(self.root.clone()));
         }
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root).map_err(io_error(&self.root))?;
-        let master = MasterKey::generate()?;
-        let sealed_master = master.seal_under_passphrase(passphrase)?;
+        if passphrase.is_empty() {
+            return Err(SealError::EmptyPassphrase.into());
+        }
 
         let pkcs8 = match import_root_pkcs8 {
             Some(document) => zeroize::Zeroizing::new(document.to_vec()),
@@ -196,6 +211,12 @@ impl StationHome {
         };
         let root = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8).map_err(|_| HomeError::BadRootKey)?;
         let root_public: [u8; 32] = root.public_key().as_ref().try_into().map_err(|_| HomeError::BadRootKey)?;
+        let master = match join {
+            Some((share, transfer_passphrase)) => share.open(transfer_passphrase, &root_public)?,
+            None => MasterKey::generate()?,
+        };
+        let sealed_master = master.seal_under_passphrase(passphrase)?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root).map_err(io_error(&self.root))?;
 
         let static_private = seal::random_key()?;
         let noise_public = x25519_public(&static_private);

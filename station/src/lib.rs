@@ -10,14 +10,18 @@
 #![forbid(unsafe_code)]
 
 pub mod bundle;
+pub mod check_values;
 pub mod db;
 pub mod demo;
 pub mod detect;
 pub mod export;
+pub mod fleet;
 pub mod home;
 pub mod label;
+pub mod lease;
 pub mod link;
 pub mod operator;
+pub mod orders;
 pub mod protocol;
 pub mod provision;
 pub mod qr_image;

@@ -10,15 +10,18 @@
 
 use crate::db::devices::{self, Device, DeviceState, NewDevice};
 use crate::db::events::{self, Actor};
-use crate::db::{DbError, Inventory, commit, keys};
+use crate::db::leases::{self, Claim, Taken};
+use crate::db::{DbError, Inventory, commit, keys, meta};
 use crate::home::{UnlockedStation, unix_now};
+use crate::lease::{DEFAULT_LEASE, DeviceLease, Purpose};
 use crate::link::{Link, LinkError, LinkInfo};
 use crate::protocol::{Request, SessionError, SessionOutcome, SessionTimeouts, StationSession};
-use crate::seal::{self, SealError};
+use crate::seal::{self, KeyCheckValue, KeySource, SealError, SystemKeys};
 use keyfill_formats::message::{AbortReason, KeyDelivery, KeyKind, SessionId};
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload, SetupSecret, TransportHints};
 use keyfill_formats::{DeviceId, DeviceName};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -55,6 +58,19 @@ pub enum ProvisionError {
     Seal(#[from] SealError),
     #[error("cannot start the session: {0}")]
     Setup(SessionError),
+    #[error(
+        "device {id} is being worked on by station {station} ({purpose}); its lease ends in {expires_in_secs} s \
+         unless that station renews it"
+    )]
+    Leased { id: String, station: String, purpose: String, expires_in_secs: i64 },
+    #[error("{0}")]
+    NotAdmitted(#[from] crate::orders::NotAdmitted),
+    #[error(
+        "this station lost its lease on device {id} before it could record what happened (it stalled past the \
+         lease's end, or the database was unreachable): another station may be working on the device, so nothing \
+         more was recorded here"
+    )]
+    LeaseLost { id: String },
 }
 
 /// A session failure, from the protocol or from the link.
@@ -94,6 +110,26 @@ impl ProvisionError {
             ProvisionError::ReconcileIncomplete { source } => {
                 Some(format!("{} The record stays pending: ask the device again.", source.advice()))
             }
+            ProvisionError::Leased { .. } => Some(
+                "Wait for the other station to finish with the device (it then shows as provisioned), or provision it \
+                 there. A station that stopped holds the device only until its lease ends."
+                    .into(),
+            ),
+            ProvisionError::NotAdmitted(crate::orders::NotAdmitted::Mismatch { .. }) => Some(
+                "Nothing was sent. Check that the label belongs to this device and that the work order is right; \
+                 correct the order in the MES (a new order id) if it is wrong."
+                    .into(),
+            ),
+            ProvisionError::NotAdmitted(_) => Some(
+                "Nothing was sent. Import the work order that lists this device (`keyfill orders import`), or key \
+                 it under its own order."
+                    .into(),
+            ),
+            ProvisionError::LeaseLost { .. } => Some(
+                "Look at the device's record (`keyfill devices show`) and its history before trying again; a pending \
+                 record is resolved by asking the device."
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -124,6 +160,14 @@ pub struct Station {
     pub actor: Actor,
     /// How long sessions wait for the device.
     pub timeouts: SessionTimeouts,
+    /// Where new keys come from (the system random source).
+    pub key_source: Arc<dyn KeySource>,
+    /// How long a device's lease lasts unless renewed ([`DeviceLease`]).
+    pub lease_ttl: Duration,
+    /// Which labels this station keys (work orders).
+    pub order_policy: crate::orders::OrderPolicy,
+    /// This station process among all that share the database: holds its leases.
+    holder: String,
 }
 
 /// How a session over a link ended.
@@ -209,11 +253,134 @@ fn new_device(payload: &OnboardingPayload, station: &UnlockedStation) -> Result<
 
 impl Station {
     pub fn new(inventory: Inventory, unlocked: UnlockedStation, actor: Actor) -> Self {
-        Station { inventory, unlocked, actor, timeouts: SessionTimeouts::default() }
+        let tag = seal::random_array::<8>().map(hex::encode).unwrap_or_else(|_| "-".into());
+        let holder = crate::lease::process_holder(&hex::encode(unlocked.info.station_id), &tag);
+        Station {
+            inventory,
+            unlocked,
+            actor,
+            timeouts: SessionTimeouts::default(),
+            key_source: Arc::new(SystemKeys),
+            lease_ttl: DEFAULT_LEASE,
+            order_policy: crate::orders::OrderPolicy::default(),
+            holder,
+        }
+    }
+
+    /// [`Station::new`], after checking that this station's master key is the one the
+    /// inventory's secrets are sealed under (a database shared by several stations has one),
+    /// recording the station in the inventory, and giving keys recorded before check values
+    /// existed their values.
+    pub async fn start(inventory: Inventory, unlocked: UnlockedStation, actor: Actor) -> Result<Self, DbError> {
+        crate::fleet::claim_inventory(&inventory, &unlocked).await?;
+        crate::check_values::backfill(&inventory, &unlocked.master_key).await?;
+        Ok(Station::new(inventory, unlocked, actor))
     }
 
     fn station_id(&self) -> String {
         hex::encode(self.unlocked.info.station_id)
+    }
+
+    /// Takes the device's lease for this station process, or says which station holds it. A
+    /// lease taken over from a station that let it expire is recorded in the device's history.
+    pub async fn lease(&self, device_id: &str, purpose: Purpose) -> Result<DeviceLease, ProvisionError> {
+        let pool = self.inventory.pool();
+        let ttl_millis = i64::try_from(self.lease_ttl.as_millis()).unwrap_or(i64::MAX);
+        let station_id = self.station_id();
+        let mut claim = Claim {
+            device_id,
+            station_id: &station_id,
+            holder: &self.holder,
+            purpose: purpose.as_str(),
+            ttl_millis,
+            replacing: None,
+        };
+        let mut taken = leases::take(pool, self.inventory.backend(), claim).await?;
+        let dead;
+        if let Taken::HeldBy(row) = &taken
+            && crate::lease::holder_is_dead(&row.holder)
+        {
+            // A process of this machine that stopped (killed, crashed): its leases are free now.
+            dead = row.holder.clone();
+            claim.replacing = Some(&dead);
+            taken = leases::take(pool, self.inventory.backend(), claim).await?;
+        }
+        match taken {
+            Taken::Yes { previous } => {
+                if let Some(previous) = previous {
+                    let station = meta::station_name(pool, &previous.station_id).await?;
+                    let why = if previous.expired() {
+                        "had expired"
+                    } else {
+                        "belonged to a process of this machine that no longer runs"
+                    };
+                    let detail = format!(
+                        "lease for {} taken over from station {station} ({}), whose lease for {} {why}",
+                        purpose.as_str(),
+                        previous.station_id,
+                        previous.purpose
+                    );
+                    warn!(device = device_id, "{detail}");
+                    let mut tx = pool.begin().await.map_err(DbError::from)?;
+                    events::record(&mut tx, &self.actor, Some(device_id), "lease_taken_over", &detail).await?;
+                    commit(tx, "lease-taken-over").await?;
+                }
+                Ok(DeviceLease::held(self.inventory.clone(), device_id.to_owned(), self.holder.clone(), self.lease_ttl))
+            }
+            Taken::HeldBy(row) => Err(ProvisionError::Leased {
+                id: device_id.to_owned(),
+                station: format!("{} ({})", meta::station_name(pool, &row.station_id).await?, row.station_id),
+                purpose: row.purpose.clone(),
+                expires_in_secs: ((row.expires_at - row.now).max(0) + 999) / 1000,
+            }),
+        }
+    }
+
+    /// [`Station::lease`], waiting up to `patience` while another station holds the device.
+    /// Returns the lease and whether it had to wait.
+    pub async fn lease_waiting(
+        &self,
+        device_id: &str,
+        purpose: Purpose,
+        patience: Duration,
+    ) -> Result<(DeviceLease, bool), ProvisionError> {
+        let deadline = Instant::now() + patience;
+        let mut waited = false;
+        loop {
+            match self.lease(device_id, purpose).await {
+                Err(ProvisionError::Leased { expires_in_secs, .. }) if Instant::now() < deadline => {
+                    waited = true;
+                    let until_expiry = Duration::from_secs(expires_in_secs.max(0) as u64);
+                    let pause = until_expiry.clamp(Duration::from_millis(100), Duration::from_millis(500));
+                    tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+                }
+                Ok(lease) => return Ok((lease, waited)),
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// The work order the device is keyed under, if any; refused when this station's order
+    /// policy does not admit its label ([`crate::orders::OrderPolicy`]). Checked again when the
+    /// device is provisioned; a caller may ask first, before it opens a link.
+    pub async fn admitted(&self, payload: &OnboardingPayload) -> Result<Option<String>, ProvisionError> {
+        self.order_policy.admit(self.inventory.pool(), payload).await.map_err(|error| match error {
+            crate::orders::AdmitError::NotAdmitted(refused) => ProvisionError::NotAdmitted(refused),
+            crate::orders::AdmitError::Db(error) => ProvisionError::Db(error),
+        })
+    }
+
+    /// Fails with [`ProvisionError::LeaseLost`] unless `lease` is still this station's.
+    async fn fence(
+        &self,
+        lease: &DeviceLease,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ) -> Result<(), ProvisionError> {
+        if lease.still_held(tx).await? {
+            Ok(())
+        } else {
+            Err(ProvisionError::LeaseLost { id: lease.device_id().to_owned() })
+        }
     }
 
     /// Starts a session with a fresh random id.
@@ -227,9 +394,24 @@ impl Station {
             .map_err(ProvisionError::Setup)
     }
 
-    /// Provisions the device described by `payload` over `link`.
+    /// Provisions the device described by `payload` over `link`, under a lease of its own.
     pub async fn provision<L: Link>(
         &self,
+        link: &mut L,
+        payload: &OnboardingPayload,
+        progress: impl FnMut(Progress),
+    ) -> Result<ProvisionReport, ProvisionError> {
+        let lease = self.lease(&payload.device_id.to_hex(), Purpose::Provision).await?;
+        let result = self.provision_leased(&lease, link, payload, progress).await;
+        lease.release().await;
+        result
+    }
+
+    /// Provisions the device described by `payload` over `link`; `lease` is its lease, taken
+    /// before the link was opened.
+    pub async fn provision_leased<L: Link>(
+        &self,
+        lease: &DeviceLease,
         link: &mut L,
         payload: &OnboardingPayload,
         mut progress: impl FnMut(Progress),
@@ -244,7 +426,7 @@ impl Station {
                 }
                 DeviceState::Pending => {
                     progress(Progress::Reconciling);
-                    if self.reconcile(link, &existing).await? == ReconcileVerdict::Provisioned {
+                    if self.reconcile_leased(lease, link, &existing).await? == ReconcileVerdict::Provisioned {
                         let device = devices::get(pool, &id).await?.ok_or(ProvisionError::UnknownDevice(id))?;
                         return Ok(ProvisionReport { device, reconciled: true });
                     }
@@ -253,16 +435,37 @@ impl Station {
             }
         }
 
-        let key = seal::random_key()?;
+        let order = self.admitted(payload).await?;
+        let key = self.key_source.new_key()?;
+        let check_value = KeyCheckValue::of(&key);
         let key_id = seal::random_array::<16>()?;
         let key_id_hex = hex::encode(key_id);
         let sealed_key =
             self.unlocked.master_key.seal(&seal::device_key_context(&payload.device_id, &key_id), key.expose())?;
         let record = new_device(payload, &self.unlocked)?;
         let mut tx = pool.begin().await.map_err(DbError::from)?;
+        self.fence(lease, &mut tx).await?;
         devices::begin_provisioning(&mut tx, &record, &key_id_hex, transport, &port).await?;
-        keys::insert(&mut tx, keys::NewKeyState::Pending, &key_id_hex, &id, KEY_KIND, &sealed_key, &self.station_id())
-            .await?;
+        if let Some(order) = &order {
+            devices::set_order(&mut tx, &id, order).await?;
+        }
+        let station_id = self.station_id();
+        let new_key = keys::NewKey {
+            state: keys::NewKeyState::Pending,
+            key_id: &key_id_hex,
+            device_id: &id,
+            kind: KEY_KIND,
+            sealed_key: &sealed_key,
+            check_value,
+            station_id: &station_id,
+        };
+        if let Err(error) = keys::insert(&mut tx, new_key).await {
+            drop(tx);
+            if let DbError::DuplicateKey { check_value } = &error {
+                self.record_duplicate(&id, check_value).await;
+            }
+            return Err(error.into());
+        }
         events::record(
             &mut tx,
             &self.actor,
@@ -289,6 +492,7 @@ impl Station {
         match result {
             Ok(SessionOutcome::Confirmed { .. }) => {
                 let mut tx = pool.begin().await.map_err(DbError::from)?;
+                self.fence(lease, &mut tx).await?;
                 keys::mark_active(&mut tx, &key_id_hex).await?;
                 devices::mark_provisioned(&mut tx, &id, &key_id_hex, transport, &port).await?;
                 events::record(&mut tx, &self.actor, Some(&id), "provisioned", &format!("key {key_id_hex} confirmed"))
@@ -301,14 +505,31 @@ impl Station {
             }
             Ok(other) => {
                 let source = SessionError::ProtocolViolation(format!("unexpected outcome {other:?}")).into();
-                self.record_failure(&id, &key_id_hex, key_sent, source).await
+                self.record_failure(lease, &id, &key_id_hex, key_sent, source).await
             }
-            Err(source) => self.record_failure(&id, &key_id_hex, key_sent, source).await,
+            Err(source) => self.record_failure(lease, &id, &key_id_hex, key_sent, source).await,
+        }
+    }
+
+    /// A refused duplicate leaves an event (the check value only, which says nothing of the key)
+    /// for the security team; the refusal itself is the caller's error.
+    async fn record_duplicate(&self, id: &str, check_value: &str) {
+        warn!(device = id, check_value, "a newly generated key duplicates a key already in the inventory; refused");
+        let detail =
+            format!("a new key for this device had check value {check_value}, already in the inventory: refused");
+        let recorded = async {
+            let mut tx = self.inventory.pool().begin().await.map_err(DbError::from)?;
+            events::record(&mut tx, &self.actor, Some(id), "duplicate_key_refused", &detail).await?;
+            commit(tx, "duplicate-key-refused").await
+        };
+        if let Err(error) = recorded.await {
+            warn!(device = id, %error, "could not record the refused duplicate key");
         }
     }
 
     async fn record_failure(
         &self,
+        lease: &DeviceLease,
         id: &str,
         key_id: &str,
         key_sent: bool,
@@ -324,19 +545,48 @@ impl Station {
         );
         if key_sent && !declined {
             warn!(id, key_id, %reason, "key sent but not confirmed; record stays pending");
-            devices::note_pending(pool, id, &format!("unconfirmed: {reason}")).await?;
             let mut tx = pool.begin().await.map_err(DbError::from)?;
+            self.fence(lease, &mut tx).await?;
+            devices::note_pending(&mut tx, id, &format!("unconfirmed: {reason}")).await?;
             events::record(&mut tx, &self.actor, Some(id), "unconfirmed", &reason).await?;
             commit(tx, "unconfirmed").await?;
             return Err(ProvisionError::Unconfirmed { source });
         }
         warn!(id, key_id, %reason, key_sent, "provisioning failed; the device does not hold the key");
         let mut tx = pool.begin().await.map_err(DbError::from)?;
+        self.fence(lease, &mut tx).await?;
         keys::mark_failed(&mut tx, key_id).await?;
         devices::mark_failed(&mut tx, id, &reason).await?;
         events::record(&mut tx, &self.actor, Some(id), "failed", &reason).await?;
         commit(tx, "failed").await?;
         Err(ProvisionError::Failed { source })
+    }
+
+    /// Records how a provisioning the operator cancelled left the device, as a failure is
+    /// recorded: a key that left may be on the device, so the record stays pending and the next
+    /// provisioning asks the device first; a key that never left is failed.
+    pub async fn settle_cancelled(
+        &self,
+        lease: &DeviceLease,
+        id: &str,
+        key_id: &str,
+        key_sent: bool,
+    ) -> Result<(), ProvisionError> {
+        let pool = self.inventory.pool();
+        let mut tx = pool.begin().await.map_err(DbError::from)?;
+        self.fence(lease, &mut tx).await?;
+        if key_sent {
+            let note = "cancelled by the operator after the key was sent";
+            devices::note_pending(&mut tx, id, note).await?;
+            events::record(&mut tx, &self.actor, Some(id), "unconfirmed", note).await?;
+        } else {
+            let reason = "cancelled by the operator before the key was sent";
+            keys::mark_failed(&mut tx, key_id).await?;
+            devices::mark_failed(&mut tx, id, reason).await?;
+            events::record(&mut tx, &self.actor, Some(id), "failed", reason).await?;
+        }
+        commit(tx, "cancelled").await?;
+        Ok(())
     }
 
     /// Rebuilds what the label said, from the inventory, to authenticate the device again.
@@ -378,8 +628,22 @@ impl Station {
         if device.state != DeviceState::Pending {
             return Err(ProvisionError::NotPending { id: device.id.clone(), state: device.state.as_str() });
         }
+        let lease = self.lease(&device.id, Purpose::Abandon).await?;
+        let result = self.abandon_leased(&lease, device, reason).await;
+        lease.release().await;
+        result
+    }
+
+    async fn abandon_leased(&self, lease: &DeviceLease, device: &Device, reason: &str) -> Result<(), ProvisionError> {
         let pool = self.inventory.pool();
+        // Read again under the lease: another station may have resolved it meanwhile.
+        let device =
+            devices::get(pool, &device.id).await?.ok_or_else(|| ProvisionError::UnknownDevice(device.id.clone()))?;
+        if device.state != DeviceState::Pending {
+            return Err(ProvisionError::NotPending { id: device.id.clone(), state: device.state.as_str() });
+        }
         let mut tx = pool.begin().await.map_err(DbError::from)?;
+        self.fence(lease, &mut tx).await?;
         if let Some(key_id) = &device.key_id {
             keys::mark_failed(&mut tx, key_id).await?;
         }
@@ -390,12 +654,32 @@ impl Station {
         Ok(())
     }
 
-    /// Resolves a `pending` device by asking it over `link` whether it holds the pending key.
+    /// Resolves a `pending` device by asking it over `link` whether it holds the pending key,
+    /// under a lease of its own.
     pub async fn reconcile<L: Link>(&self, link: &mut L, device: &Device) -> Result<ReconcileVerdict, ProvisionError> {
         if device.state != DeviceState::Pending {
             return Err(ProvisionError::NotPending { id: device.id.clone(), state: device.state.as_str() });
         }
+        let lease = self.lease(&device.id, Purpose::Reconcile).await?;
+        let result = self.reconcile_leased(&lease, link, device).await;
+        lease.release().await;
+        result
+    }
+
+    /// [`Station::reconcile`] under `lease`.
+    pub async fn reconcile_leased<L: Link>(
+        &self,
+        lease: &DeviceLease,
+        link: &mut L,
+        device: &Device,
+    ) -> Result<ReconcileVerdict, ProvisionError> {
         let pool = self.inventory.pool();
+        // Read again under the lease: another station may have resolved it meanwhile.
+        let device =
+            &devices::get(pool, &device.id).await?.ok_or_else(|| ProvisionError::UnknownDevice(device.id.clone()))?;
+        if device.state != DeviceState::Pending {
+            return Err(ProvisionError::NotPending { id: device.id.clone(), state: device.state.as_str() });
+        }
         let key_id_hex =
             device.key_id.clone().ok_or_else(|| DbError::Inconsistent("pending device without key".into()))?;
         let row = keys::get(pool, &key_id_hex)
@@ -412,6 +696,7 @@ impl Station {
         let result = run_session(link, session, first, |_| {}).await.result;
         let LinkInfo { transport, port } = link.info();
         let mut tx = pool.begin().await.map_err(DbError::from)?;
+        self.fence(lease, &mut tx).await?;
         let verdict = match result {
             Ok(SessionOutcome::KeyHeld { .. }) => {
                 keys::mark_active(&mut tx, &key_id_hex).await?;

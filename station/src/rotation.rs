@@ -15,7 +15,7 @@ use crate::db::events;
 use crate::db::rotations::{self, Rotation};
 use crate::db::{self, DbError, keys};
 use crate::provision::Station;
-use crate::seal::{self, SealError};
+use crate::seal::{self, KeyCheckValue, SealError};
 use keyfill_formats::e4::keyfill::{
     CONFIRM_TOPIC_PREFIX, Confirmation, HELLO_PLAINTEXT, HELLO_TOPIC_PREFIX, rotated_key_id,
 };
@@ -421,12 +421,21 @@ impl Rotator {
             return Ok((id, rotation));
         }
         let old_key_id = device.key_id.ok_or_else(|| DbError::Inconsistent(format!("{device_id} has no key")))?;
-        let new_key = seal::random_key()?;
+        let new_key = self.station.key_source.new_key()?;
         let new_key_id = hex::encode(rotated_key_id(&new_key));
         let sealed = self.station.unlocked.master_key.seal(&self.key_context(&id, &new_key_id)?, new_key.expose())?;
         let station_id = hex::encode(self.station.unlocked.info.station_id);
         let mut tx = pool.begin().await.map_err(DbError::from)?;
-        keys::insert(&mut tx, keys::NewKeyState::Next, &new_key_id, device_id, KEY_KIND, &sealed, &station_id).await?;
+        let record = keys::NewKey {
+            state: keys::NewKeyState::Next,
+            key_id: &new_key_id,
+            device_id,
+            kind: KEY_KIND,
+            sealed_key: &sealed,
+            check_value: KeyCheckValue::of(&new_key),
+            station_id: &station_id,
+        };
+        keys::insert(&mut tx, record).await?;
         rotations::start(&mut tx, device_id, &old_key_id, &new_key_id).await?;
         events::record(
             &mut tx,

@@ -3,8 +3,8 @@
 
 use keyfill_formats::{DeviceId, SecretKey};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::pbkdf2;
 use ring::rand::{SecureRandom, SystemRandom};
+use ring::{hmac, pbkdf2};
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
 use thiserror::Error;
@@ -49,6 +49,67 @@ pub fn random_array<const N: usize>() -> Result<[u8; N], SealError> {
 pub fn random_key() -> Result<SecretKey, SealError> {
     let bytes = Zeroizing::new(random_array::<32>()?);
     Ok(SecretKey::from_bytes(*bytes))
+}
+
+/// Where the station's new device keys come from. The station uses [`SystemKeys`]; a test may
+/// put a source in its place that repeats itself, to show that a duplicate key is refused.
+pub trait KeySource: Send + Sync + std::fmt::Debug {
+    fn new_key(&self) -> Result<SecretKey, SealError>;
+}
+
+/// Keys from the system random source ([`random_key`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemKeys;
+
+impl KeySource for SystemKeys {
+    fn new_key(&self) -> Result<SecretKey, SealError> {
+        random_key()
+    }
+}
+
+const KEY_CHECK_LABEL: &[u8] = b"keyfill key check value v1";
+const MASTER_CHECK_LABEL: &[u8] = b"keyfill master key check v1";
+
+/// A key check value: HMAC-SHA-256 (RFC 2104) keyed with the key over a fixed label, its first
+/// 16 bytes. One-way: it tells whether two keys are equal, never what a key is. 128 bits make an
+/// accidental collision between distinct keys negligible however large the fleet (a 5-byte KCV,
+/// as payment terminals print, would collide among a million keys with even odds), so two
+/// keys with one check value are one key twice: a failing random source, a cloned station, a
+/// replayed bundle.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyCheckValue(pub [u8; 16]);
+
+impl KeyCheckValue {
+    pub fn of(key: &SecretKey) -> Self {
+        Self::with_label(key, KEY_CHECK_LABEL)
+    }
+
+    fn with_label(key: &SecretKey, label: &[u8]) -> Self {
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key.expose()), label);
+        let mut value = [0u8; 16];
+        value.copy_from_slice(&tag.as_ref()[..16]);
+        KeyCheckValue(value)
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(text: &str) -> Option<Self> {
+        hex::decode(text).ok()?.try_into().ok().map(KeyCheckValue)
+    }
+}
+
+impl std::fmt::Display for KeyCheckValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl std::fmt::Debug for KeyCheckValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyCheckValue({})", self.to_hex())
+    }
 }
 
 fn aead_key(key: &SecretKey) -> Result<LessSafeKey, SealError> {
@@ -118,14 +179,36 @@ impl MasterKey {
         Ok(MasterKey(random_key()?))
     }
 
+    /// Names this master key without revealing it, so that a database can say which master key
+    /// its secrets are sealed under (a [`KeyCheckValue`] with a label of its own).
+    pub fn check_value(&self) -> KeyCheckValue {
+        KeyCheckValue::with_label(&self.0, MASTER_CHECK_LABEL)
+    }
+
     /// Seals this master key under `passphrase`.
     pub fn seal_under_passphrase(&self, passphrase: &str) -> Result<SealedMasterKey, SealError> {
+        self.seal_with_aad(passphrase, MASTER_KEY_AAD)
+    }
+
+    /// Seals this master key under a one-time transfer passphrase, for another station of the
+    /// same factory root to join this one's inventory ([`MasterKey::open_share`]).
+    pub fn share(&self, passphrase: &str, factory_root: &[u8; 32]) -> Result<SealedMasterKey, SealError> {
+        self.seal_with_aad(passphrase, &share_aad(factory_root))
+    }
+
+    /// Opens a master key [`MasterKey::share`]d for stations of `factory_root`: a share made
+    /// for another factory's stations does not open.
+    pub fn open_share(sealed: &SealedMasterKey, passphrase: &str, factory_root: &[u8; 32]) -> Result<Self, SealError> {
+        Self::unseal_with_aad(sealed, passphrase, &share_aad(factory_root))
+    }
+
+    fn seal_with_aad(&self, passphrase: &str, aad: &[u8]) -> Result<SealedMasterKey, SealError> {
         if passphrase.is_empty() {
             return Err(SealError::EmptyPassphrase);
         }
         let salt = random_array::<16>()?;
         let kek = passphrase_key(passphrase, &salt, PBKDF2_ITERATIONS)?;
-        let sealed = seal_with(&kek, MASTER_KEY_AAD, self.0.expose())?;
+        let sealed = seal_with(&kek, aad, self.0.expose())?;
         Ok(SealedMasterKey {
             version: 1,
             kdf: "pbkdf2-hmac-sha256".into(),
@@ -137,6 +220,10 @@ impl MasterKey {
 
     /// Unseals the master key with `passphrase`.
     pub fn unseal(sealed: &SealedMasterKey, passphrase: &str) -> Result<Self, SealError> {
+        Self::unseal_with_aad(sealed, passphrase, MASTER_KEY_AAD)
+    }
+
+    fn unseal_with_aad(sealed: &SealedMasterKey, passphrase: &str, aad: &[u8]) -> Result<Self, SealError> {
         if sealed.version != 1
             || sealed.kdf != "pbkdf2-hmac-sha256"
             || !(MIN_PBKDF2_ITERATIONS..=MAX_PBKDF2_ITERATIONS).contains(&sealed.iterations)
@@ -146,7 +233,7 @@ impl MasterKey {
         let salt = hex::decode(&sealed.salt).map_err(|_| SealError::Malformed)?;
         let blob = hex::decode(&sealed.sealed).map_err(|_| SealError::Malformed)?;
         let kek = passphrase_key(passphrase, &salt, sealed.iterations)?;
-        let plaintext = open_with(&kek, MASTER_KEY_AAD, &blob).map_err(|e| match e {
+        let plaintext = open_with(&kek, aad, &blob).map_err(|e| match e {
             SealError::Unauthentic => SealError::WrongPassphrase,
             other => other,
         })?;
@@ -220,6 +307,11 @@ impl std::fmt::Display for SealedSecret {
     }
 }
 
+/// Associated data of a shared master key: only stations of this factory root open it.
+fn share_aad(factory_root: &[u8; 32]) -> Vec<u8> {
+    [&b"keyfill master key share v1\0"[..], factory_root].concat()
+}
+
 /// Associated data that binds a sealed device key to its device and key id.
 pub fn device_key_context(device_id: &DeviceId, key_id: &[u8; 16]) -> Vec<u8> {
     [&b"keyfill device key v1\0"[..], &device_id.0, key_id].concat()
@@ -234,6 +326,18 @@ pub fn setup_secret_context(device_id: &DeviceId) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// Known answers computed independently, with OpenSSL:
+    /// `printf 'keyfill key check value v1' | openssl dgst -sha256 -mac HMAC -macopt hexkey:0001…1f`.
+    #[test]
+    fn kcv_matches_openssl_hmac_sha256_truncated_to_16_bytes() {
+        let key = SecretKey::from_bytes(std::array::from_fn(|i| i as u8));
+        assert_eq!(KeyCheckValue::of(&key).to_hex(), "30fbe252d17df6532e537e2a9e4b2c8a");
+        assert_eq!(MasterKey(key).check_value().to_hex(), "41d58e3ee0a5639a440dc26d64b8a2aa");
+        let again = KeyCheckValue::from_hex("30fbe252d17df6532e537e2a9e4b2c8a");
+        assert_eq!(again, Some(KeyCheckValue::of(&SecretKey::from_bytes(std::array::from_fn(|i| i as u8)))));
+        assert_eq!(KeyCheckValue::from_hex("30fb"), None);
+    }
+
     #[test]
     fn master_key_round_trip_and_wrong_passphrase() -> Result<(), SealError> {
         let master = MasterKey::generate()?;
@@ -243,6 +347,22 @@ mod tests {
         assert_eq!(again.open(b"ctx", &blob)?.as_slice(), b"secret bytes");
         assert!(matches!(again.open(b"other ctx", &blob), Err(SealError::Unauthentic)));
         assert!(matches!(MasterKey::unseal(&sealed, "wrong"), Err(SealError::WrongPassphrase)));
+        Ok(())
+    }
+
+    #[test]
+    fn multi_station_master_key_share_opens_only_for_its_factory_root_and_passphrase() -> Result<(), SealError> {
+        let master = MasterKey::generate()?;
+        let root = [7u8; 32];
+        let share = master.share("transfer words", &root)?;
+        let joined = MasterKey::open_share(&share, "transfer words", &root)?;
+        assert_eq!(joined.check_value(), master.check_value());
+        assert!(matches!(MasterKey::open_share(&share, "transfer words", &[8; 32]), Err(SealError::WrongPassphrase)));
+        assert!(matches!(MasterKey::open_share(&share, "other", &root), Err(SealError::WrongPassphrase)));
+        // A share is not a station's own sealed master key, nor the reverse.
+        assert!(MasterKey::unseal(&share, "transfer words").is_err());
+        let own = master.seal_under_passphrase("transfer words")?;
+        assert!(MasterKey::open_share(&own, "transfer words", &root).is_err());
         Ok(())
     }
 

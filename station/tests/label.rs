@@ -34,6 +34,7 @@ fn identity_device(name: &str, serial: &str) -> Device {
         provisioned_at: Some(PROVISIONED_AT),
         rotation: None,
         rotation_attempts: None,
+        order_id: None,
     }
 }
 

@@ -139,7 +139,7 @@ impl ProvisioningCampaign {
         let db = Database::sqlite(dir);
         let db_path = match &db {
             Database::Sqlite { path, .. } => path.clone(),
-            Database::Postgres { .. } => bail!("the campaign reads SQLite"),
+            Database::Postgres { .. } | Database::Shared { .. } => bail!("the campaign reads SQLite"),
         };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         Ok(ProvisioningCampaign {

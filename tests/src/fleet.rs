@@ -157,16 +157,16 @@ pub async fn record_fleet(
         };
         let key_id_hex = hex::encode(key_id);
         devices::begin_provisioning(&mut tx, &record, &key_id_hex, "serial", "fleet").await?;
-        keys::insert(
-            &mut tx,
-            keys::NewKeyState::Pending,
-            &key_id_hex,
-            &id.to_hex(),
-            "e4-symmetric-client-key",
-            &sealed,
-            &station_id,
-        )
-        .await?;
+        let new_key = keys::NewKey {
+            state: keys::NewKeyState::Pending,
+            key_id: &key_id_hex,
+            device_id: &id.to_hex(),
+            kind: "e4-symmetric-client-key",
+            sealed_key: &sealed,
+            check_value: seal::KeyCheckValue::of(&key),
+            station_id: &station_id,
+        };
+        keys::insert(&mut tx, new_key).await?;
         keys::mark_active(&mut tx, &key_id_hex).await?;
         devices::mark_provisioned(&mut tx, &id.to_hex(), &key_id_hex, "serial", "fleet").await?;
         if (index + 1) % FLEET_BATCH == 0 {

@@ -4,11 +4,13 @@
 pub mod bluez;
 pub mod c2;
 pub mod crash;
+pub mod farm;
 pub mod fleet;
 pub mod labels;
 pub mod mqtt_proxy;
 pub mod pcscd;
 pub mod relay;
+pub mod shared_line;
 pub mod soak;
 
 use anyhow::{Context, Result, bail};
@@ -116,14 +118,30 @@ impl Drop for PtyPair {
 /// Which database a test runs against.
 #[derive(Debug)]
 pub enum Database {
-    Sqlite { url: String, path: PathBuf },
-    Postgres { url: String, name: String },
+    Sqlite {
+        url: String,
+        path: PathBuf,
+    },
+    Postgres {
+        url: String,
+        name: String,
+    },
+    /// A PostgreSQL database another fixture owns (several stations sharing one): never dropped
+    /// by this value.
+    Shared {
+        url: String,
+    },
 }
 
 impl Database {
     pub fn sqlite(dir: &Path) -> Self {
         let path = dir.join("inventory.db");
         Database::Sqlite { url: format!("sqlite://{}", path.display()), path }
+    }
+
+    /// This database, for another station to share.
+    pub fn shared(&self) -> Self {
+        Database::Shared { url: self.url().to_owned() }
     }
 
     /// A fresh database on the PostgreSQL server, dropped at the end of the test.
@@ -135,7 +153,7 @@ impl Database {
 
     pub fn url(&self) -> &str {
         match self {
-            Database::Sqlite { url, .. } | Database::Postgres { url, .. } => url,
+            Database::Sqlite { url, .. } | Database::Postgres { url, .. } | Database::Shared { url } => url,
         }
     }
 
@@ -152,7 +170,7 @@ impl Database {
                 }
                 Ok(all)
             }
-            Database::Postgres { url, .. } => {
+            Database::Postgres { url, .. } | Database::Shared { url } => {
                 let mut all = Vec::new();
                 for table in ["devices", "device_keys", "events"] {
                     let output = Command::new("psql")

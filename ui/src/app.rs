@@ -181,6 +181,7 @@ impl KeyfillApp {
                 return self.provision.on_provision(job, update, &self.settings);
             }
             Event::DeviceIndex(index) => self.devices.on_index(*index),
+            Event::Orders(orders) => self.provision.on_orders(orders),
             Event::DeviceChanged(device) => return self.devices.on_device_changed(device).into_iter().collect(),
             Event::DeviceDetail(detail) => self.devices.on_detail(detail),
             Event::History(rows) => self.history.on_history(rows),
@@ -237,6 +238,7 @@ impl KeyfillApp {
                     self.rotation_export.on_bundle(Err(BundleRefused { problem, excluded: Vec::new() }));
                 }
                 "reconcile" | "abandon" => self.devices.on_action_problem(problem),
+                "load_orders" => self.provision.on_orders_problem(problem),
                 _ => self.show_problem(problem),
             },
         }

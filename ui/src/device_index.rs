@@ -9,7 +9,7 @@
 
 use keyfill_station::db::devices::{Device, DeviceState};
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 thread_local! {
     static BUILDS: Cell<u64> = const { Cell::new(0) };
@@ -29,6 +29,8 @@ pub struct DeviceQuery {
     pub state: Option<DeviceState>,
     /// `serial`, `pcsc` or `ble`.
     pub transport: Option<String>,
+    /// The work order the device was keyed under.
+    pub order: Option<String>,
 }
 
 impl DeviceQuery {
@@ -40,6 +42,7 @@ impl DeviceQuery {
     fn narrows(&self, previous: &DeviceQuery) -> bool {
         self.state == previous.state
             && self.transport == previous.transport
+            && self.order == previous.order
             && self.needle().contains(&previous.needle())
     }
 }
@@ -72,6 +75,8 @@ pub struct DeviceIndex {
     /// Indices into `devices` that pass `query`, descending (newest first).
     visible: Vec<usize>,
     counts: StateCounts,
+    /// Every work order the devices were keyed under, for the filter.
+    orders: BTreeSet<String>,
 }
 
 fn haystack(device: &Device) -> String {
@@ -82,6 +87,7 @@ fn haystack(device: &Device) -> String {
         Some(device.serial_number.as_str()),
         device.port.as_deref(),
         device.model.as_deref(),
+        device.order_id.as_deref(),
     ]
     .into_iter()
     .flatten()
@@ -105,6 +111,7 @@ impl DeviceIndex {
         for device in &devices {
             index.counts.add(device.state, 1);
         }
+        index.orders = devices.iter().filter_map(|d| d.order_id.clone()).collect();
         index.devices = devices;
         index.refilter();
         index
@@ -112,6 +119,11 @@ impl DeviceIndex {
 
     /// A device's record changed, or a new device arrived.
     pub fn upsert(&mut self, device: Device) {
+        if let Some(order) = &device.order_id
+            && !self.orders.contains(order)
+        {
+            self.orders.insert(order.clone());
+        }
         let index = match self.by_id.get(&device.id) {
             Some(&index) => {
                 self.counts.add(self.devices[index].state, -1);
@@ -176,6 +188,7 @@ impl DeviceIndex {
         let device = &self.devices[index];
         self.query.state.is_none_or(|state| device.state == state)
             && self.query.transport.as_deref().is_none_or(|wanted| device.transport.as_deref() == Some(wanted))
+            && self.query.order.as_deref().is_none_or(|wanted| device.order_id.as_deref() == Some(wanted))
             && (needle.is_empty() || self.haystacks[index].contains(needle))
     }
 
@@ -203,6 +216,11 @@ impl DeviceIndex {
     pub fn counts(&self) -> StateCounts {
         self.counts
     }
+
+    /// The work orders devices were keyed under, in order.
+    pub fn orders(&self) -> impl Iterator<Item = &str> {
+        self.orders.iter().map(String::as_str)
+    }
 }
 
 #[cfg(test)]
@@ -228,6 +246,7 @@ mod tests {
             provisioned_at: None,
             rotation: None,
             rotation_attempts: None,
+            order_id: None,
         }
     }
 
@@ -249,7 +268,13 @@ mod tests {
         assert_eq!(names(&index), ["sensor-00002"]);
         index.set_query(DeviceQuery { text: "SN-00001".into(), ..DeviceQuery::default() });
         assert_eq!(names(&index), ["sensor-00001"]);
-        assert_eq!(index.counts(), StateCounts { pending: 0, provisioned: 2, failed: 1 });
+        let mut ordered = device(4, DeviceState::Provisioned, "serial");
+        ordered.order_id = Some("WO-7".into());
+        index.upsert(ordered);
+        index.set_query(DeviceQuery { order: Some("WO-7".into()), ..DeviceQuery::default() });
+        assert_eq!(names(&index), ["sensor-00004"]);
+        assert_eq!(index.orders().collect::<Vec<_>>(), ["WO-7"]);
+        assert_eq!(index.counts(), StateCounts { pending: 0, provisioned: 3, failed: 1 });
     }
 
     #[test]

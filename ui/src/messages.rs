@@ -7,6 +7,7 @@ use keyfill_formats::qr::OnboardingPayload;
 use keyfill_station::db::devices::Device;
 use keyfill_station::db::events::{Event as StoredEvent, EventFilter, LoggedEvent};
 use keyfill_station::db::exports::StoredExport;
+use keyfill_station::db::orders::OrderCounts;
 use keyfill_station::detect::{BlePeripheral, LinkTarget, SerialPortInfo};
 use keyfill_station::export::{DeviceFilter, ItemReport};
 use keyfill_station::label::{LabelFormat, LabelSpec};
@@ -72,6 +73,8 @@ pub enum Command {
     Reconcile(Box<ReconcileRequest>),
     /// Gives up on a pending device that can no longer be asked.
     Abandon(AbandonRequest),
+    /// The open work orders with their progress.
+    LoadOrders,
 }
 
 impl Command {
@@ -94,6 +97,7 @@ impl Command {
             Command::ExportBundle(_) => "export_bundle",
             Command::Reconcile(_) => "reconcile",
             Command::Abandon(_) => "abandon",
+            Command::LoadOrders => "load_orders",
         }
     }
 }
@@ -105,6 +109,9 @@ pub struct ProvisionRequest {
     /// How long to wait for a card to be presented or a BLE device to advertise.
     pub card_wait: Duration,
     pub payload: OnboardingPayload,
+    /// The work order the operator is keying: a label that is not on it is refused before the
+    /// link is opened.
+    pub order: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -216,6 +223,8 @@ pub enum Event {
     /// The whole inventory, already indexed for search by the station side so that the UI
     /// thread only swaps it in: the answer to [`Command::LoadDevices`].
     DeviceIndex(Box<DeviceIndex>),
+    /// The open work orders, oldest first: the answer to [`Command::LoadOrders`].
+    Orders(Vec<OrderCounts>),
     /// A command failed outside any job (the database, a locked station); `command` is
     /// [`Command::name`] of the one that failed.
     Problem {

@@ -72,7 +72,21 @@ impl Problem {
     }
 
     pub fn database(error: &DbError) -> Self {
-        Problem::new(format!("The inventory database failed: {error}."), CHECK_DATABASE)
+        match error {
+            DbError::ForeignMasterKey { .. } => Problem::new(
+                "This database belongs to other stations: its keys are sealed under another master key.",
+                "Choose this station's own database in the settings, or join this station to the others with \
+                 `keyfill init --join-master FILE` (the file from `keyfill master share` on one of them).",
+            ),
+            DbError::DuplicateKey { check_value } => Problem::new(
+                format!(
+                    "The station made a key that is already in the inventory (check value {check_value}); it was refused and nothing was sent."
+                ),
+                "Stop keying on this station and tell the security team: the same key twice means its random source \
+                 is failing or the database holds a cloned key. `keyfill keys check-duplicates` scans the inventory.",
+            ),
+            _ => Problem::new(format!("The inventory database failed: {error}."), CHECK_DATABASE),
+        }
     }
 
     pub fn link(error: &LinkError, link: &LinkTarget) -> Self {
@@ -128,6 +142,24 @@ impl Problem {
                 format!("{} The record stays pending.", session_help(source)),
             ),
             ProvisionError::Db(db) => Problem::database(db),
+            ProvisionError::NotAdmitted(refused) => Problem::new(
+                format!("Not keyed: {refused}."),
+                match refused {
+                    keyfill_station::orders::NotAdmitted::Mismatch { .. } => {
+                        "Nothing was sent. Check that this label belongs to the device on the link, and that the \
+                         work order is right; a wrong order is corrected in the MES (under a new order id)."
+                    }
+                    _ => {
+                        "Nothing was sent. Put this device aside for its own work order, or choose its order under \
+                         Work order."
+                    }
+                },
+            ),
+            ProvisionError::Leased { station, .. } => Problem::new(
+                format!("Another station is working on this device: {station}."),
+                "Wait for it to finish (the device then shows as provisioned), or provision it there. A station that \
+                 stopped holds the device only until its lease ends, then provision again here.",
+            ),
             _ => Problem::new(
                 format!("Provisioning failed: {error}."),
                 "Provision again; if it fails again, note the message for support.",

@@ -203,9 +203,25 @@ fn gui_end_to_end_abandons_a_pending_device_in_sqlite() {
             model: None,
         };
         devices::begin_provisioning(&mut tx, &device, key_id, "serial", "/dev/ttyUSB9").await.unwrap();
-        keys::insert(&mut tx, keys::NewKeyState::Pending, key_id, &id, "e4-symmetric-client-key", &[0; 60], "station")
-            .await
-            .unwrap();
+        // Sealed as the station seals keys: a database whose keys open under no master key is
+        // another station's, and the app would refuse it.
+        let unlocked = StationHome::new(&home_path).unlock(PASSPHRASE).unwrap();
+        let secret = keyfill_formats::SecretKey::from_bytes([7; 32]);
+        let key_id_bytes: [u8; 16] =
+            std::array::from_fn(|i| u8::from_str_radix(&key_id[2 * i..2 * i + 2], 16).unwrap());
+        let device_id = keyfill_formats::DeviceId::from_hex(&id).unwrap();
+        let context = keyfill_station::seal::device_key_context(&device_id, &key_id_bytes);
+        let sealed = unlocked.master_key.seal(&context, secret.expose()).unwrap();
+        let key = keys::NewKey {
+            state: keys::NewKeyState::Pending,
+            key_id,
+            device_id: &id,
+            kind: "e4-symmetric-client-key",
+            sealed_key: &sealed,
+            check_value: keyfill_station::seal::KeyCheckValue::of(&secret),
+            station_id: "station",
+        };
+        keys::insert(&mut tx, key).await.unwrap();
         tx.commit().await.unwrap();
         inventory.close().await;
     });

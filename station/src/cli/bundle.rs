@@ -237,10 +237,26 @@ fn check_file(
     file.rewind().map_err(OpenBundleError::Read)?;
     let mut reader = SeriesReader::new(BufReader::new(&mut *file), factory_root, now_ms);
     let mut digests = Vec::new();
+    let mut distinct = keyfill_station::check_values::DistinctKeys::default();
     loop {
         let digest = match recipient {
             Some(key) => match reader.next_opened(key)? {
-                Some(part) => part.digest,
+                Some(part) => {
+                    for entry in &part.entries {
+                        if let Err((first, check_value)) = distinct.insert(&entry.key, entry.device_id) {
+                            return Err(OpenBundleError::DuplicateKey {
+                                check_value: check_value.to_hex(),
+                                first: format!("device {}", first.to_hex()),
+                                second: format!(
+                                    "device {} \"{}\"",
+                                    entry.device_id.to_hex(),
+                                    printable(entry.name.as_str())
+                                ),
+                            });
+                        }
+                    }
+                    part.digest
+                }
                 None => break,
             },
             None => match reader.next_verified()? {

@@ -7,9 +7,11 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use keyfill_formats::printable;
 use keyfill_formats::qr::OnboardingPayload;
+use keyfill_station::db::devices;
+use keyfill_station::lease::Purpose;
 use keyfill_station::link::btle::open_ble;
 use keyfill_station::link::{AnyLink, open_pcsc, open_serial};
-use keyfill_station::provision::{ProvisionError, Station};
+use keyfill_station::provision::{ProvisionError, ProvisionReport, Station};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,6 +146,55 @@ pub fn advice(error: &anyhow::Error) -> Option<String> {
     error.downcast_ref::<ProvisionError>().and_then(ProvisionError::advice)
 }
 
+/// How long a job waits for another station sharing the database to finish with its device: the
+/// longest a provisioning there takes (a reconciliation and a delivery at the longest timeouts).
+const LEASE_PATIENCE: Duration = Duration::from_secs(30 * 60);
+
+/// How one job ended, when it did not fail.
+enum Done {
+    Provisioned(ProvisionReport),
+    /// Provisioned before this run: by another station sharing the database, or earlier here.
+    AlreadyProvisioned(devices::Device),
+}
+
+/// Provisions one device: takes its lease first (another station sharing the database may be
+/// working on it: then waits for that station), then opens the link.
+async fn provision_one(
+    station: &Station,
+    spec: LinkSpec,
+    settings: LinkSettings,
+    payload: &OnboardingPayload,
+    bar: &ProgressBar,
+) -> Result<Done> {
+    let id = payload.device_id.to_hex();
+    let (lease, waited) = match station.lease(&id, Purpose::Provision).await {
+        Ok(lease) => (lease, false),
+        Err(ProvisionError::Leased { station: other, .. }) => {
+            bar.set_message(format!("waiting: station {} is working on this device", printable(&other)));
+            station.lease_waiting(&id, Purpose::Provision, LEASE_PATIENCE).await?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let result = async {
+        if let Some(device) = devices::get(station.inventory.pool(), &id).await?
+            && device.state == devices::DeviceState::Provisioned
+        {
+            return Ok(Done::AlreadyProvisioned(device));
+        }
+        station.admitted(payload).await?;
+        if waited {
+            bar.set_message(format!("the other station left it unfinished; waiting on {}", spec.describe()));
+        }
+        let mut link = spec.open(settings, Some(payload)).await?;
+        bar.set_message("provisioning");
+        let report = station.provision_leased(&lease, &mut link, payload, |p| bar.set_message(describe(&p))).await?;
+        anyhow::Ok(Done::Provisioned(report))
+    }
+    .await;
+    lease.release().await;
+    result
+}
+
 pub async fn provision_all(
     station: Station,
     jobs: Vec<(LinkSpec, OnboardingPayload)>,
@@ -161,13 +212,7 @@ pub async fn provision_all(
         bar.set_message(format!("waiting on {}", spec.describe()));
         let settings = args.settings();
         tasks.spawn(async move {
-            let result = async {
-                let mut link = spec.open(settings, Some(&payload)).await?;
-                bar.set_message("provisioning");
-                let report = station.provision(&mut link, &payload, |p| bar.set_message(describe(&p))).await?;
-                anyhow::Ok(report)
-            }
-            .await;
+            let result = provision_one(&station, spec, settings, &payload, &bar).await;
             bar.finish_and_clear();
             (index, payload, result)
         });
@@ -177,12 +222,21 @@ pub async fn provision_all(
         results.push(joined?);
     }
     results.sort_by_key(|(index, _, _)| *index);
-    let all_ok = results.iter().all(|(_, _, r)| r.is_ok());
+    // Provisioning a device that holds its key already is refused (it is not re-keyed): the
+    // run did not do what was asked, though nothing went wrong.
+    let all_ok = results.iter().all(|(_, _, r)| matches!(r, Ok(Done::Provisioned(_))));
     if json {
         let report: Vec<serde_json::Value> = results
             .iter()
             .map(|(_, payload, result)| match result {
-                Ok(report) => serde_json::to_value(DeviceJson::from(&report.device)).unwrap_or_default(),
+                Ok(Done::Provisioned(report)) => {
+                    serde_json::to_value(DeviceJson::from(&report.device)).unwrap_or_default()
+                }
+                Ok(Done::AlreadyProvisioned(device)) => {
+                    let mut value = serde_json::to_value(DeviceJson::from(device)).unwrap_or_default();
+                    value["note"] = "already provisioned".into();
+                    value
+                }
                 Err(error) => serde_json::json!({
                     "id": payload.device_id.to_hex(),
                     "name": payload.name.as_str(),
@@ -196,7 +250,15 @@ pub async fn provision_all(
     } else {
         for (_, payload, result) in &results {
             match result {
-                Ok(report) => {
+                Ok(Done::AlreadyProvisioned(device)) => eprintln!(
+                    "{} ({}) NOT provisioned again: it is already provisioned (key {}, over {} {}); it was not re-keyed",
+                    printable(&device.name),
+                    device.id,
+                    device.key_id.as_deref().unwrap_or("-"),
+                    printable(device.transport.as_deref().unwrap_or("-")),
+                    printable(device.port.as_deref().unwrap_or("-")),
+                ),
+                Ok(Done::Provisioned(report)) => {
                     let how = if report.reconciled {
                         "reconciled: the device already held its key"
                     } else {

@@ -3,8 +3,10 @@
 
 mod bundle;
 mod export;
+mod fleet;
 mod label;
 mod links;
+mod orders;
 mod output;
 mod rotate;
 mod scan;
@@ -65,6 +67,19 @@ struct GlobalArgs {
     /// Seconds a device may take to store its key and confirm it (1-600).
     #[arg(long, env = "KEYFILL_CONFIRM_TIMEOUT", global = true, default_value_t = 20, value_name = "S")]
     confirm_timeout: u64,
+    /// Seconds a device's lease lasts unless this station renews it (3-3600): how long a station
+    /// that stopped keeps other stations sharing its database away from the device it was on.
+    #[arg(
+        long,
+        env = "KEYFILL_LEASE_SECS",
+        global = true,
+        default_value_t = keyfill_station::lease::DEFAULT_LEASE.as_secs(),
+        value_name = "S",
+        value_parser = clap::value_parser!(u64).range(
+            keyfill_station::lease::MIN_LEASE.as_secs()..=keyfill_station::lease::MAX_LEASE.as_secs()
+        )
+    )]
+    lease_secs: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -83,6 +98,15 @@ enum Command {
         /// Import an existing factory root (Ed25519 PKCS#8 DER file) instead of creating one.
         #[arg(long)]
         factory_root_key: Option<PathBuf>,
+        /// Join the stations of a shared database: use the master key they share, from the file
+        /// `keyfill master share` wrote on one of them (needs their factory root:
+        /// --factory-root-key).
+        #[arg(long, value_name = "FILE", requires = "factory_root_key")]
+        join_master: Option<PathBuf>,
+        /// Read the share's transfer passphrase from this file (else KEYFILL_SHARE_PASSPHRASE,
+        /// else a prompt).
+        #[arg(long, value_name = "FILE", requires = "join_master")]
+        share_passphrase_file: Option<PathBuf>,
     },
     /// Provision devices over serial, PC/SC (smart card, NFC) or BLE links.
     ///
@@ -100,6 +124,12 @@ enum Command {
         /// Print the final record as JSON.
         #[arg(long)]
         json: bool,
+        /// Key only the devices of this work order (and record them under it).
+        #[arg(long, value_name = "ORDER")]
+        order: Option<String>,
+        /// Refuse a device that is on no open work order.
+        #[arg(long, env = "KEYFILL_REQUIRE_ORDER")]
+        require_order: bool,
     },
     /// Inspect and reconcile the device inventory.
     Devices {
@@ -137,6 +167,26 @@ enum Command {
     Scan(scan::ScanArgs),
     /// Show the station identity and where its state lives.
     Info,
+    /// Share this station's master key with a station joining its database.
+    Master {
+        #[command(subcommand)]
+        command: fleet::MasterCommand,
+    },
+    /// Work orders from the MES, and their signed reconciliation reports.
+    Orders {
+        #[command(subcommand)]
+        command: orders::OrdersCommand,
+    },
+    /// Checks over every key of the inventory.
+    Keys {
+        #[command(subcommand)]
+        command: fleet::KeysCommand,
+    },
+    /// The stations that have used this database.
+    Stations {
+        #[arg(long)]
+        json: bool,
+    },
     /// List PC/SC readers (smart-card and NFC).
     Readers {
         #[arg(long)]
@@ -261,11 +311,16 @@ impl GlobalArgs {
     }
 
     async fn station(&self, home: &StationHome) -> Result<Station> {
-        let unlocked = home.unlock(&self.passphrase(false)?).context("cannot unlock the station")?;
+        self.station_with(home, &self.passphrase(false)?).await
+    }
+
+    async fn station_with(&self, home: &StationHome, passphrase: &str) -> Result<Station> {
+        let unlocked = home.unlock(passphrase).context("cannot unlock the station")?;
         let inventory = self.inventory(home).await?;
         let actor = Actor { station_id: hex::encode(unlocked.info.station_id), operator: self.operator() };
-        let mut station = Station::new(inventory, unlocked, actor);
+        let mut station = Station::start(inventory, unlocked, actor).await?;
         station.timeouts = self.timeouts()?;
+        station.lease_ttl = Duration::from_secs(self.lease_secs);
         Ok(station)
     }
 
@@ -322,17 +377,55 @@ pub async fn run(cli: Cli) -> Result<()> {
     let home = global.home()?;
     let interactive = global.log_format == LogFormat::Text;
     match cli.command {
-        Command::Init { station_name, factory_root_key } => {
+        Command::Init { station_name, factory_root_key, join_master, share_passphrase_file } => {
             let imported = match &factory_root_key {
                 Some(path) => Some(zeroize::Zeroizing::new(
                     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
                 )),
                 None => None,
             };
+            let share = join_master.as_deref().map(fleet::read_share).transpose()?;
+            let transfer = match &share {
+                Some(_) => Some(fleet::transfer_passphrase(share_passphrase_file.as_deref(), false)?),
+                None => None,
+            };
+            if home.is_initialised() {
+                bail!(keyfill_station::home::HomeError::AlreadyInitialised(home.path().to_path_buf()));
+            }
+            // Before the home is made: a database other stations use takes only their master key.
+            // (The default database lives in the home, so it is new.)
+            let recorded = match &global.db {
+                Some(url) if !keyfill_station::db::is_new_sqlite_file(url) => {
+                    let inventory = global.inventory(&home).await?;
+                    let recorded = keyfill_station::db::meta::master_key_check(inventory.pool()).await?;
+                    inventory.close().await;
+                    recorded
+                }
+                _ => None,
+            };
+            if let Some(recorded) = recorded
+                && share.as_ref().is_none_or(|share| share.master_key_check != recorded)
+            {
+                bail!(
+                    "the database {} is in use by stations of master key {recorded}: join them with --join-master FILE \
+                     (the file from `keyfill master share` on one of them), or give this station a database of its own",
+                    redact_url(&global.db_url(&home))
+                );
+            }
             let passphrase = global.passphrase(true)?;
-            let info = home.initialise(&passphrase, &station_name, imported.as_deref().map(Vec::as_slice))?;
-            let inventory = global.inventory(&home).await?;
-            inventory.close().await;
+            let join = share.as_ref().zip(transfer.as_deref().map(|t| t.as_str()));
+            let info =
+                home.initialise_joining(&passphrase, &station_name, imported.as_deref().map(Vec::as_slice), join)?;
+            // Opened as a station does: a joining station's master key must be the database's.
+            let station = global.station_with(&home, &passphrase).await?;
+            station.inventory.close().await;
+            if let Some(share) = &share {
+                println!(
+                    "joined the stations of master key {} (shared by {})",
+                    share.master_key_check,
+                    printable(&share.shared_by)
+                );
+            }
             println!(
                 "station {} ({}) initialised in {}",
                 info.station_name,
@@ -365,7 +458,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 None => println!("bundle signer none yet (created by the first `keyfill export bundle`)"),
             }
         }
-        Command::Provision { link, qr, qr_image, json } => {
+        Command::Provision { link, qr, qr_image, json, order, require_order } => {
             let specs = link.specs();
             let payloads = read_payloads(qr, qr_image)?;
             if payloads.len() != specs.len() {
@@ -375,7 +468,15 @@ pub async fn run(cli: Cli) -> Result<()> {
                     payloads.len()
                 );
             }
-            let station = global.station(&home).await?;
+            let mut station = global.station(&home).await?;
+            station.order_policy = keyfill_station::orders::OrderPolicy {
+                required: require_order,
+                current: order
+                    .as_deref()
+                    .map(keyfill_station::orders::file::OrderId::parse)
+                    .transpose()
+                    .map_err(|reason| anyhow!("--order: {reason}"))?,
+            };
             for payload in &payloads {
                 warn_about_pending(&station, &payload.device_id.to_hex()).await?;
             }
@@ -429,6 +530,36 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Demo { name } => demo(global, &home, name).await?,
+        Command::Master { command } => fleet::master_command(&global.station(&home).await?, command)?,
+        Command::Keys { command } => fleet::keys_command(&global.station(&home).await?, command, interactive).await?,
+        Command::Orders { command } => match command {
+            orders::OrdersCommand::Import { file, format } => {
+                orders::import(&global.station(&home).await?, &file, format).await?
+            }
+            orders::OrdersCommand::List { all, json } => {
+                let inventory = global.inventory(&home).await?;
+                orders::list(&inventory, all, json).await?;
+                inventory.close().await;
+            }
+            orders::OrdersCommand::Show { order, json } => {
+                let inventory = global.inventory(&home).await?;
+                orders::show(&inventory, &order, json).await?;
+                inventory.close().await;
+            }
+            orders::OrdersCommand::Report { order, json, csv, signature } => {
+                let station = global.station(&home).await?;
+                orders::report(&station, &home, &order, json, csv, signature.as_deref()).await?;
+            }
+            orders::OrdersCommand::Close { order, force: _, reason } => {
+                orders::close(&global.station(&home).await?, &order, reason.as_deref()).await?
+            }
+            orders::OrdersCommand::VerifyReport { file, factory_root } => orders::verify_report(&file, &factory_root)?,
+        },
+        Command::Stations { json } => {
+            let inventory = global.inventory(&home).await?;
+            fleet::print_stations(&inventory, json).await?;
+            inventory.close().await;
+        }
     }
     Ok(())
 }

@@ -29,6 +29,8 @@ pub struct DeviceJson<'a> {
     /// Key rotation: null, rotation_pending, active or rotation_failed.
     pub rotation: Option<&'a str>,
     pub rotation_attempts: Option<i64>,
+    /// The work order the device was keyed under, if any.
+    pub order: Option<&'a str>,
 }
 
 impl<'a> From<&'a Device> for DeviceJson<'a> {
@@ -49,6 +51,7 @@ impl<'a> From<&'a Device> for DeviceJson<'a> {
             provisioned_at: d.provisioned_at.map(rfc3339),
             rotation: d.rotation.as_deref(),
             rotation_attempts: d.rotation_attempts,
+            order: d.order_id.as_deref(),
         }
     }
 }

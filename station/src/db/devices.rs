@@ -55,6 +55,7 @@ struct DeviceRow {
     provisioned_at: Option<i64>,
     rotation_state: Option<String>,
     rotation_attempts: Option<i64>,
+    order_id: Option<String>,
 }
 
 /// A device as stored. `sealed_setup_secret` stays sealed and is never serialised.
@@ -80,6 +81,8 @@ pub struct Device {
     /// Rotation state, if a rotation was ever started: rotation_pending, active, rotation_failed.
     pub rotation: Option<String>,
     pub rotation_attempts: Option<i64>,
+    /// The work order the device was keyed under.
+    pub order_id: Option<String>,
 }
 
 impl TryFrom<DeviceRow> for Device {
@@ -103,6 +106,7 @@ impl TryFrom<DeviceRow> for Device {
             provisioned_at: row.provisioned_at,
             rotation: row.rotation_state,
             rotation_attempts: row.rotation_attempts,
+            order_id: row.order_id,
         })
     }
 }
@@ -121,7 +125,7 @@ pub struct NewDevice {
 
 const SELECT: &str = "SELECT d.id, d.name, d.serial_number, d.credential_mode, d.identity_public_key, d.sealed_setup_secret, \
      d.model, d.state, d.transport, d.port, d.current_key_id, d.failure, d.created_at, d.updated_at, d.provisioned_at, \
-     r.state AS rotation_state, r.attempts AS rotation_attempts \
+     r.state AS rotation_state, r.attempts AS rotation_attempts, d.order_id \
      FROM devices d LEFT JOIN rotations r ON r.device_id = d.id";
 
 pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<Device>, DbError> {
@@ -330,13 +334,19 @@ pub async fn mark_failed(tx: &mut Transaction<'_, Any>, id: &str, failure: &str)
 }
 
 /// Records why a pending device is still pending (e.g. confirmation lost), without changing state.
-pub async fn note_pending(pool: &AnyPool, id: &str, note: &str) -> Result<(), DbError> {
+pub async fn note_pending(tx: &mut Transaction<'_, Any>, id: &str, note: &str) -> Result<(), DbError> {
     sqlx::query("UPDATE devices SET failure = $1, updated_at = $2 WHERE id = $3 AND state = 'pending'")
         .bind(note)
         .bind(now_millis())
         .bind(id)
-        .execute(pool)
+        .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Records the work order the device is keyed under.
+pub async fn set_order(tx: &mut Transaction<'_, Any>, id: &str, order_id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE devices SET order_id = $1 WHERE id = $2").bind(order_id).bind(id).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -374,6 +384,7 @@ mod tests {
             provisioned_at: None,
             rotation: None,
             rotation_attempts: None,
+            order_id: None,
         }
     }
 

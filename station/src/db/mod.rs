@@ -9,6 +9,9 @@ pub mod devices;
 pub mod events;
 pub mod exports;
 pub mod keys;
+pub mod leases;
+pub mod meta;
+pub mod orders;
 pub mod rotations;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -30,6 +33,18 @@ pub enum DbError {
     Inconsistent(String),
     #[error("database (bulk read): {0}")]
     Bulk(String),
+    #[error(
+        "a new key has the check value {check_value} of a key already in the inventory: the same key twice means \
+         the station's random source is failing, or the database holds a cloned or replayed key. Nothing was \
+         recorded and nothing was sent. Stop keying on this station and run `keyfill keys check-duplicates`"
+    )]
+    DuplicateKey { check_value: String },
+    #[error(
+        "this database's secrets are sealed under another master key than this station's (database {database}, \
+         station {station}): it belongs to other stations. Join them with `keyfill init --join-master FILE` \
+         (the file from `keyfill master share` on one of them), or use this station's own database"
+    )]
+    ForeignMasterKey { database: String, station: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +121,11 @@ fn make_sqlite_file_private(url: &str) {
         }
         Err(_) => {}
     }
+}
+
+/// Whether `url` names a SQLite file that does not exist yet (opening it creates it).
+pub fn is_new_sqlite_file(url: &str) -> bool {
+    url.starts_with("sqlite:") && sqlite_file_of(url).is_some_and(|path| !path.exists())
 }
 
 /// The file of a SQLite URL; `None` for a database in memory.

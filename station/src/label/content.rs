@@ -201,6 +201,7 @@ mod tests {
             provisioned_at: Some(1_738_332_000_000),
             rotation: None,
             rotation_attempts: None,
+            order_id: None,
         }
     }
 

@@ -66,17 +66,16 @@ impl RealHome {
             let inventory = Inventory::open(&self.db_url).await.expect("opens");
             let mut tx = inventory.pool().begin().await.expect("a transaction");
             devices::begin_provisioning(&mut tx, &record, &key_id_hex, "serial", "/dev/ttyUSB0").await.expect("begun");
-            keys::insert(
-                &mut tx,
-                keys::NewKeyState::Pending,
-                &key_id_hex,
-                &id.to_hex(),
-                "e4-symmetric-client-key",
-                &sealed,
-                &station_id,
-            )
-            .await
-            .expect("key recorded");
+            let new_key = keys::NewKey {
+                state: keys::NewKeyState::Pending,
+                key_id: &key_id_hex,
+                device_id: &id.to_hex(),
+                kind: "e4-symmetric-client-key",
+                sealed_key: &sealed,
+                check_value: seal::KeyCheckValue::of(&key),
+                station_id: &station_id,
+            };
+            keys::insert(&mut tx, new_key).await.expect("key recorded");
             keys::mark_active(&mut tx, &key_id_hex).await.expect("active");
             devices::mark_provisioned(&mut tx, &id.to_hex(), &key_id_hex, "serial", "/dev/ttyUSB0")
                 .await

@@ -218,6 +218,20 @@ impl DevicesScreen {
                 })
                 .response
                 .accessible_name("Link filter");
+            let orders: Vec<String> = self.index.orders().map(str::to_owned).collect();
+            if !orders.is_empty() || query.order.is_some() {
+                let shown = query.order.clone().unwrap_or_else(|| "Any work order".into());
+                egui::ComboBox::from_id_salt("order-filter")
+                    .selected_text(shown)
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut query.order, None, "Any work order");
+                        for order in orders {
+                            ui.selectable_value(&mut query.order, Some(order.clone()), order);
+                        }
+                    })
+                    .response
+                    .accessible_name("Work order filter");
+            }
             if ui.add_enabled(!self.loading, egui::Button::new("Refresh")).clicked() {
                 actions.push(self.reload());
             }

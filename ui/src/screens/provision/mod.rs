@@ -6,6 +6,7 @@
 //! (also Ctrl+Enter or F9 from anywhere on the screen); Escape clears the device.
 
 mod link_bar;
+mod order_bar;
 mod session_log;
 mod status;
 
@@ -19,8 +20,10 @@ use crate::widgets::{self, Tone};
 use eframe::egui::{self, Key, Modifiers, RichText};
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload};
 use keyfill_station::db::devices::Device;
+use keyfill_station::db::orders::OrderCounts;
 use keyfill_station::scan::{Label, ScanResult, from_typed_text};
 use link_bar::LinkBar;
+use order_bar::OrderBar;
 use session_log::{LogRow, SessionLog};
 use status::{Status, Step};
 use zeroize::Zeroize;
@@ -65,6 +68,7 @@ pub struct ProvisionScreen {
     next_job: JobId,
     label: LabelStatus,
     link_bar: LinkBar,
+    order_bar: OrderBar,
     pub camera: CameraPanel,
     log: SessionLog,
     focus_scan: bool,
@@ -85,6 +89,14 @@ impl ProvisionScreen {
 
     pub fn on_links(&mut self, report: LinkReport) {
         self.link_bar.on_report(report);
+    }
+
+    pub fn on_orders(&mut self, orders: Vec<OrderCounts>) {
+        self.order_bar.on_orders(orders);
+    }
+
+    pub fn on_orders_problem(&mut self, problem: Problem) {
+        self.order_bar.on_problem(problem);
     }
 
     /// Gives the scan field the focus on the next frame.
@@ -182,8 +194,14 @@ impl ProvisionScreen {
         self.scan_problem = None;
         self.label = LabelStatus::None;
         Some(
-            Command::Provision(Box::new(ProvisionRequest { job, link, card_wait: settings.link.card_wait(), payload }))
-                .into(),
+            Command::Provision(Box::new(ProvisionRequest {
+                job,
+                link,
+                card_wait: settings.link.card_wait(),
+                payload,
+                order: self.order_bar.chosen(),
+            }))
+            .into(),
         )
     }
 
@@ -212,6 +230,9 @@ impl ProvisionScreen {
             return Vec::new();
         }
         let link = link.clone();
+        // A finished provisioning moves the orders' counts.
+        let finished = !matches!(update, ProvisionUpdate::Opening { .. } | ProvisionUpdate::Step(_));
+        let mut actions = Vec::new();
         match update {
             ProvisionUpdate::Opening { .. } => *step = Step::Opening,
             ProvisionUpdate::Step(progress) => *step = Step::of(&progress),
@@ -227,7 +248,9 @@ impl ProvisionScreen {
                 let label = self.label_request(&device, settings);
                 self.status = Status::Provisioned { device, reconciled };
                 self.focus_scan = true;
-                return label.into_iter().collect();
+                actions.extend(label);
+                actions.extend(self.order_bar.after_provisioning());
+                return actions;
             }
             ProvisionUpdate::AlreadyProvisioned { name } => {
                 self.log_on_deck(&link, "already provisioned", Tone::Idle);
@@ -255,7 +278,10 @@ impl ProvisionScreen {
                 self.focus_scan = true;
             }
         }
-        Vec::new()
+        if finished {
+            actions.extend(self.order_bar.after_provisioning());
+        }
+        actions
     }
 
     /// A row of the session table for the device on deck.
@@ -319,6 +345,8 @@ impl ProvisionScreen {
 
     pub fn ui(&mut self, ui: &mut egui::Ui, settings: &mut Settings) -> Vec<Action> {
         let mut actions: Vec<Action> = self.link_bar.detect_once().into_iter().collect();
+        let now = ui.input(|i| i.time);
+        actions.extend(self.order_bar.load_when_due(now, self.is_busy()));
         let shortcut =
             ui.input_mut(|i| i.consume_key(Modifiers::CTRL, Key::Enter) || i.consume_key(Modifiers::NONE, Key::F9));
         if ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Escape)) {
@@ -347,6 +375,15 @@ impl ProvisionScreen {
             // status. One above the other on a narrow window.
             widgets::two_columns(ui, TWO_COLUMNS_FROM, 0.44, |ui, column| match column {
                 widgets::Column::First => {
+                    // Only for a station keying work orders; it never pushes the device panel
+                    // and its buttons down.
+                    if self.order_bar.shows() {
+                        theme::card().inner_margin(egui::Margin::symmetric(16, 8)).show(ui, |ui| {
+                            ui.set_width(ui.available_width());
+                            self.order_bar.ui(ui, !self.is_busy());
+                        });
+                        ui.add_space(theme::SPACING);
+                    }
                     theme::card().show(ui, |ui| {
                         ui.set_width(ui.available_width());
                         actions.extend(self.scan_ui(ui, settings));

@@ -8,6 +8,8 @@ use keyfill_station::db::now_millis;
 /// A station with a few days of work behind it, for screenshots and demos.
 pub fn demo_state(passphrase: &str) -> FakeState {
     let mut state = FakeState::new(passphrase);
+    // Three runs of the MES's work orders; the last one still has devices to key.
+    state.orders = vec![("WO-2026-101".into(), 80), ("WO-2026-102".into(), 80), ("WO-2026-103".into(), 100)];
     let day = 86_400_000;
     let start = now_millis() - 3 * day;
     let models = ["TH-200", "TH-200", "GW-10", "VL-4"];
@@ -57,6 +59,8 @@ pub fn demo_state(passphrase: &str) -> FakeState {
                 (DeviceState::Provisioned, 200..) if n % 17 == 0 => Some(6),
                 _ => None,
             },
+            // Keyed in runs of 250 under the MES's work orders.
+            order_id: Some(format!("WO-2026-{:03}", 101 + n / 80)),
         };
         state.devices.push(device.clone());
         let operator = if n % 3 == 0 { "maria" } else { "jonas" };

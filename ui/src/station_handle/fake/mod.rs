@@ -25,6 +25,7 @@ use keyfill_formats::qr::DeviceCredential;
 use keyfill_station::db::devices::{Device, DeviceState, resolve_among};
 use keyfill_station::db::events::{EventFilter, LoggedEvent};
 use keyfill_station::db::now_millis;
+use keyfill_station::db::orders::OrderCounts;
 use keyfill_station::detect::{LinkTarget, SerialPortInfo};
 use keyfill_station::home::HomeError;
 use keyfill_station::provision::{Progress, ReconcileVerdict};
@@ -58,6 +59,8 @@ pub struct FakeState {
     pub hold_at_handshake: bool,
     /// A batch rotation stops after the first attempts until [`FakeControl::finish_rotation`].
     pub hold_rotation: bool,
+    /// Open work orders: id and how many devices each expects.
+    pub orders: Vec<(String, i64)>,
     held: Option<ProvisionRequest>,
     /// Whether the held provisioning had sent its key.
     held_key_sent: bool,
@@ -108,6 +111,7 @@ impl FakeState {
             rotation_unconfirmed: Vec::new(),
             hold_at_handshake: false,
             hold_rotation: false,
+            orders: Vec::new(),
             held: None,
             held_key_sent: false,
             held_rotation: Vec::new(),
@@ -116,6 +120,30 @@ impl FakeState {
             watching: None,
             watch_rows: Vec::new(),
         }
+    }
+
+    /// The open orders' progress, counted from the devices as the station counts it.
+    pub fn order_counts(&self) -> Vec<OrderCounts> {
+        self.orders
+            .iter()
+            .map(|(id, expected)| {
+                let on_order = || self.devices.iter().filter(|d| d.order_id.as_deref() == Some(id.as_str()));
+                let count = |state: DeviceState| on_order().filter(|d| d.state == state).count() as i64;
+                let (provisioned, failed, pending) =
+                    (count(DeviceState::Provisioned), count(DeviceState::Failed), count(DeviceState::Pending));
+                OrderCounts {
+                    id: id.clone(),
+                    state: "open".into(),
+                    imported_at: 0,
+                    closed_at: None,
+                    expected: *expected,
+                    provisioned,
+                    failed,
+                    pending,
+                    not_started: (*expected - provisioned - failed - pending).max(0),
+                }
+            })
+            .collect()
     }
 
     fn record(&mut self, device: Option<&Device>, kind: &str, detail: String) {
@@ -182,6 +210,7 @@ pub fn device_for(request: &ProvisionRequest, state: DeviceState, key_id: &str) 
         provisioned_at: (state == DeviceState::Provisioned).then_some(now),
         rotation: None,
         rotation_attempts: None,
+        order_id: request.order.clone(),
     }
 }
 
@@ -363,6 +392,7 @@ impl FakeControl {
             Command::ExportBundle(request) => self.bundle(&request),
             Command::Reconcile(request) => self.reconcile(&request),
             Command::Abandon(request) => self.abandon(&request),
+            Command::LoadOrders => self.send(Event::Orders(self.with(|state| state.order_counts()))),
         }
     }
 

@@ -4,7 +4,7 @@ use crate::bridge::EventSender;
 use crate::device_index::DeviceIndex;
 use crate::messages::{DeviceDetail, Event, HistoryQuery};
 use crate::problem::Problem;
-use keyfill_station::db::{DbError, devices, events, exports};
+use keyfill_station::db::{DbError, devices, events, exports, orders};
 use keyfill_station::provision::Station;
 use std::sync::Arc;
 
@@ -26,6 +26,16 @@ pub async fn devices(station: Arc<Station>, sender: EventSender) {
             let problem = Problem::new(format!("Indexing the devices stopped: {join}."), "Refresh the list.");
             sender.send(Event::Problem { command: "load_devices", problem });
         }
+    }
+}
+
+/// The open work orders with their progress.
+pub async fn orders(station: Arc<Station>, sender: EventSender) {
+    match orders::list(station.inventory.pool(), true).await {
+        Ok(list) => {
+            sender.send(Event::Orders(list));
+        }
+        Err(error) => failed(&sender, "load_orders", &error),
     }
 }
 

@@ -103,6 +103,7 @@ mod tests {
             provisioned_at: None,
             rotation: None,
             rotation_attempts: None,
+            order_id: None,
         };
         let request = LabelRequest {
             job: 1,

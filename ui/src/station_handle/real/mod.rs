@@ -138,6 +138,7 @@ impl StationTask {
                         self.spawn(provision::run(station, request, cancelled, events));
                     }
                     Command::LoadDevices => self.spawn(inventory::devices(station, events)),
+                    Command::LoadOrders => self.spawn(inventory::orders(station, events)),
                     Command::LoadDeviceDetail { id } => self.spawn(inventory::detail(station, id, events)),
                     Command::LoadHistory(query) => self.spawn(inventory::history(station, query, events)),
                     Command::Rotate(request) => self.spawn(rotation::run(station, request, events)),
@@ -228,7 +229,14 @@ impl StationTask {
             station_id: unlocked.info.station_id.iter().map(|b| format!("{b:02x}")).collect(),
             operator: self.config.operator.clone(),
         };
-        self.station = Some(Arc::new(Station::new(inventory, unlocked, actor)));
+        // Checks that the inventory is this station's (its master key) before anything is read.
+        match Station::start(inventory, unlocked, actor).await {
+            Ok(station) => self.station = Some(Arc::new(station)),
+            Err(error) => {
+                self.events.send(Event::UnlockFailed(Problem::database(&error)));
+                return;
+            }
+        }
         self.events.send(Event::Unlocked);
     }
 

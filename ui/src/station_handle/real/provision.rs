@@ -4,7 +4,10 @@
 use crate::bridge::EventSender;
 use crate::messages::{Event, ProvisionRequest, ProvisionUpdate};
 use crate::problem::Problem;
-use keyfill_station::db::{DbError, devices, events, keys};
+use keyfill_station::db::devices;
+use keyfill_station::lease::Purpose;
+use keyfill_station::orders::file::OrderId;
+use keyfill_station::orders::{AdmitError, OrderPolicy};
 use keyfill_station::provision::{Progress, ProvisionError, Station};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
@@ -26,6 +29,31 @@ pub async fn run(
     let update = |update: ProvisionUpdate| {
         events.send(Event::Provision { job, update });
     };
+    let id = request.payload.device_id.to_hex();
+    // The operator keys one work order: a device that is not on it is refused before anything.
+    if let Some(order) = &request.order {
+        let policy = match OrderId::parse(order) {
+            Ok(order) => OrderPolicy { required: true, current: Some(order) },
+            Err(reason) => {
+                return update(ProvisionUpdate::Failed(Problem::new(
+                    format!("The work order {order:?} is not a valid order id: {reason}."),
+                    "Choose the work order again.",
+                )));
+            }
+        };
+        match policy.admit(station.inventory.pool(), &request.payload).await {
+            Ok(_) => {}
+            Err(AdmitError::NotAdmitted(refused)) => {
+                return update(ProvisionUpdate::Failed(Problem::provision(&ProvisionError::NotAdmitted(refused))));
+            }
+            Err(AdmitError::Db(error)) => return update(ProvisionUpdate::Failed(Problem::database(&error))),
+        }
+    }
+    // Taken before the link is opened: another station may be working on this device.
+    let lease = match station.lease(&id, Purpose::Provision).await {
+        Ok(lease) => lease,
+        Err(error) => return update(ProvisionUpdate::Failed(Problem::provision(&error))),
+    };
     let reached = Mutex::new(Reached::default());
     let session = async {
         update(ProvisionUpdate::Opening { link: request.link.describe() });
@@ -34,7 +62,7 @@ pub async fn run(
             Err(error) => return Err(Problem::link(&error, &request.link)),
         };
         let result = station
-            .provision(&mut link, &request.payload, |step| {
+            .provision_leased(&lease, &mut link, &request.payload, |step| {
                 {
                     let mut reached = reached.lock().unwrap_or_else(PoisonError::into_inner);
                     match &step {
@@ -49,25 +77,31 @@ pub async fn run(
         drop(link);
         Ok(result)
     };
-    let id = request.payload.device_id.to_hex();
     let outcome = tokio::select! {
-        outcome = session => outcome,
+        outcome = session => Some(outcome),
         // A dropped sender (the app closing) lets the provisioning finish.
-        Ok(()) = cancel => {
-            // The session future is dropped here: the link closes, and the device gives up
-            // at its own timeout.
-            let reached = std::mem::take(&mut *reached.lock().unwrap_or_else(PoisonError::into_inner));
-            if let Err(error) = settle_cancelled(&station, &id, &reached).await {
-                update(ProvisionUpdate::Failed(Problem::database(&error)));
-                return;
-            }
-            if let Ok(Some(device)) = devices::get(station.inventory.pool(), &id).await {
-                events.send(Event::DeviceChanged(device));
-            }
-            update(ProvisionUpdate::Cancelled { key_sent: reached.key_sent });
+        Ok(()) = cancel => None,
+    };
+    let Some(outcome) = outcome else {
+        // The session future is dropped: the link closes, and the device gives up at its own
+        // timeout.
+        let reached = std::mem::take(&mut *reached.lock().unwrap_or_else(PoisonError::into_inner));
+        let settled = match &reached.key_id {
+            Some(key_id) => station.settle_cancelled(&lease, &id, key_id, reached.key_sent).await,
+            None => Ok(()),
+        };
+        lease.release().await;
+        if let Err(error) = settled {
+            update(ProvisionUpdate::Failed(Problem::provision(&error)));
             return;
         }
+        if let Ok(Some(device)) = devices::get(station.inventory.pool(), &id).await {
+            events.send(Event::DeviceChanged(device));
+        }
+        update(ProvisionUpdate::Cancelled { key_sent: reached.key_sent });
+        return;
     };
+    lease.release().await;
     match outcome {
         Err(problem) => update(ProvisionUpdate::Failed(problem)),
         Ok(Ok(report)) => {
@@ -85,26 +119,4 @@ pub async fn run(
             update(ProvisionUpdate::Failed(Problem::provision(&error)));
         }
     }
-}
-
-/// Records how a cancelled provisioning left the device, as a failed one is recorded: a key
-/// that left may be on the device, so the record stays pending and the next provisioning asks
-/// the device first; a key that never left is failed. Nothing to record before a key was made.
-async fn settle_cancelled(station: &Station, id: &str, reached: &Reached) -> Result<(), DbError> {
-    let Some(key_id) = &reached.key_id else { return Ok(()) };
-    let pool = station.inventory.pool();
-    if reached.key_sent {
-        let note = "cancelled by the operator after the key was sent";
-        devices::note_pending(pool, id, note).await?;
-        let mut tx = pool.begin().await.map_err(DbError::from)?;
-        events::record(&mut tx, &station.actor, Some(id), "unconfirmed", note).await?;
-        tx.commit().await.map_err(DbError::from)?;
-        return Ok(());
-    }
-    let reason = "cancelled by the operator before the key was sent";
-    let mut tx = pool.begin().await.map_err(DbError::from)?;
-    keys::mark_failed(&mut tx, key_id).await?;
-    devices::mark_failed(&mut tx, id, reason).await?;
-    events::record(&mut tx, &station.actor, Some(id), "failed", reason).await?;
-    tx.commit().await.map_err(DbError::from)
 }

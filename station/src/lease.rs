@@ -1,0 +1,171 @@
+//! A station process's hold on one device while it works on it ([`crate::db::leases`] is the
+//! row). The hold renews itself in the background at a third of its lifetime, so a live station
+//! keeps it however long the device takes, and a dead one blocks the device only until it
+//! expires.
+
+use crate::db::{DbError, Inventory, leases};
+use sqlx::{Any, Transaction};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+/// Shortest and longest lease lifetime a station accepts: a shorter one would expire between
+/// two renewals on a loaded database; a longer one would block a dead station's devices for
+/// longer than an operator waits.
+pub const MIN_LEASE: Duration = Duration::from_secs(3);
+pub const MAX_LEASE: Duration = Duration::from_secs(3600);
+/// The default: a dead station's devices are free again within half a minute.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// The holder name of this station process: the station, this machine's boot, the process id
+/// and start time, and a random tag. The middle parts let another process on the same machine see
+/// that a holder has died ([`holder_is_dead`]) and take its leases at once, instead of waiting
+/// for them to expire: a station restarted after a crash reconciles its device first time.
+pub(crate) fn process_holder(station_id: &str, tag: &str) -> String {
+    let boot = boot_id().unwrap_or_else(|| "-".into());
+    let pid = std::process::id();
+    let start = start_time(pid).unwrap_or_else(|| "-".into());
+    format!("{station_id}/{boot}/{pid}/{start}/{tag}")
+}
+
+/// Whether `holder` names a process of this machine's current boot that no longer runs (its
+/// process id is gone, or belongs to a process started at another time).
+pub fn holder_is_dead(holder: &str) -> bool {
+    let parts: Vec<&str> = holder.split('/').collect();
+    let [_, boot, pid, start, _] = parts.as_slice() else { return false };
+    if boot_id().as_deref() != Some(*boot) || *start == "-" {
+        return false;
+    }
+    let Ok(pid) = pid.parse::<u32>() else { return false };
+    start_time(pid).as_deref() != Some(*start)
+}
+
+fn boot_id() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id: String = text.trim().chars().filter(char::is_ascii_hexdigit).collect();
+    (!id.is_empty()).then_some(id)
+}
+
+/// The process's start time in clock ticks after boot (`/proc/PID/stat`, field 22).
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19).map(str::to_owned)
+}
+
+/// What a lease is taken for, as recorded with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Provision,
+    Reconcile,
+    Abandon,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Provision => "provision",
+            Purpose::Reconcile => "reconcile",
+            Purpose::Abandon => "abandon",
+        }
+    }
+}
+
+/// A held lease. Released by [`DeviceLease::release`]; dropped without it, it stops renewing and
+/// is released in the background (or expires).
+#[derive(Debug)]
+pub struct DeviceLease {
+    inventory: Inventory,
+    device_id: String,
+    holder: String,
+    ttl_millis: i64,
+    lost: Arc<AtomicBool>,
+    renewal: Option<JoinHandle<()>>,
+}
+
+impl DeviceLease {
+    pub(crate) fn held(inventory: Inventory, device_id: String, holder: String, ttl: Duration) -> Self {
+        let ttl_millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewal = tokio::spawn(renew(inventory.clone(), device_id.clone(), holder.clone(), ttl, lost.clone()));
+        DeviceLease { inventory, device_id, holder, ttl_millis, lost, renewal: Some(renewal) }
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// In a transaction that changes the device: proves the lease is still held (and holds it
+    /// until the commit). False if it was lost: the caller must not commit.
+    pub async fn still_held(&self, tx: &mut Transaction<'_, Any>) -> Result<bool, DbError> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        leases::fence(tx, self.inventory.backend(), &self.device_id, &self.holder, self.ttl_millis).await
+    }
+
+    /// Gives the device up for other stations.
+    pub async fn release(mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
+        if let Err(error) = leases::release(self.inventory.pool(), &self.device_id, &self.holder).await {
+            warn!(device = %self.device_id, %error, "could not release the device's lease; it expires by itself");
+        }
+    }
+}
+
+impl Drop for DeviceLease {
+    fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+            let (inventory, device_id, holder) = (self.inventory.clone(), self.device_id.clone(), self.holder.clone());
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = leases::release(inventory.pool(), &device_id, &holder).await;
+                });
+            }
+        }
+    }
+}
+
+async fn renew(inventory: Inventory, device_id: String, holder: String, ttl: Duration, lost: Arc<AtomicBool>) {
+    let ttl_millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        match leases::renew(inventory.pool(), inventory.backend(), &device_id, &holder, ttl_millis).await {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(device = %device_id, "this station's lease on the device expired before it was renewed");
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            // The next renewal may get through; the lease stays valid until it expires.
+            Err(error) => warn!(device = %device_id, %error, "could not renew the device's lease"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_station_a_holder_is_dead_only_when_its_process_is_gone_from_this_boot() {
+        let me = process_holder("st", "tag");
+        assert!(!holder_is_dead(&me), "this process runs: {me}");
+        let parts: Vec<&str> = me.split('/').collect();
+        // The same process id started at another time: the id was reused.
+        let reused = format!("st/{}/{}/1/tag", parts[1], parts[2]);
+        assert!(holder_is_dead(&reused));
+        // A process id that does not exist now.
+        let gone = format!("st/{}/4194999/{}/tag", parts[1], parts[3]);
+        assert!(holder_is_dead(&gone));
+        // Another machine (or boot), or an unreadable name: not judged dead.
+        assert!(!holder_is_dead(&format!("st/0000/4194999/{}/tag", parts[3])));
+        assert!(!holder_is_dead("st/abcdef"));
+    }
+}
