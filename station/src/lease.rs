@@ -3,11 +3,13 @@
 //! keeps it however long the device takes, and a dead one blocks the device only until it
 //! expires.
 
-use crate::db::{DbError, Inventory, leases};
+use crate::db::leases::{self, Claim, Taken};
+use crate::db::{DbError, Inventory, commit, events, meta};
+use crate::provision::{ProvisionError, Station};
 use sqlx::{Any, Transaction};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
@@ -128,6 +130,101 @@ impl Drop for DeviceLease {
                     let _ = leases::release(inventory.pool(), &device_id, &holder).await;
                 });
             }
+        }
+    }
+}
+
+/// Taking and checking leases: a [`Station`]'s side.
+impl Station {
+    /// Takes the device's lease for this station process, or says which station holds it. A
+    /// lease taken over from a station that let it expire is recorded in the device's history.
+    pub async fn lease(&self, device_id: &str, purpose: Purpose) -> Result<DeviceLease, ProvisionError> {
+        let pool = self.inventory.pool();
+        let ttl_millis = i64::try_from(self.lease_ttl.as_millis()).unwrap_or(i64::MAX);
+        let station_id = self.station_id();
+        let mut claim = Claim {
+            device_id,
+            station_id: &station_id,
+            holder: &self.holder,
+            purpose: purpose.as_str(),
+            ttl_millis,
+            replacing: None,
+        };
+        let mut taken = leases::take(pool, self.inventory.backend(), claim).await?;
+        let dead;
+        if let Taken::HeldBy(row) = &taken
+            && crate::lease::holder_is_dead(&row.holder)
+        {
+            // A process of this machine that stopped (killed, crashed): its leases are free now.
+            dead = row.holder.clone();
+            claim.replacing = Some(&dead);
+            taken = leases::take(pool, self.inventory.backend(), claim).await?;
+        }
+        match taken {
+            Taken::Yes { previous } => {
+                if let Some(previous) = previous {
+                    let station = meta::station_name(pool, &previous.station_id).await?;
+                    let why = if previous.expired() {
+                        "had expired"
+                    } else {
+                        "belonged to a process of this machine that no longer runs"
+                    };
+                    let detail = format!(
+                        "lease for {} taken over from station {station} ({}), whose lease for {} {why}",
+                        purpose.as_str(),
+                        previous.station_id,
+                        previous.purpose
+                    );
+                    warn!(device = device_id, "{detail}");
+                    let mut tx = pool.begin().await.map_err(DbError::from)?;
+                    events::record(&mut tx, &self.actor, Some(device_id), "lease_taken_over", &detail).await?;
+                    commit(tx, "lease-taken-over").await?;
+                }
+                Ok(DeviceLease::held(self.inventory.clone(), device_id.to_owned(), self.holder.clone(), self.lease_ttl))
+            }
+            Taken::HeldBy(row) => Err(ProvisionError::Leased {
+                id: device_id.to_owned(),
+                station: format!("{} ({})", meta::station_name(pool, &row.station_id).await?, row.station_id),
+                purpose: row.purpose.clone(),
+                expires_in_secs: ((row.expires_at - row.now).max(0) + 999) / 1000,
+            }),
+        }
+    }
+
+    /// [`Station::lease`], waiting up to `patience` while another station holds the device.
+    /// Returns the lease and whether it had to wait.
+    pub async fn lease_waiting(
+        &self,
+        device_id: &str,
+        purpose: Purpose,
+        patience: Duration,
+    ) -> Result<(DeviceLease, bool), ProvisionError> {
+        let deadline = Instant::now() + patience;
+        let mut waited = false;
+        loop {
+            match self.lease(device_id, purpose).await {
+                Err(ProvisionError::Leased { expires_in_secs, .. }) if Instant::now() < deadline => {
+                    waited = true;
+                    let until_expiry = Duration::from_secs(expires_in_secs.max(0) as u64);
+                    let pause = until_expiry.clamp(Duration::from_millis(100), Duration::from_millis(500));
+                    tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+                }
+                Ok(lease) => return Ok((lease, waited)),
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// Fails with [`ProvisionError::LeaseLost`] unless `lease` is still this station's.
+    pub(crate) async fn fence(
+        &self,
+        lease: &DeviceLease,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ) -> Result<(), ProvisionError> {
+        if lease.still_held(tx).await? {
+            Ok(())
+        } else {
+            Err(ProvisionError::LeaseLost { id: lease.device_id().to_owned() })
         }
     }
 }

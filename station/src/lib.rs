@@ -28,4 +28,5 @@ pub mod qr_image;
 pub mod rotation;
 pub mod scan;
 pub mod seal;
+pub mod sync;
 pub mod time;

@@ -20,6 +20,11 @@ impl SharedKeystore {
     pub fn key_id(&self) -> Option<String> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|key| hex::encode(key.key_id))
     }
+
+    /// The key the device holds, for leak scans.
+    pub fn key_bytes(&self) -> Option<Vec<u8>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|key| key.key.expose().to_vec())
+    }
 }
 
 impl Keystore for SharedKeystore {

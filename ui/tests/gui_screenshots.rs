@@ -218,11 +218,23 @@ fn gui_screenshots_of_every_screen() {
     tour.settle();
     tour.snapshot("provision-running");
     tour.control.finish_provisioning();
+    tour.control.with(|state| state.hold_provisioning = false);
     tour.settle();
     let id = keyfill_formats::DeviceId::from_name("sensor-1245").to_hex();
     tour.wait_for(&format!("Label saved to /home/maria/keyfill-labels/sensor-1245-{}.png", &id[..8]));
     tour.snapshot("provision");
     tour.snapshot_at(SMALL, "provision-1024x600");
+
+    // Keying the MES's last work order: its progress beside the choice.
+    tour.click(Role::ComboBox, "Work order");
+    let to_go = tour.control.with(|state| state.order_counts())[2].outstanding();
+    tour.harness.get_by_label(&format!("WO-2026-103 · {to_go} to go")).click();
+    tour.settle();
+    tour.scan(&label_payload(1246));
+    tour.harness.key_press(Key::Enter);
+    tour.settle();
+    tour.snapshot("provision-order");
+    tour.snapshot_at(SMALL, "provision-order-1024x600");
 
     tour.click(Role::Button, "Show in Devices");
     tour.wait_for("Device history");

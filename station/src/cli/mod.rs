@@ -10,6 +10,7 @@ mod orders;
 mod output;
 mod rotate;
 mod scan;
+mod sync;
 
 pub use scan::ScanFailure;
 
@@ -181,6 +182,17 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: fleet::KeysCommand,
+    },
+    /// Push this station's devices, sealed keys, rotations and event log to the factory's
+    /// database (a field laptop back on the network). Keys travel sealed, as stored; a second run
+    /// changes nothing; an interrupted one resumes; a device keyed in both places is reported,
+    /// never resolved. Needs the factory's master key (`init --join-master`).
+    Sync {
+        /// The factory's database, postgres://…
+        #[arg(long, value_name = "URL")]
+        to: String,
+        #[arg(long)]
+        json: bool,
     },
     /// The stations that have used this database.
     Stations {
@@ -555,6 +567,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             orders::OrdersCommand::VerifyReport { file, factory_root } => orders::verify_report(&file, &factory_root)?,
         },
+        Command::Sync { to, json } => sync::run(&global.station(&home).await?, &to, json, interactive).await?,
         Command::Stations { json } => {
             let inventory = global.inventory(&home).await?;
             fleet::print_stations(&inventory, json).await?;

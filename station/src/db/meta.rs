@@ -6,6 +6,21 @@ use crate::seal::KeyCheckValue;
 use sqlx::{AnyPool, FromRow};
 
 const MASTER_KEY_CHECK: &str = "master_key_check";
+const INVENTORY_ID: &str = "inventory_id";
+
+/// This inventory's own random id (made the first time it is asked for): names it as the source
+/// or the target of a sync, whatever its URL.
+pub async fn inventory_id(pool: &AnyPool) -> Result<String, DbError> {
+    let fresh = crate::seal::random_array::<16>().map_err(|_| DbError::Inconsistent("no random source".into()))?;
+    sqlx::query("INSERT INTO inventory_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(INVENTORY_ID)
+        .bind(hex::encode(fresh))
+        .execute(pool)
+        .await?;
+    let row: (String,) =
+        sqlx::query_as("SELECT value FROM inventory_meta WHERE name = $1").bind(INVENTORY_ID).fetch_one(pool).await?;
+    Ok(row.0)
+}
 
 /// The master key's check value the inventory was claimed with, if any.
 pub async fn master_key_check(pool: &AnyPool) -> Result<Option<String>, DbError> {
@@ -69,4 +84,22 @@ pub async fn station_name(pool: &AnyPool, station_id: &str) -> Result<String, Db
     let row: Option<(String,)> =
         sqlx::query_as("SELECT name FROM stations WHERE station_id = $1").bind(station_id).fetch_optional(pool).await?;
     Ok(row.map(|(name,)| name).unwrap_or_else(|| "unknown station".into()))
+}
+
+/// Records a station unless the inventory knows it already (a sync that finds nothing to copy
+/// changes nothing).
+pub async fn ensure_station(pool: &AnyPool, station_id: &str, name: &str, certificate: &[u8]) -> Result<(), DbError> {
+    let now = now_millis();
+    sqlx::query(
+        "INSERT INTO stations (station_id, name, certificate, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (station_id) DO NOTHING",
+    )
+    .bind(station_id)
+    .bind(name)
+    .bind(certificate.to_vec())
+    .bind(now)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
 }

@@ -13,6 +13,7 @@ pub mod leases;
 pub mod meta;
 pub mod orders;
 pub mod rotations;
+pub mod sync;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};

@@ -11,6 +11,8 @@ use keyfill_station::db::orders::OrderCounts;
 /// How often the open orders are read again while the screen shows (orders imported meanwhile
 /// appear; counts moved by other stations sharing the database catch up).
 const REFRESH_SECS: f64 = 30.0;
+/// The progress bar's track, darker than the card so that the remaining part shows.
+const TRACK: egui::Color32 = egui::Color32::from_rgb(0xe3, 0xe8, 0xed);
 
 #[derive(Debug, Default)]
 pub struct OrderBar {
@@ -114,14 +116,12 @@ impl OrderBar {
                         self.dropped = None;
                     }
                 });
-                if let Some(order) = self.chosen_counts() {
-                    progress(ui, order);
-                }
-            }
-            if self.loading && self.loaded {
-                ui.spinner();
             }
         });
+        if let Some(order) = self.chosen_counts() {
+            ui.add_space(4.0);
+            progress(ui, order);
+        }
         if let Some(dropped) = &self.dropped {
             ui.label(
                 RichText::new(format!("Work order {dropped} is no longer open: choose another, or none."))
@@ -144,7 +144,16 @@ fn progress(ui: &mut egui::Ui, order: &OrderCounts) {
         order.outstanding(),
         order.expected
     );
-    ui.add(egui::ProgressBar::new(fraction.clamp(0.0, 1.0)).desired_width(220.0).desired_height(18.0))
+    ui.scope(|ui| {
+        // The whole run's length visible behind what is done.
+        ui.visuals_mut().extreme_bg_color = TRACK;
+        ui.add(
+            egui::ProgressBar::new(fraction.clamp(0.0, 1.0))
+                .desired_width(ui.available_width())
+                .desired_height(22.0)
+                .fill(theme::OK_TINT)
+                .text(RichText::new(text).strong()),
+        )
         .on_hover_text("Done: confirmed by the device. Remaining: not keyed yet, or waiting for confirmation.");
-    ui.label(RichText::new(text).strong());
+    });
 }
