@@ -59,7 +59,7 @@ pub enum HomeError {
     BundleSignerUntrusted,
     #[error("bundle-signing key: {source}")]
     BundleSigner { source: SignerError },
-    #[error("cannot join with the shared master key: {0}")]
+    #[error("cannot join with the shared master key")]
     Share(#[from] crate::fleet::ShareError),
 }
 

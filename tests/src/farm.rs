@@ -10,7 +10,11 @@ use keyfill_agent::driver::FaultInjection;
 use keyfill_agent::identity::DeviceIdentity;
 use keyfill_agent::keystore::{Keystore, KeystoreError, StoredKey};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context as TaskContext, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A device's key store: what it holds, shared with the test.
 #[derive(Debug, Clone, Default)]
@@ -48,7 +52,46 @@ pub struct FarmDevice {
     /// The pseudo-terminal a station opens to reach it.
     pub port: PathBuf,
     pub keystore: SharedKeystore,
+    /// Bytes the device read and wrote on its link, framing included.
+    pub wire_bytes: Arc<AtomicU64>,
     _pty: PtyPair,
+}
+
+/// A byte stream that counts what crosses it.
+struct Counted<S> {
+    inner: S,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.bytes.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(written)) = &polled {
+            self.bytes.fetch_add(*written as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// The farm: its devices answer for as long as it lives.
@@ -71,9 +114,12 @@ impl Farm {
             let pty = PtyPair::named(dir, &format!("{prefix}-{index}-station"), &format!("{prefix}-{index}-device"))?;
             let keystore = SharedKeystore::default();
             let builder = tokio_serial::new(pty.device_side.to_string_lossy(), 115_200);
+            let wire_bytes = Arc::new(AtomicU64::new(0));
             let mut stream = {
                 let _entered = runtime.enter();
-                tokio_serial::SerialStream::open(&builder).with_context(|| format!("device side of {name}"))?
+                let inner =
+                    tokio_serial::SerialStream::open(&builder).with_context(|| format!("device side of {name}"))?;
+                Counted { inner, bytes: wire_bytes.clone() }
             };
             let mut core = AgentCore::new(identity.clone(), None);
             let mut store = keystore.clone();
@@ -94,6 +140,7 @@ impl Farm {
                 payload,
                 port: pty.station_side.clone(),
                 keystore,
+                wire_bytes,
                 _pty: pty,
             });
         }

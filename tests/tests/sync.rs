@@ -187,5 +187,14 @@ fn sync_a_station_of_another_master_key_is_refused() -> Result<()> {
     assert!(!output.status.success());
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("another master key") && said.contains("--join-master"), "{said}");
+    // A database no station has used (a mistyped URL) is refused, and nothing is created in it.
+    let empty = Database::postgres()?;
+    let (output, _) = sync(&stranger, empty.url(), &[])?;
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && said.contains("holds no Keyfill inventory"), "{said}");
+    let tables = std::process::Command::new("psql")
+        .args([empty.url(), "-At", "-c", "SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'"])
+        .output()?;
+    assert_eq!(String::from_utf8_lossy(&tables.stdout).trim(), "0");
     Ok(())
 }

@@ -167,6 +167,7 @@ async fn provision_one(
     bar: &ProgressBar,
 ) -> Result<Done> {
     let id = payload.device_id.to_hex();
+    tracing::debug!(id = %id, "job started");
     let (lease, waited) = match station.lease(&id, Purpose::Provision).await {
         Ok(lease) => (lease, false),
         Err(ProvisionError::Leased { station: other, .. }) => {

@@ -90,7 +90,7 @@ fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>> {
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {}", path.display()))?;
     if bytes.len() as u64 > limit {
-        bail!("{} is larger than {limit} bytes", path.display());
+        bail!("{} is larger than {} MiB, the most an order file or report may be", path.display(), limit >> 20);
     }
     Ok(bytes)
 }

@@ -5,10 +5,11 @@ use anyhow::{Context, Result, bail};
 use keyfill_formats::printable;
 use keyfill_station::db::{Inventory, redact_url};
 use keyfill_station::provision::Station;
-use keyfill_station::sync::{self, SyncReport};
+use keyfill_station::sync::{self, SyncError, SyncReport};
 
 pub async fn run(station: &Station, to: &str, json: bool, interactive: bool) -> Result<()> {
-    let target = Inventory::open(to).await.with_context(|| format!("cannot open the database {}", redact_url(to)))?;
+    let target =
+        Inventory::open_existing(to).await.with_context(|| format!("cannot open the database {}", redact_url(to)))?;
     let bar =
         if interactive && !json { indicatif::ProgressBar::new_spinner() } else { indicatif::ProgressBar::hidden() };
     let report = sync::sync(station, &target, |done| {
@@ -16,7 +17,15 @@ pub async fn run(station: &Station, to: &str, json: bool, interactive: bool) -> 
         bar.tick();
     })
     .await
-    .with_context(|| format!("sync to {} stopped; run it again to resume", redact_url(to)))?;
+    .map_err(|error| {
+        let resumable = matches!(error, SyncError::Db(_));
+        let context = if resumable {
+            format!("sync to {} stopped; run it again to resume", redact_url(to))
+        } else {
+            format!("cannot sync to {}", redact_url(to))
+        };
+        anyhow::Error::new(error).context(context)
+    })?;
     bar.finish_and_clear();
     target.close().await;
     station.inventory.close().await;

@@ -34,6 +34,8 @@ pub enum DbError {
     Inconsistent(String),
     #[error("database (bulk read): {0}")]
     Bulk(String),
+    #[error("{0} holds no Keyfill inventory (no station has used it): check the URL")]
+    NotAnInventory(String),
     #[error(
         "a new key has the check value {check_value} of a key already in the inventory: the same key twice means \
          the station's random source is failing, or the database holds a cloned or replayed key. Nothing was \
@@ -185,6 +187,31 @@ impl Inventory {
         Ok(Inventory { pool, backend, sqlite_file })
     }
 
+    /// [`Inventory::open`] for a database that must hold an inventory already (the target of a
+    /// sync): any other database is refused before anything is created in it.
+    pub async fn open_existing(url: &str) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let exists = if url.starts_with("sqlite:") {
+            !is_new_sqlite_file(url) && {
+                let read_only = format!("{url}{}mode=ro", if url.contains('?') { '&' } else { '?' });
+                has_inventory(&read_only, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'inventory_meta'").await?
+            }
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            has_inventory(
+                url,
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'inventory_meta' \
+                 AND table_schema = current_schema()",
+            )
+            .await?
+        } else {
+            return Err(DbError::UnsupportedUrl(redact_url(url)));
+        };
+        if !exists {
+            return Err(DbError::NotAnInventory(redact_url(url)));
+        }
+        Self::open(url).await
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -201,6 +228,18 @@ impl Inventory {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Whether the database at `url` answers `count_sql` with a count above zero, on one connection.
+async fn has_inventory(url: &str, count_sql: &str) -> Result<bool, DbError> {
+    use sqlx::Connection;
+    let options = AnyConnectOptions::from_str(url)?;
+    let mut connection = tokio::time::timeout(Duration::from_secs(15), sqlx::AnyConnection::connect_with(&options))
+        .await
+        .map_err(|_| DbError::Sqlx(sqlx::Error::PoolTimedOut))??;
+    let (count,): (i64,) = sqlx::query_as(count_sql).fetch_one(&mut connection).await?;
+    connection.close().await?;
+    Ok(count > 0)
 }
 
 /// Commits one named state change of the inventory. A crash test may make the station die on
