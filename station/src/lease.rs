@@ -33,7 +33,8 @@ pub(crate) fn process_holder(station_id: &str, tag: &str) -> String {
 }
 
 /// Whether `holder` names a process of this machine's current boot that no longer runs (its
-/// process id is gone, or belongs to a process started at another time).
+/// process id is gone, or belongs to a process started at another time). Anything that cannot be
+/// read for certain (another machine, an unreadable `/proc`) is alive.
 pub fn holder_is_dead(holder: &str) -> bool {
     let parts: Vec<&str> = holder.split('/').collect();
     let [_, boot, pid, start, _] = parts.as_slice() else { return false };
@@ -41,7 +42,10 @@ pub fn holder_is_dead(holder: &str) -> bool {
         return false;
     }
     let Ok(pid) = pid.parse::<u32>() else { return false };
-    start_time(pid).as_deref() != Some(*start)
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(error) => error.kind() == std::io::ErrorKind::NotFound,
+        Ok(stat) => start_time_of(&stat).is_some_and(|running| running != *start),
+    }
 }
 
 fn boot_id() -> Option<String> {
@@ -52,7 +56,10 @@ fn boot_id() -> Option<String> {
 
 /// The process's start time in clock ticks after boot (`/proc/PID/stat`, field 22).
 fn start_time(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    start_time_of(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn start_time_of(stat: &str) -> Option<String> {
     // The command name (field 2) is in parentheses and may hold spaces: count after it.
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(19).map(str::to_owned)

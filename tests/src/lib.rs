@@ -205,6 +205,11 @@ fn psql_admin(sql: &str) -> Result<()> {
     Ok(())
 }
 
+/// A two-thread runtime for a test's in-process station and devices.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
 /// A random value for unique test resource names.
 pub fn rand_u64() -> u64 {
     use std::io::Read;
@@ -289,6 +294,18 @@ impl Station {
         args.extend(["--out", out.to_str().context("path")?]);
         args.extend(extra);
         self.run(&args)
+    }
+
+    /// This station opened in the test's process, as the `keyfill` binary opens it (checks,
+    /// back-fill and all), for tests that drive the library with in-memory devices.
+    pub async fn open_in_process(&self, operator: &str) -> Result<keyfill_station::provision::Station> {
+        let unlocked = keyfill_station::home::StationHome::new(&self.home).unlock(PASSPHRASE)?;
+        let inventory = keyfill_station::db::Inventory::open(self.db.url()).await?;
+        let actor = keyfill_station::db::events::Actor {
+            station_id: hex::encode(unlocked.info.station_id),
+            operator: operator.to_owned(),
+        };
+        Ok(keyfill_station::provision::Station::start(inventory, unlocked, actor).await?)
     }
 
     /// `keyfill devices list --json`, parsed.

@@ -5,12 +5,11 @@
 
 use anyhow::{Context, Result, bail};
 use keyfill_e2e::farm::MemoryDevice;
-use keyfill_e2e::{Database, OPERATOR_PASSPHRASE, PASSPHRASE, Station};
+use keyfill_e2e::{Database, OPERATOR_PASSPHRASE, Station, runtime};
 use keyfill_formats::{DeviceId, SecretKey};
-use keyfill_station::db::events::{self, Actor};
+use keyfill_station::db::events;
 use keyfill_station::db::{DbError, Inventory, devices, keys};
-use keyfill_station::home::StationHome;
-use keyfill_station::provision::{self, ProvisionError};
+use keyfill_station::provision::ProvisionError;
 use keyfill_station::seal::{self, KeyCheckValue, KeySource, SealError};
 use std::sync::Arc;
 
@@ -24,18 +23,6 @@ impl KeySource for StuckRandom {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
-}
-
-/// The station of `fixture`, opened in this process.
-async fn open_station(fixture: &Station) -> Result<provision::Station> {
-    let unlocked = StationHome::new(&fixture.home).unlock(PASSPHRASE)?;
-    let inventory = Inventory::open(fixture.db.url()).await?;
-    let actor = Actor { station_id: hex::encode(unlocked.info.station_id), operator: "kcv-test".into() };
-    Ok(provision::Station::start(inventory, unlocked, actor).await?)
-}
-
 fn databases(dir: &std::path::Path) -> Result<Vec<Database>> {
     Ok(vec![Database::sqlite(dir), Database::postgres()?])
 }
@@ -47,7 +34,7 @@ fn kcv_a_random_source_that_repeats_itself_is_refused_before_the_key_leaves() ->
         let dir = tempfile::tempdir()?;
         let fixture = Station::init(dir.path(), db)?;
         runtime.block_on(async {
-            let mut station = open_station(&fixture).await?;
+            let mut station = fixture.open_in_process("kcv-test").await?;
             station.key_source = Arc::new(StuckRandom);
             let root = station.unlocked.info.factory_root;
             let first = MemoryDevice::new(&format!("kcv-first-{index}"), root)?;
@@ -110,7 +97,7 @@ fn kcv_a_random_source_that_repeats_itself_is_refused_before_the_key_leaves() ->
 fn station_with_a_cloned_key(dir: &std::path::Path, db: Database) -> Result<(Station, [String; 2])> {
     let fixture = Station::init(dir, db)?;
     let key_ids = runtime()?.block_on(async {
-        let station = open_station(&fixture).await?;
+        let station = fixture.open_in_process("kcv-test").await?;
         let root = station.unlocked.info.factory_root;
         let mut key_ids = Vec::new();
         for name in ["kcv-original", "kcv-clone"] {
@@ -202,7 +189,7 @@ fn kcv_keys_recorded_before_check_values_get_them_at_the_next_start() -> Result<
         let fixture = Station::init(dir.path(), db)?;
         let runtime = runtime()?;
         let before: Vec<(String, Option<String>)> = runtime.block_on(async {
-            let station = open_station(&fixture).await?;
+            let station = fixture.open_in_process("kcv-test").await?;
             let root = station.unlocked.info.factory_root;
             for name in ["kcv-old-1", "kcv-old-2", "kcv-old-3"] {
                 MemoryDevice::new(name, root)?.provision(&station).await?;

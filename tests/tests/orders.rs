@@ -6,26 +6,14 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyfill_e2e::farm::MemoryDevice;
-use keyfill_e2e::{Database, PASSPHRASE, Station};
-use keyfill_station::db::events::Actor;
-use keyfill_station::db::{Inventory, devices};
+use keyfill_e2e::{Database, Station, runtime};
+use keyfill_station::db::devices;
 use keyfill_station::home::StationHome;
 use keyfill_station::orders::file::OrderId;
 use keyfill_station::orders::{NotAdmitted, OrderPolicy};
-use keyfill_station::provision::{self, ProvisionError};
+use keyfill_station::provision::ProvisionError;
 use std::path::Path;
 use std::process::Output;
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
-}
-
-async fn open_station(fixture: &Station) -> Result<provision::Station> {
-    let unlocked = StationHome::new(&fixture.home).unlock(PASSPHRASE)?;
-    let inventory = Inventory::open(fixture.db.url()).await?;
-    let actor = Actor { station_id: hex::encode(unlocked.info.station_id), operator: "orders-test".into() };
-    Ok(provision::Station::start(inventory, unlocked, actor).await?)
-}
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -122,7 +110,7 @@ fn orders_a_station_that_requires_orders_keys_only_devices_on_an_open_order() ->
     )?;
     run_ok(&fixture, &["orders", "import", &csv])?;
     runtime()?.block_on(async {
-        let mut station = open_station(&fixture).await?;
+        let mut station = fixture.open_in_process("orders-test").await?;
         station.order_policy = OrderPolicy { required: true, current: None };
         let root = station.unlocked.info.factory_root;
         let ordered = MemoryDevice::new("ordered-1", root)?;
@@ -185,7 +173,7 @@ fn orders_report_is_signed_and_verified_by_the_cli_and_by_openssl() -> Result<()
     )?;
     run_ok(&fixture, &["orders", "import", &csv])?;
     runtime()?.block_on(async {
-        let station = open_station(&fixture).await?;
+        let station = fixture.open_in_process("orders-test").await?;
         let root = station.unlocked.info.factory_root;
         MemoryDevice::new("unit-1", root)?.provision(&station).await?;
         // A device that trusts another factory: the session fails before the key leaves.
@@ -283,7 +271,7 @@ fn orders_close_refuses_while_devices_are_outstanding_unless_forced_with_a_reaso
         write(dir.path(), "o.csv", "order_id,device_name,model,serial_number\nWO-C,c-1,,SN-MEM\nWO-C,c-2,,SN-MEM\n")?;
     run_ok(&fixture, &["orders", "import", &csv])?;
     runtime()?.block_on(async {
-        let station = open_station(&fixture).await?;
+        let station = fixture.open_in_process("orders-test").await?;
         MemoryDevice::new("c-1", station.unlocked.info.factory_root)?.provision(&station).await?;
         station.inventory.close().await;
         anyhow::Ok(())

@@ -6,23 +6,9 @@
 use anyhow::{Context, Result};
 use keyfill_e2e::farm::MemoryDevice;
 use keyfill_e2e::shared_line::SharedLine;
-use keyfill_e2e::{Database, PASSPHRASE, Station, contains_key};
+use keyfill_e2e::{Database, Station, contains_key, runtime};
 use keyfill_station::db::Inventory;
-use keyfill_station::db::events::Actor;
-use keyfill_station::home::StationHome;
-use keyfill_station::provision;
 use std::path::Path;
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
-}
-
-async fn open_station(fixture: &Station) -> Result<provision::Station> {
-    let unlocked = StationHome::new(&fixture.home).unlock(PASSPHRASE)?;
-    let inventory = Inventory::open(fixture.db.url()).await?;
-    let actor = Actor { station_id: hex::encode(unlocked.info.station_id), operator: "field-tech".into() };
-    Ok(provision::Station::start(inventory, unlocked, actor).await?)
-}
 
 /// The factory (one station on PostgreSQL) and a laptop that joined its master key, on SQLite.
 fn factory_and_laptop(dir: &Path) -> Result<(SharedLine, Station)> {
@@ -50,7 +36,7 @@ fn factory_and_laptop(dir: &Path) -> Result<(SharedLine, Station)> {
 /// Keys `names` on `station` in this process; returns the devices (they keep their keys).
 fn key_devices(station: &Station, names: &[&str]) -> Result<Vec<MemoryDevice>> {
     runtime()?.block_on(async {
-        let live = open_station(station).await?;
+        let live = station.open_in_process("field-tech").await?;
         let root = live.unlocked.info.factory_root;
         let mut devices = Vec::new();
         for name in names {

@@ -2,7 +2,7 @@
 //! the station registry.
 
 use super::output::rfc3339;
-use super::print_json;
+use super::{print_json, read_bounded};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use keyfill_formats::printable;
@@ -10,7 +10,6 @@ use keyfill_station::check_values::{self, DuplicateScan, KeyRef};
 use keyfill_station::db::{Inventory, meta};
 use keyfill_station::fleet::{MAX_SHARE_BYTES, MasterKeyShare};
 use keyfill_station::provision::Station;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -44,7 +43,7 @@ pub enum KeysCommand {
 /// The transfer passphrase of a master-key share.
 pub fn transfer_passphrase(file: Option<&Path>, confirm: bool) -> Result<zeroize::Zeroizing<String>> {
     if let Some(path) = file {
-        let text = read_bounded(path, 4096).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = read_text(path, 4096).with_context(|| format!("cannot read {}", path.display()))?;
         return Ok(zeroize::Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned()));
     }
     if let Ok(passphrase) = std::env::var("KEYFILL_SHARE_PASSPHRASE") {
@@ -60,18 +59,14 @@ pub fn transfer_passphrase(file: Option<&Path>, confirm: bool) -> Result<zeroize
     Ok(passphrase)
 }
 
-fn read_bounded(path: &Path, limit: u64) -> Result<String> {
-    let mut text = String::new();
-    std::fs::File::open(path)?.take(limit + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > limit {
-        bail!("{} is larger than {limit} bytes", path.display());
-    }
-    Ok(text)
+/// At most `limit` bytes of UTF-8 text from `path`.
+fn read_text(path: &Path, limit: u64) -> Result<String> {
+    String::from_utf8(read_bounded(path, limit)?).with_context(|| format!("{} is not UTF-8 text", path.display()))
 }
 
 /// Reads a master-key share file.
 pub fn read_share(path: &Path) -> Result<MasterKeyShare> {
-    let text = read_bounded(path, MAX_SHARE_BYTES)
+    let text = read_text(path, MAX_SHARE_BYTES)
         .with_context(|| format!("cannot read the master-key share {}", path.display()))?;
     MasterKeyShare::parse(&text).with_context(|| format!("{} is not a master-key share", path.display()))
 }

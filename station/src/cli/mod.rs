@@ -373,6 +373,22 @@ fn read_payloads(qr: Vec<String>, qr_images: Vec<PathBuf>) -> Result<Vec<Onboard
     texts.iter().map(|text| OnboardingPayload::parse(text).context("the label's QR payload is not valid")).collect()
 }
 
+/// Reads at most `limit` bytes of `path`; more is an error.
+pub(super) fn read_bounded(path: &std::path::Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        let most = if limit >= 1 << 20 { format!("{} MiB", limit >> 20) } else { format!("{limit} bytes") };
+        bail!("{} is larger than {most}, the most such a file may be", path.display());
+    }
+    Ok(bytes)
+}
+
 /// Pretty JSON on stdout, written as it is serialised: a report of a million devices is never
 /// held as one string.
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {

@@ -1,8 +1,8 @@
 //! `keyfill orders`: work orders from the MES and their signed reconciliation reports.
 
 use super::output::rfc3339;
-use super::print_json;
-use anyhow::{Context, Result, bail};
+use super::{print_json, read_bounded};
+use anyhow::{Context, Result};
 use clap::Subcommand;
 use keyfill_formats::printable;
 use keyfill_station::db::Inventory;
@@ -12,7 +12,7 @@ use keyfill_station::orders::file::{self, Format};
 use keyfill_station::orders::report::{self, OrderReport};
 use keyfill_station::orders::{self as work_orders, Imported};
 use keyfill_station::provision::Station;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -79,20 +79,6 @@ pub enum OrdersCommand {
 pub enum FileFormat {
     Csv,
     Json,
-}
-
-/// Reads at most `limit` bytes of `path`; more is an error.
-fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.len() as u64 > limit {
-        bail!("{} is larger than {} MiB, the most an order file or report may be", path.display(), limit >> 20);
-    }
-    Ok(bytes)
 }
 
 pub async fn import(station: &Station, file: &Path, format: Option<FileFormat>) -> Result<()> {

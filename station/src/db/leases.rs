@@ -102,7 +102,10 @@ pub async fn get(pool: &AnyPool, backend: Backend, device_id: &str) -> Result<Op
     .await?)
 }
 
-/// Extends a held lease; false when `holder` no longer holds it.
+/// Extends a held lease; false when `holder` no longer holds it. A lease past its end that no
+/// one took is still its holder's: only a taker, which writes its own name, ends a hold, so a
+/// station slowed past the end (a loaded machine, a pool that made it wait) keeps what no other
+/// station wanted.
 pub async fn renew(
     pool: &AnyPool,
     backend: Backend,
@@ -110,16 +113,7 @@ pub async fn renew(
     holder: &str,
     ttl_millis: i64,
 ) -> Result<bool, DbError> {
-    let now = now_sql(backend);
-    let done = sqlx::query(&format!(
-        "UPDATE device_leases SET expires_at = {now} + $1 WHERE device_id = $2 AND holder = $3 AND expires_at > {now}"
-    ))
-    .bind(ttl_millis)
-    .bind(device_id)
-    .bind(holder)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    extend(pool, backend, device_id, holder, ttl_millis).await
 }
 
 /// Inside a transaction that changes the device: extends the lease and checks that `holder`
@@ -132,15 +126,24 @@ pub async fn fence(
     holder: &str,
     ttl_millis: i64,
 ) -> Result<bool, DbError> {
+    extend(&mut **tx, backend, device_id, holder, ttl_millis).await
+}
+
+async fn extend<'e>(
+    executor: impl sqlx::Executor<'e, Database = Any>,
+    backend: Backend,
+    device_id: &str,
+    holder: &str,
+    ttl_millis: i64,
+) -> Result<bool, DbError> {
     let now = now_sql(backend);
-    let done = sqlx::query(&format!(
-        "UPDATE device_leases SET expires_at = {now} + $1 WHERE device_id = $2 AND holder = $3 AND expires_at > {now}"
-    ))
-    .bind(ttl_millis)
-    .bind(device_id)
-    .bind(holder)
-    .execute(&mut **tx)
-    .await?;
+    let done =
+        sqlx::query(&format!("UPDATE device_leases SET expires_at = {now} + $1 WHERE device_id = $2 AND holder = $3"))
+            .bind(ttl_millis)
+            .bind(device_id)
+            .bind(holder)
+            .execute(executor)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 

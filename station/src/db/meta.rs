@@ -54,20 +54,7 @@ pub struct StationRow {
 
 /// Records (or refreshes) a station's identity and certificate.
 pub async fn register_station(pool: &AnyPool, station_id: &str, name: &str, certificate: &[u8]) -> Result<(), DbError> {
-    let now = now_millis();
-    sqlx::query(
-        "INSERT INTO stations (station_id, name, certificate, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (station_id) DO UPDATE SET name = excluded.name, certificate = excluded.certificate, \
-         last_seen = excluded.last_seen",
-    )
-    .bind(station_id)
-    .bind(name)
-    .bind(certificate.to_vec())
-    .bind(now)
-    .bind(now)
-    .execute(pool)
-    .await?;
-    Ok(())
+    put_station(pool, station_id, name, certificate, true).await
 }
 
 pub async fn stations(pool: &AnyPool) -> Result<Vec<StationRow>, DbError> {
@@ -89,11 +76,26 @@ pub async fn station_name(pool: &AnyPool, station_id: &str) -> Result<String, Db
 /// Records a station unless the inventory knows it already (a sync that finds nothing to copy
 /// changes nothing).
 pub async fn ensure_station(pool: &AnyPool, station_id: &str, name: &str, certificate: &[u8]) -> Result<(), DbError> {
+    put_station(pool, station_id, name, certificate, false).await
+}
+
+async fn put_station(
+    pool: &AnyPool,
+    station_id: &str,
+    name: &str,
+    certificate: &[u8],
+    refresh: bool,
+) -> Result<(), DbError> {
+    let on_conflict = if refresh {
+        "DO UPDATE SET name = excluded.name, certificate = excluded.certificate, last_seen = excluded.last_seen"
+    } else {
+        "DO NOTHING"
+    };
     let now = now_millis();
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO stations (station_id, name, certificate, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (station_id) DO NOTHING",
-    )
+         ON CONFLICT (station_id) {on_conflict}"
+    ))
     .bind(station_id)
     .bind(name)
     .bind(certificate.to_vec())
