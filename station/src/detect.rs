@@ -3,7 +3,7 @@
 //! Keyfill service. The desktop app calls these; each detector reports why it found nothing
 //! (no pcscd, no Bluetooth adapter) instead of an empty list, so the operator knows what to fix.
 
-use crate::link::btle::open_ble;
+use crate::link::btle::open_ble_on;
 use crate::link::{AnyLink, LinkError, list_readers, open_pcsc, open_serial};
 use btleplug::api::{Central, Manager as _, Peripheral as _, ScanFilter};
 use btleplug::platform::Manager;
@@ -140,9 +140,11 @@ pub enum LinkTarget {
     Pcsc {
         reader: Option<String>,
     },
-    /// An address or local name; `None`: the address or name on the device's label.
+    /// An address or local name; `None`: the address or name on the device's label. On the
+    /// adapter named (`hci1`), else the first.
     Ble {
         target: Option<String>,
+        adapter: Option<String>,
     },
 }
 
@@ -153,19 +155,30 @@ impl LinkTarget {
             LinkTarget::Serial { path, .. } => path.display().to_string(),
             LinkTarget::Pcsc { reader: Some(reader) } => format!("PC/SC reader {reader}"),
             LinkTarget::Pcsc { reader: None } => "the first PC/SC reader with a card".to_owned(),
-            LinkTarget::Ble { target: Some(target) } => format!("BLE {target}"),
-            LinkTarget::Ble { target: None } => "BLE (address or name from the label)".to_owned(),
+            LinkTarget::Ble { target, adapter } => {
+                let target = target.as_deref().unwrap_or("(address or name from the label)");
+                match adapter {
+                    Some(adapter) => format!("BLE {target} on {adapter}"),
+                    None => format!("BLE {target}"),
+                }
+            }
         }
     }
 
     /// Opens the link for `device`; a card or a BLE advertisement is awaited up to `wait`.
     pub async fn open(&self, wait: Duration, device: &OnboardingPayload) -> Result<AnyLink, LinkError> {
+        self.open_or(wait, &ble_target(device)).await
+    }
+
+    /// Opens the link; a BLE link that names no device looks for `ble_fallback` (an address or
+    /// an advertised name).
+    pub async fn open_or(&self, wait: Duration, ble_fallback: &str) -> Result<AnyLink, LinkError> {
         Ok(match self {
             LinkTarget::Serial { path, baud } => AnyLink::Serial(open_serial(path, *baud)?),
             LinkTarget::Pcsc { reader } => AnyLink::Pcsc(open_pcsc(reader.clone(), wait).await?),
-            LinkTarget::Ble { target } => {
-                let target = target.clone().unwrap_or_else(|| ble_target(device));
-                AnyLink::Ble(open_ble(&target, wait).await?)
+            LinkTarget::Ble { target, adapter } => {
+                let target = target.as_deref().unwrap_or(ble_fallback);
+                AnyLink::Ble(open_ble_on(adapter.as_deref(), target, wait).await?)
             }
         })
     }

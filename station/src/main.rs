@@ -13,7 +13,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn init_logging(format: cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYFILL_LOG")
         .unwrap_or_else(|_| "warn,keyfill_station=info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: a journal or a log file gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     match format {
         cli::LogFormat::Text => builder.init(),
         cli::LogFormat::Json => builder.json().init(),

@@ -84,15 +84,15 @@ fn plan(
 ) -> Plan {
     let Some(target) = target else { return Plan::Push };
     let same_record = target.current_key_id == local.current_key_id && target.state == local.state;
-    let in_target = |key: &sync::KeyRow| target_keys.iter().any(|t| t.key_id == key.key_id && t.state == key.state);
+    let in_target = |key: &sync::KeyRow| target_keys.iter().any(|t| t.matches(key));
     if same_record && local_keys.iter().all(in_target) {
         return Plan::Unchanged;
     }
     // A failed key provably never reached the device: it conflicts with nothing.
     let live = |keys: &[sync::KeyRow]| {
-        keys.iter().filter(|k| k.state != "failed").map(|k| k.key_id.clone()).collect::<Vec<_>>()
+        keys.iter().filter(|k| k.key.state != "failed").map(|k| k.key.key_id.clone()).collect::<Vec<_>>()
     };
-    let knows = |keys: &[sync::KeyRow], key_id: &String| keys.iter().any(|k| &k.key_id == key_id);
+    let knows = |keys: &[sync::KeyRow], key_id: &String| keys.iter().any(|k| &k.key.key_id == key_id);
     if live(target_keys).iter().all(|key| knows(local_keys, key)) {
         // Every key the factory holds for the device is known here: this record is further along.
         return Plan::Push;
@@ -201,20 +201,19 @@ async fn push_device(
     for key in &local_keys {
         if let Some(check_value) = &key.check_value
             && let Some((key_id, owner)) = sync::key_with_check_value(&mut tx, check_value).await?
-            && key_id != key.key_id
+            && key_id != key.key.key_id
         {
             drop(tx);
             report.conflicts.push(conflict(format!(
                 "its key {} has the check value {check_value} of key {key_id} of device {owner} in the factory \
                  database: one key twice; nothing of this device was pushed",
-                key.key_id
+                key.key.key_id
             )));
             return Ok(());
         }
     }
     sync::put_device(&mut tx, device).await?;
-    let new_keys =
-        local_keys.iter().filter(|k| !target_keys.iter().any(|t| t.key_id == k.key_id && t.state == k.state));
+    let new_keys = local_keys.iter().filter(|k| !target_keys.iter().any(|t| t.matches(k)));
     let mut pushed = 0;
     for key in new_keys {
         sync::put_key(&mut tx, key).await?;

@@ -159,7 +159,7 @@ fn label_svg_is_xml_sized_in_millimetres() {
             }
             quick_xml::events::Event::GeneralRef(reference) if in_text => {
                 // Entity references arrive apart from the text around them.
-                let resolved = match reference.as_ref() {
+                let resolved = match &*reference {
                     b"lt" => "<",
                     b"gt" => ">",
                     b"amp" => "&",

@@ -106,7 +106,7 @@ impl LinkSettings {
                 optional(&self.serial_port).map(|path| LinkTarget::Serial { path: path.into(), baud: self.baud })
             }
             LinkKind::Pcsc => Some(LinkTarget::Pcsc { reader: optional(&self.pcsc_reader) }),
-            LinkKind::Ble => Some(LinkTarget::Ble { target: optional(&self.ble_target) }),
+            LinkKind::Ble => Some(LinkTarget::Ble { target: optional(&self.ble_target), adapter: None }),
         }
     }
 

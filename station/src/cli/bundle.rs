@@ -154,7 +154,7 @@ pub async fn export_bundle(station: Station, home: &StationHome, args: ExportBun
     // removed and its events rolled back, as after any failure.
     let written = tokio::select! {
         written = write_bundle(&station, home, request) => written,
-        signal = interrupted() => {
+        signal = super::interrupted() => {
             station.inventory.close().await;
             anyhow::bail!("{signal}: the export stopped; no bundle was written to {} and nothing was recorded", args.out.display());
         }
@@ -357,21 +357,4 @@ pub fn bundle_command(command: BundleCommand) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The first of Ctrl-C and SIGTERM, named.
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(terminate) => terminate,
-        // Without a SIGTERM handler, Ctrl-C still stops the export cleanly.
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return "interrupted";
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "interrupted",
-        _ = terminate.recv() => "terminated",
-    }
 }

@@ -7,11 +7,9 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use keyfill_formats::printable;
 use keyfill_formats::qr::OnboardingPayload;
-use keyfill_station::db::devices;
-use keyfill_station::lease::Purpose;
-use keyfill_station::link::btle::open_ble;
-use keyfill_station::link::{AnyLink, open_pcsc, open_serial};
-use keyfill_station::provision::{ProvisionError, ProvisionReport, Station};
+use keyfill_station::detect::LinkTarget;
+use keyfill_station::job::{JobError, JobOutcome, JobStep, LEASE_PATIENCE};
+use keyfill_station::provision::{ProvisionError, Station};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,37 +91,13 @@ impl LinkSpec {
         }
     }
 
-    /// A BLE link without a target names the device it is for.
-    pub fn or_ble_target(self, name: &str) -> LinkSpec {
+    /// The link to open, with this command's settings.
+    pub fn target(&self, settings: LinkSettings) -> LinkTarget {
         match self {
-            LinkSpec::Ble(None) => LinkSpec::Ble(Some(name.to_owned())),
-            other => other,
+            LinkSpec::Serial(path) => LinkTarget::Serial { path: path.clone(), baud: settings.baud },
+            LinkSpec::Pcsc(reader) => LinkTarget::Pcsc { reader: reader.clone() },
+            LinkSpec::Ble(target) => LinkTarget::Ble { target: target.clone(), adapter: None },
         }
-    }
-
-    /// Opens the link; `device` (its label) names the BLE peripheral when the link does not.
-    pub async fn open(&self, settings: LinkSettings, device: Option<&OnboardingPayload>) -> Result<AnyLink> {
-        Ok(match self {
-            LinkSpec::Serial(path) => AnyLink::Serial(open_serial(path, settings.baud)?),
-            LinkSpec::Pcsc(reader) => AnyLink::Pcsc(open_pcsc(reader.clone(), settings.card_wait).await?),
-            LinkSpec::Ble(target) => {
-                let target = match (target, device) {
-                    (Some(target), _) => target.clone(),
-                    (None, Some(device)) => ble_target(device),
-                    (None, None) => bail!("name the BLE device: --ble ADDRESS|NAME"),
-                };
-                AnyLink::Ble(open_ble(&target, settings.card_wait).await?)
-            }
-        })
-    }
-}
-
-/// The BLE address, else the advertised name, from a label; else the device name.
-fn ble_target(device: &OnboardingPayload) -> String {
-    match (&device.hints.ble_address, &device.hints.ble_name) {
-        (Some(address), _) => address.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"),
-        (None, Some(name)) => name.clone(),
-        (None, None) => device.name.as_str().to_owned(),
     }
 }
 
@@ -139,22 +113,12 @@ fn bar(multi: &MultiProgress, enabled: bool) -> ProgressBar {
     bar
 }
 
-/// Provisions each (link, label) pair concurrently; a failure on one link never disturbs the
-/// others. Prints one result per device; returns whether all succeeded.
 /// The operator advice for a failed provisioning, when the library has one.
 pub fn advice(error: &anyhow::Error) -> Option<String> {
+    if let Some(error) = error.downcast_ref::<JobError>() {
+        return error.advice();
+    }
     error.downcast_ref::<ProvisionError>().and_then(ProvisionError::advice)
-}
-
-/// How long a job waits for another station sharing the database to finish with its device: the
-/// longest a provisioning there takes (a reconciliation and a delivery at the longest timeouts).
-const LEASE_PATIENCE: Duration = Duration::from_secs(30 * 60);
-
-/// How one job ended, when it did not fail.
-enum Done {
-    Provisioned(ProvisionReport),
-    /// Provisioned before this run: by another station sharing the database, or earlier here.
-    AlreadyProvisioned(devices::Device),
 }
 
 /// Provisions one device: takes its lease first (another station sharing the database may be
@@ -165,37 +129,24 @@ async fn provision_one(
     settings: LinkSettings,
     payload: &OnboardingPayload,
     bar: &ProgressBar,
-) -> Result<Done> {
-    let id = payload.device_id.to_hex();
-    tracing::debug!(id = %id, "job started");
-    let (lease, waited) = match station.lease(&id, Purpose::Provision).await {
-        Ok(lease) => (lease, false),
-        Err(ProvisionError::Leased { station: other, .. }) => {
-            bar.set_message(format!("waiting: station {} is working on this device", printable(&other)));
-            station.lease_waiting(&id, Purpose::Provision, LEASE_PATIENCE).await?
+) -> Result<JobOutcome> {
+    tracing::debug!(id = %payload.device_id.to_hex(), "job started");
+    let target = spec.target(settings);
+    let mut on_step = |step: JobStep| match step {
+        JobStep::WaitingFor { station } => {
+            bar.set_message(format!("waiting: station {} is working on this device", printable(&station)))
         }
-        Err(error) => return Err(error.into()),
+        JobStep::Opening { link, after_wait: true } => {
+            bar.set_message(format!("the other station left it unfinished; waiting on {link}"))
+        }
+        JobStep::Opening { .. } => bar.set_message("provisioning"),
+        JobStep::Session(progress) => bar.set_message(describe(&progress)),
     };
-    let result = async {
-        if let Some(device) = devices::get(station.inventory.pool(), &id).await?
-            && device.state == devices::DeviceState::Provisioned
-        {
-            return Ok(Done::AlreadyProvisioned(device));
-        }
-        station.admitted(payload).await?;
-        if waited {
-            bar.set_message(format!("the other station left it unfinished; waiting on {}", spec.describe()));
-        }
-        let mut link = spec.open(settings, Some(payload)).await?;
-        bar.set_message("provisioning");
-        let report = station.provision_leased(&lease, &mut link, payload, |p| bar.set_message(describe(&p))).await?;
-        anyhow::Ok(Done::Provisioned(report))
-    }
-    .await;
-    lease.release().await;
-    result
+    Ok(station.provision_job(&target, settings.card_wait, payload, LEASE_PATIENCE, &mut on_step).await?)
 }
 
+/// Provisions each (link, label) pair concurrently; a failure on one link never disturbs the
+/// others. Prints one result per device; returns whether all succeeded.
 pub async fn provision_all(
     station: Station,
     jobs: Vec<(LinkSpec, OnboardingPayload)>,
@@ -225,15 +176,15 @@ pub async fn provision_all(
     results.sort_by_key(|(index, _, _)| *index);
     // Provisioning a device that holds its key already is refused (it is not re-keyed): the
     // run did not do what was asked, though nothing went wrong.
-    let all_ok = results.iter().all(|(_, _, r)| matches!(r, Ok(Done::Provisioned(_))));
+    let all_ok = results.iter().all(|(_, _, r)| matches!(r, Ok(JobOutcome::Provisioned(_))));
     if json {
         let report: Vec<serde_json::Value> = results
             .iter()
             .map(|(_, payload, result)| match result {
-                Ok(Done::Provisioned(report)) => {
+                Ok(JobOutcome::Provisioned(report)) => {
                     serde_json::to_value(DeviceJson::from(&report.device)).unwrap_or_default()
                 }
-                Ok(Done::AlreadyProvisioned(device)) => {
+                Ok(JobOutcome::AlreadyProvisioned(device)) => {
                     let mut value = serde_json::to_value(DeviceJson::from(device)).unwrap_or_default();
                     value["note"] = "already provisioned".into();
                     value
@@ -251,7 +202,7 @@ pub async fn provision_all(
     } else {
         for (_, payload, result) in &results {
             match result {
-                Ok(Done::AlreadyProvisioned(device)) => eprintln!(
+                Ok(JobOutcome::AlreadyProvisioned(device)) => eprintln!(
                     "{} ({}) NOT provisioned again: it is already provisioned (key {}, over {} {}); it was not re-keyed",
                     printable(&device.name),
                     device.id,
@@ -259,7 +210,7 @@ pub async fn provision_all(
                     printable(device.transport.as_deref().unwrap_or("-")),
                     printable(device.port.as_deref().unwrap_or("-")),
                 ),
-                Ok(Done::Provisioned(report)) => {
+                Ok(JobOutcome::Provisioned(report)) => {
                     let how = if report.reconciled {
                         "reconciled: the device already held its key"
                     } else {

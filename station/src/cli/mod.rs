@@ -5,6 +5,7 @@ mod bundle;
 mod export;
 mod fleet;
 mod label;
+mod line;
 mod links;
 mod orders;
 mod output;
@@ -194,6 +195,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a line: lanes, each a link pinned to a port and a label source (scanner, drop folder,
+    /// camera), keying one work order continuously. Events go to stdout as JSON Lines; SIGTERM or
+    /// Ctrl-C stops it once the sessions under way have finished (a second one stops at once).
+    Line(line::LineArgs),
     /// The stations that have used this database.
     Stations {
         #[arg(long)]
@@ -387,6 +392,23 @@ pub(super) fn read_bounded(path: &std::path::Path, limit: u64) -> Result<Vec<u8>
         bail!("{} is larger than {most}, the most such a file may be", path.display());
     }
     Ok(bytes)
+}
+
+/// The first of Ctrl-C and SIGTERM, named.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        // Without a SIGTERM handler, Ctrl-C still stops the work cleanly.
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "interrupted";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = terminate.recv() => "terminated",
+    }
 }
 
 /// Pretty JSON on stdout, written as it is serialised: a report of a million devices is never
@@ -584,6 +606,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             orders::OrdersCommand::VerifyReport { file, factory_root } => orders::verify_report(&file, &factory_root)?,
         },
         Command::Sync { to, json } => sync::run(&global.station(&home).await?, &to, json, interactive).await?,
+        Command::Line(args) => line::run(global, &home, args).await?,
         Command::Stations { json } => {
             let inventory = global.inventory(&home).await?;
             fleet::print_stations(&inventory, json).await?;
@@ -684,7 +707,8 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
                     }
                 }
             };
-            let mut link = link.single()?.or_ble_target(&target.name).open(link.settings(), None).await?;
+            let settings = link.settings();
+            let mut link = link.single()?.target(settings).open_or(settings.card_wait, &target.name).await?;
             let verdict = station.reconcile(&mut link, &target).await?;
             match verdict {
                 ReconcileVerdict::Provisioned => {

@@ -6,7 +6,7 @@ use sqlx::{Any, AnyPool, FromRow, Transaction};
 use std::pin::Pin;
 use tokio_stream::Stream;
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct SealedKeyRow {
     pub key_id: String,
     pub device_id: String,

@@ -5,7 +5,7 @@ use super::{DbError, now_millis};
 use serde::Serialize;
 use sqlx::{Any, AnyPool, FromRow, Transaction};
 
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct Rotation {
     pub device_id: String,
     pub old_key_id: String,

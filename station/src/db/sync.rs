@@ -1,6 +1,8 @@
 //! The rows `keyfill sync` copies from a field station's inventory to the factory's, as they are
 //! (keys stay sealed), and the cursor that makes an interrupted sync resume.
 
+use super::keys::SealedKeyRow;
+use super::rotations::Rotation;
 use super::{DbError, now_millis};
 use sqlx::{Any, AnyPool, FromRow, Transaction};
 
@@ -28,28 +30,16 @@ pub struct DeviceRow {
 /// A key row, every column (the key sealed).
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct KeyRow {
-    pub key_id: String,
-    pub device_id: String,
-    pub kind: String,
-    pub sealed_key: Vec<u8>,
-    pub state: String,
-    pub station_id: String,
-    pub created_at: i64,
-    pub confirmed_at: Option<i64>,
+    #[sqlx(flatten)]
+    pub key: SealedKeyRow,
     pub check_value: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
-pub struct RotationRow {
-    pub device_id: String,
-    pub old_key_id: String,
-    pub new_key_id: String,
-    pub state: String,
-    pub attempts: i64,
-    pub command_timestamps: String,
-    pub started_at: i64,
-    pub updated_at: i64,
-    pub failure: Option<String>,
+impl KeyRow {
+    /// The same key, in the same state.
+    pub fn matches(&self, other: &KeyRow) -> bool {
+        self.key.key_id == other.key.key_id && self.key.state == other.key.state
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -94,7 +84,7 @@ pub async fn keys_of(pool: &AnyPool, device_id: &str) -> Result<Vec<KeyRow>, DbE
         .await?)
 }
 
-pub async fn rotation_of(pool: &AnyPool, device_id: &str) -> Result<Option<RotationRow>, DbError> {
+pub async fn rotation_of(pool: &AnyPool, device_id: &str) -> Result<Option<Rotation>, DbError> {
     Ok(sqlx::query_as(&format!("SELECT {ROTATION_COLUMNS} FROM rotations WHERE device_id = $1"))
         .bind(device_id)
         .fetch_optional(pool)
@@ -150,21 +140,21 @@ pub async fn put_key(tx: &mut Transaction<'_, Any>, row: &KeyRow) -> Result<(), 
         "INSERT INTO device_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
          ON CONFLICT (key_id) DO UPDATE SET state = excluded.state, confirmed_at = excluded.confirmed_at"
     ))
-    .bind(&row.key_id)
-    .bind(&row.device_id)
-    .bind(&row.kind)
-    .bind(row.sealed_key.clone())
-    .bind(&row.state)
-    .bind(&row.station_id)
-    .bind(row.created_at)
-    .bind(row.confirmed_at)
+    .bind(&row.key.key_id)
+    .bind(&row.key.device_id)
+    .bind(&row.key.kind)
+    .bind(row.key.sealed_key.clone())
+    .bind(&row.key.state)
+    .bind(&row.key.station_id)
+    .bind(row.key.created_at)
+    .bind(row.key.confirmed_at)
     .bind(row.check_value.clone())
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-pub async fn put_rotation(tx: &mut Transaction<'_, Any>, row: &RotationRow) -> Result<(), DbError> {
+pub async fn put_rotation(tx: &mut Transaction<'_, Any>, row: &Rotation) -> Result<(), DbError> {
     sqlx::query(&format!(
         "INSERT INTO rotations ({ROTATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
          ON CONFLICT (device_id) DO UPDATE SET old_key_id = excluded.old_key_id, new_key_id = excluded.new_key_id, \

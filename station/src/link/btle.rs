@@ -111,14 +111,34 @@ async fn find(adapter: &Adapter, target: &str, scan: Duration) -> Result<Periphe
 /// Scans up to `scan` for the device advertising as `target` (address or local name),
 /// connects and returns the link.
 pub async fn open_ble(target: &str, scan: Duration) -> Result<BleLink<BtleplugGatt>, LinkError> {
+    open_ble_on(None, target, scan).await
+}
+
+/// [`open_ble`] on the adapter named `adapter` (`hci1`), else the first one.
+pub async fn open_ble_on(
+    adapter: Option<&str>,
+    target: &str,
+    scan: Duration,
+) -> Result<BleLink<BtleplugGatt>, LinkError> {
     let manager = Manager::new().await.map_err(|e| ble_error("BlueZ", e))?;
-    let adapter = manager
-        .adapters()
-        .await
-        .map_err(|e| ble_error("adapters", e))?
-        .into_iter()
-        .next()
-        .ok_or(LinkError::NoBluetoothAdapter)?;
+    let adapters = manager.adapters().await.map_err(|e| ble_error("adapters", e))?;
+    let adapter = match adapter {
+        None => adapters.into_iter().next().ok_or(LinkError::NoBluetoothAdapter)?,
+        Some(wanted) => {
+            let mut names = Vec::new();
+            let mut chosen = None;
+            for candidate in adapters {
+                // BlueZ describes an adapter as "hci0 (usb:v1D6Bp0246d0540)".
+                let info = candidate.adapter_info().await.unwrap_or_default();
+                let name = info.split_whitespace().next().unwrap_or_default().to_owned();
+                if name == wanted && chosen.is_none() {
+                    chosen = Some(candidate);
+                }
+                names.push(name);
+            }
+            chosen.ok_or_else(|| LinkError::NoSuchBluetoothAdapter { wanted: wanted.to_owned(), present: names })?
+        }
+    };
     let peripheral = find(&adapter, target, scan).await?;
     let address = peripheral.address().to_string();
     info!(%address, %target, "connecting");

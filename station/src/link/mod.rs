@@ -47,6 +47,8 @@ pub enum LinkError {
     BleNotFound { target: String, seconds: u64 },
     #[error("no Bluetooth adapter (is bluetoothd running?)")]
     NoBluetoothAdapter,
+    #[error("no Bluetooth adapter {wanted} (present: {present:?})")]
+    NoSuchBluetoothAdapter { wanted: String, present: Vec<String> },
     #[error("BLE device {0} has no Keyfill GATT service")]
     BleNoService(String),
 }
@@ -70,6 +72,10 @@ impl LinkError {
             LinkError::CardRemoved { .. } => "Keep the card or device on the reader until the end, then retry.",
             LinkError::NotKeyfillCard { .. } => "This card has no Keyfill application: present the labelled device.",
             LinkError::NoBluetoothAdapter => "Plug in a Bluetooth adapter and check that bluetoothd runs.",
+            LinkError::NoSuchBluetoothAdapter { .. } => {
+                "Plug in the adapter the lane names, or name one that is present (`hciconfig` or \
+                 `bluetoothctl list`)."
+            }
             LinkError::BleNotFound { .. } | LinkError::BleNoService(_) => {
                 "Check that the device is powered, advertising and close to the station; then retry."
             }

@@ -185,7 +185,7 @@ pub fn device_for(request: &ProvisionRequest, state: DeviceState, key_id: &str) 
     let (transport, port) = match &request.link {
         LinkTarget::Serial { path, .. } => ("serial", path.display().to_string()),
         LinkTarget::Pcsc { reader } => ("pcsc", reader.clone().unwrap_or_else(|| "reader 0".into())),
-        LinkTarget::Ble { target } => ("ble", target.clone().unwrap_or_else(|| payload.name.as_str().to_owned())),
+        LinkTarget::Ble { target, .. } => ("ble", target.clone().unwrap_or_else(|| payload.name.as_str().to_owned())),
     };
     let (mode, public_key) = match &payload.credential {
         DeviceCredential::Identity { public_key } => ("identity", Some(public_key.to_vec())),

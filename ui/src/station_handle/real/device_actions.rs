@@ -6,8 +6,7 @@ use crate::messages::{AbandonRequest, Event, ReconcileRequest};
 use crate::problem::Problem;
 use keyfill_station::db::devices::{self, Device};
 use keyfill_station::detect::LinkTarget;
-use keyfill_station::link::btle::open_ble;
-use keyfill_station::link::{AnyLink, LinkError, open_pcsc, open_serial};
+use keyfill_station::link::{AnyLink, LinkError};
 use keyfill_station::provision::Station;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,14 +30,7 @@ fn recorded_ble_target(device: &Device) -> String {
 }
 
 async fn open(link: &LinkTarget, wait: Duration, device: &Device) -> Result<AnyLink, LinkError> {
-    Ok(match link {
-        LinkTarget::Serial { path, baud } => AnyLink::Serial(open_serial(path, *baud)?),
-        LinkTarget::Pcsc { reader } => AnyLink::Pcsc(open_pcsc(reader.clone(), wait).await?),
-        LinkTarget::Ble { target } => {
-            let target = target.clone().unwrap_or_else(|| recorded_ble_target(device));
-            AnyLink::Ble(open_ble(&target, wait).await?)
-        }
-    })
+    link.open_or(wait, &recorded_ble_target(device)).await
 }
 
 /// Sends the device's record as it is now, so the table and the detail follow.

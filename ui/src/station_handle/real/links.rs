@@ -27,7 +27,7 @@ pub async fn detect(events: EventSender) {
     let report = LinkReport {
         serial: found.serial.map_err(|e| problem(&e, LinkTarget::Serial { path: "serial ports".into(), baud: 0 })),
         pcsc: found.pcsc.map_err(|e| problem(&e, LinkTarget::Pcsc { reader: None })),
-        ble: found.ble.map_err(|e| problem(&e, LinkTarget::Ble { target: None })),
+        ble: found.ble.map_err(|e| problem(&e, LinkTarget::Ble { target: None, adapter: None })),
     };
     events.send(Event::Links(report));
 }
