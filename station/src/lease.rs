@@ -93,6 +93,8 @@ pub struct DeviceLease {
     ttl_millis: i64,
     lost: Arc<AtomicBool>,
     renewal: Option<JoinHandle<()>>,
+    /// Given up in the transaction that recorded the device's outcome ([`DeviceLease::release_in`]).
+    released: AtomicBool,
 }
 
 impl DeviceLease {
@@ -100,7 +102,15 @@ impl DeviceLease {
         let ttl_millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let lost = Arc::new(AtomicBool::new(false));
         let renewal = tokio::spawn(renew(inventory.clone(), device_id.clone(), holder.clone(), ttl, lost.clone()));
-        DeviceLease { inventory, device_id, holder, ttl_millis, lost, renewal: Some(renewal) }
+        DeviceLease {
+            inventory,
+            device_id,
+            holder,
+            ttl_millis,
+            lost,
+            renewal: Some(renewal),
+            released: AtomicBool::new(false),
+        }
     }
 
     pub fn device_id(&self) -> &str {
@@ -117,11 +127,31 @@ impl DeviceLease {
     }
 
     /// Gives the device up for other stations.
+    /// Gives the lease up inside the transaction that records the device's outcome, saving a
+    /// commit of its own; [`DeviceLease::released_with`] once that transaction committed.
+    pub(crate) async fn release_in(&self, tx: &mut Transaction<'_, Any>) -> Result<(), DbError> {
+        leases::release(&mut **tx, &self.device_id, &self.holder).await
+    }
+
+    /// The transaction of [`DeviceLease::release_in`] committed: nothing is left to release.
+    pub(crate) fn released_with(&self) {
+        self.released.store(true, Ordering::SeqCst);
+        if let Some(renewal) = &self.renewal {
+            renewal.abort();
+        }
+    }
+
     pub async fn release(mut self) {
         if let Some(renewal) = self.renewal.take() {
             renewal.abort();
         }
-        if let Err(error) = leases::release(self.inventory.pool(), &self.device_id, &self.holder).await {
+        if self.released.load(Ordering::SeqCst) {
+            return;
+        }
+        let gate = self.inventory.write_gate().await;
+        let released = leases::release(self.inventory.pool(), &self.device_id, &self.holder).await;
+        drop(gate);
+        if let Err(error) = released {
             warn!(device = %self.device_id, %error, "could not release the device's lease; it expires by itself");
         }
     }
@@ -131,9 +161,13 @@ impl Drop for DeviceLease {
     fn drop(&mut self) {
         if let Some(renewal) = self.renewal.take() {
             renewal.abort();
+            if self.released.load(Ordering::SeqCst) {
+                return;
+            }
             let (inventory, device_id, holder) = (self.inventory.clone(), self.device_id.clone(), self.holder.clone());
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
+                    let _gate = inventory.write_gate().await;
                     let _ = leases::release(inventory.pool(), &device_id, &holder).await;
                 });
             }
@@ -157,7 +191,10 @@ impl Station {
             ttl_millis,
             replacing: None,
         };
-        let mut taken = leases::take(pool, self.inventory.backend(), claim).await?;
+        let mut taken = {
+            let _gate = self.inventory.write_gate().await;
+            leases::take(pool, self.inventory.backend(), claim).await?
+        };
         let dead;
         if let Taken::HeldBy(row) = &taken
             && crate::lease::holder_is_dead(&row.holder)
@@ -165,6 +202,7 @@ impl Station {
             // A process of this machine that stopped (killed, crashed): its leases are free now.
             dead = row.holder.clone();
             claim.replacing = Some(&dead);
+            let _gate = self.inventory.write_gate().await;
             taken = leases::take(pool, self.inventory.backend(), claim).await?;
         }
         match taken {
@@ -183,6 +221,7 @@ impl Station {
                         previous.purpose
                     );
                     warn!(device = device_id, "{detail}");
+                    let _gate = self.inventory.write_gate().await;
                     let mut tx = pool.begin().await.map_err(DbError::from)?;
                     events::record(&mut tx, &self.actor, Some(device_id), "lease_taken_over", &detail).await?;
                     commit(tx, "lease-taken-over").await?;
@@ -240,7 +279,11 @@ async fn renew(inventory: Inventory, device_id: String, holder: String, ttl: Dur
     let ttl_millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
     loop {
         tokio::time::sleep(ttl / 3).await;
-        match leases::renew(inventory.pool(), inventory.backend(), &device_id, &holder, ttl_millis).await {
+        let renewed = {
+            let _gate = inventory.write_gate().await;
+            leases::renew(inventory.pool(), inventory.backend(), &device_id, &holder, ttl_millis).await
+        };
+        match renewed {
             Ok(true) => {}
             Ok(false) => {
                 warn!(device = %device_id, "this station's lease on the device expired before it was renewed");

@@ -350,6 +350,7 @@ impl Station {
         let sealed_key =
             self.unlocked.master_key.seal(&seal::device_key_context(&payload.device_id, &key_id), key.expose())?;
         let record = new_device(payload, &self.unlocked)?;
+        let gate = self.inventory.write_gate().await;
         let mut tx = pool.begin().await.map_err(DbError::from)?;
         self.fence(lease, &mut tx).await?;
         devices::begin_provisioning(&mut tx, &record, &key_id_hex, transport, &port).await?;
@@ -368,6 +369,7 @@ impl Station {
         };
         if let Err(error) = keys::insert(&mut tx, new_key).await {
             drop(tx);
+            drop(gate);
             if let DbError::DuplicateKey { check_value } = &error {
                 self.record_duplicate(&id, check_value).await;
             }
@@ -382,6 +384,7 @@ impl Station {
         )
         .await?;
         commit(tx, "pending").await?;
+        drop(gate);
         progress(Progress::KeyGenerated { key_id: key_id_hex.clone() });
         info!(device = %payload.name, id = %id, key_id = %key_id_hex, %transport, %port, "provisioning");
 
@@ -398,13 +401,16 @@ impl Station {
         let SessionRun { result, request_sent: key_sent, .. } = run_session(link, session, first, &mut progress).await;
         match result {
             Ok(SessionOutcome::Confirmed { .. }) => {
+                let _gate = self.inventory.write_gate().await;
                 let mut tx = pool.begin().await.map_err(DbError::from)?;
                 self.fence(lease, &mut tx).await?;
                 keys::mark_active(&mut tx, &key_id_hex).await?;
                 devices::mark_provisioned(&mut tx, &id, &key_id_hex, transport, &port).await?;
                 events::record(&mut tx, &self.actor, Some(&id), "provisioned", &format!("key {key_id_hex} confirmed"))
                     .await?;
+                lease.release_in(&mut tx).await?;
                 commit(tx, "provisioned").await?;
+                lease.released_with();
                 progress(Progress::Confirmed);
                 info!(device = %payload.name, id = %id, key_id = %key_id_hex, "provisioned");
                 let device = devices::get(pool, &id).await?.ok_or(ProvisionError::UnknownDevice(id))?;
@@ -425,6 +431,7 @@ impl Station {
         let detail =
             format!("a new key for this device had check value {check_value}, already in the inventory: refused");
         let recorded = async {
+            let _gate = self.inventory.write_gate().await;
             let mut tx = self.inventory.pool().begin().await.map_err(DbError::from)?;
             events::record(&mut tx, &self.actor, Some(id), "duplicate_key_refused", &detail).await?;
             commit(tx, "duplicate-key-refused").await
@@ -452,20 +459,26 @@ impl Station {
         );
         if key_sent && !declined {
             warn!(id, key_id, %reason, "key sent but not confirmed; record stays pending");
+            let _gate = self.inventory.write_gate().await;
             let mut tx = pool.begin().await.map_err(DbError::from)?;
             self.fence(lease, &mut tx).await?;
             devices::note_pending(&mut tx, id, &format!("unconfirmed: {reason}")).await?;
             events::record(&mut tx, &self.actor, Some(id), "unconfirmed", &reason).await?;
+            lease.release_in(&mut tx).await?;
             commit(tx, "unconfirmed").await?;
+            lease.released_with();
             return Err(ProvisionError::Unconfirmed { source });
         }
         warn!(id, key_id, %reason, key_sent, "provisioning failed; the device does not hold the key");
+        let _gate = self.inventory.write_gate().await;
         let mut tx = pool.begin().await.map_err(DbError::from)?;
         self.fence(lease, &mut tx).await?;
         keys::mark_failed(&mut tx, key_id).await?;
         devices::mark_failed(&mut tx, id, &reason).await?;
         events::record(&mut tx, &self.actor, Some(id), "failed", &reason).await?;
+        lease.release_in(&mut tx).await?;
         commit(tx, "failed").await?;
+        lease.released_with();
         Err(ProvisionError::Failed { source })
     }
 
@@ -480,6 +493,7 @@ impl Station {
         key_sent: bool,
     ) -> Result<(), ProvisionError> {
         let pool = self.inventory.pool();
+        let _gate = self.inventory.write_gate().await;
         let mut tx = pool.begin().await.map_err(DbError::from)?;
         self.fence(lease, &mut tx).await?;
         if key_sent {
@@ -549,6 +563,7 @@ impl Station {
         if device.state != DeviceState::Pending {
             return Err(ProvisionError::NotPending { id: device.id.clone(), state: device.state.as_str() });
         }
+        let _gate = self.inventory.write_gate().await;
         let mut tx = pool.begin().await.map_err(DbError::from)?;
         self.fence(lease, &mut tx).await?;
         if let Some(key_id) = &device.key_id {
@@ -602,6 +617,7 @@ impl Station {
         let (session, first) = self.start_session(&payload, Request::QueryKey { key_id, key })?;
         let result = run_session(link, session, first, |_| {}).await.result;
         let LinkInfo { transport, port } = link.info();
+        let _gate = self.inventory.write_gate().await;
         let mut tx = pool.begin().await.map_err(DbError::from)?;
         self.fence(lease, &mut tx).await?;
         let verdict = match result {

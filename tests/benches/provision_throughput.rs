@@ -10,6 +10,7 @@
 //! cargo bench -p keyfill-e2e --bench provision_throughput                  # SQLite, 5 rounds per N
 //! cargo bench -p keyfill-e2e --bench provision_throughput -- --postgres    # the local PostgreSQL
 //! cargo bench -p keyfill-e2e --bench provision_throughput -- --sizes 64 --rounds 20
+//! cargo bench -p keyfill-e2e --bench provision_throughput -- --sizes 64 --keep-log station.log
 //! ```
 
 use anyhow::{Context, Result, bail};
@@ -21,18 +22,21 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 struct Options {
+    /// Where the last round's station log goes, for a look at where the time went.
+    keep_log: Option<std::path::PathBuf>,
     postgres: bool,
     sizes: Vec<usize>,
     rounds: usize,
 }
 
 fn options() -> Result<Options> {
-    let mut options = Options { postgres: false, sizes: vec![1, 4, 16, 64], rounds: 5 };
+    let mut options = Options { keep_log: None, postgres: false, sizes: vec![1, 4, 16, 64], rounds: 5 };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bench" => {}
             "--postgres" => options.postgres = true,
+            "--keep-log" => options.keep_log = Some(args.next().context("--keep-log needs a file")?.into()),
             "--sizes" => {
                 let list = args.next().context("--sizes needs N,N,…")?;
                 options.sizes = list.split(',').map(str::parse).collect::<Result<_, _>>()?;
@@ -84,7 +88,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn run_size(postgres: bool, size: usize, rounds: usize) -> Result<()> {
+fn run_size(options: &Options, size: usize) -> Result<()> {
+    let (postgres, rounds) = (options.postgres, options.rounds);
     let dir = tempfile::tempdir()?;
     let db = if postgres { Database::postgres()? } else { Database::sqlite(dir.path()) };
     let station = Station::init(dir.path(), db)?;
@@ -106,12 +111,18 @@ fn run_size(postgres: bool, size: usize, rounds: usize) -> Result<()> {
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut command = station.command(&["--log-format", "json"]);
-        command.args(&args).env("KEYFILL_LOG", "warn,keyfill=debug,keyfill_station=info");
+        command.args(&args).env(
+            "KEYFILL_LOG",
+            std::env::var("KEYFILL_BENCH_LOG").unwrap_or_else(|_| "warn,keyfill=debug,keyfill_station=info".into()),
+        );
         let started = Instant::now();
         let output = command.output()?;
         walls.push(started.elapsed().as_secs_f64());
         if !output.status.success() {
             bail!("keyfill provision failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        if let Some(path) = &options.keep_log {
+            std::fs::write(path, &output.stderr)?;
         }
         let times = timings(&output.stderr);
         let (mut first, mut last) = (f64::MAX, f64::MIN);
@@ -159,7 +170,7 @@ fn main() -> ExitCode {
         options.rounds
     );
     for &size in &options.sizes {
-        if let Err(error) = run_size(options.postgres, size, options.rounds) {
+        if let Err(error) = run_size(&options, size) {
             eprintln!("provision_throughput: N={size}: {error:#}");
             return ExitCode::FAILURE;
         }

@@ -387,6 +387,7 @@ fn line_lane_problems_are_reported_and_the_line_still_stops() -> Result<()> {
     let lanes = [
         ("serial = \"/dev/keyfill-no-such-port\"".to_owned(), "scanner = \"/dev/keyfill-no-such-scanner\"".to_owned()),
         ("usb = \"0403:6001:KEYFILL-ABSENT\"".to_owned(), format!("folder = {:?}", folder.display().to_string())),
+        ("pcsc = \"Keyfill No Such Reader\"".to_owned(), "camera = \"/dev/keyfill-no-such-camera\"".to_owned()),
     ];
     let config = line_config(dir, &lanes)?;
 
@@ -403,8 +404,7 @@ fn line_lane_problems_are_reported_and_the_line_still_stops() -> Result<()> {
     assert!(text.contains("lane-2: USB 0403:6001 serial KEYFILL-ABSENT, labels from folder"), "{text}");
 
     let mut line = LineRun::start(&station, &config, dir.join("line.log"))?;
-    let problem = line.wait_for("lane_problem", |e| e["event"] == "lane_problem")?;
-    assert_eq!(problem["lane"], "lane-1");
+    let problem = line.wait_for("lane_problem", |e| e["event"] == "lane_problem" && e["lane"] == "lane-1")?;
     assert!(
         problem["problem"]
             .as_str()
@@ -413,6 +413,11 @@ fn line_lane_problems_are_reported_and_the_line_still_stops() -> Result<()> {
     );
     assert!(problem["advice"].as_str().is_some_and(|a| a.contains("USB serial (CDC) mode")), "{problem}");
     line.wait_for("lane_ready", |e| e["event"] == "lane_ready" && e["lane"] == "lane-2")?;
+    let camera = line.wait_for("camera problem", |e| e["event"] == "lane_problem" && e["lane"] == "lane-3")?;
+    assert!(
+        camera["problem"].as_str().is_some_and(|p| p.contains("cannot open camera /dev/keyfill-no-such-camera")),
+        "{camera}"
+    );
 
     // A label on a lane whose adapter is not plugged in: the station's side is named, not the
     // device; nothing was recorded; the file goes to failed/ for a retry.
@@ -509,5 +514,41 @@ fn line_ble_lane_keys_through_its_named_adapter() -> Result<()> {
     assert_eq!(line.wait_exit()?, 0);
     let record = station.devices()?.into_iter().find(|d| d["name"] == "line-ble-1").context("recorded")?;
     assert_eq!(record["transport"], "ble");
+    Ok(())
+}
+
+#[test]
+fn line_pcsc_lane_keys_the_card_on_its_named_reader() -> Result<()> {
+    let lease = keyfill_e2e::pcscd::lease()?;
+    let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+    let station = Station::init(dir, Database::sqlite(dir))?;
+    let mut agent = Agent::init(dir, "line-card-1", &station.factory_root_file(), &[])?;
+    let reader = lease.reader().clone();
+    agent.serve_vpcd(&reader.vpcd_address(), &[])?;
+    std::fs::write(
+        dir.join("order.csv"),
+        format!("order_id,device_name,model,serial_number\n{ORDER},line-card-1,,SN-E2E\n"),
+    )?;
+    run_ok(&station, &["orders", "import", &dir.join("order.csv").to_string_lossy()])?;
+    let folder = dir.join("drop");
+    std::fs::create_dir(&folder)?;
+    let lanes = [(
+        format!("pcsc = {:?}\ncard_wait_secs = 10", reader.name),
+        format!("folder = {:?}", folder.display().to_string()),
+    )];
+    let config = line_config(dir, &lanes)?;
+    let mut line = LineRun::start(&station, &config, dir.join("line.log"))?;
+    drop_label(&folder, "card.txt", &agent.payload)?;
+    let keyed = line.outcome("line-card-1")?;
+    assert_eq!(keyed["event"], "provisioned", "{keyed}");
+    assert_eq!(agent.status()?["key_id"], keyed["key_id"]);
+    let complete = line.wait_for("order_complete", |e| e["event"] == "order_complete")?;
+    assert_eq!(complete["provisioned"], 1);
+    line.signal("-TERM")?;
+    assert_eq!(line.wait_exit()?, 0);
+    let record = station.devices()?.into_iter().next().context("recorded")?;
+    assert_eq!(record["transport"], "pcsc");
+    assert_eq!(record["port"], reader.name.as_str());
     Ok(())
 }

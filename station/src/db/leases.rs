@@ -148,11 +148,15 @@ async fn extend<'e>(
 }
 
 /// Gives the lease up, if `holder` holds it.
-pub async fn release(pool: &AnyPool, device_id: &str, holder: &str) -> Result<(), DbError> {
+pub async fn release<'e, E: sqlx::Executor<'e, Database = Any>>(
+    executor: E,
+    device_id: &str,
+    holder: &str,
+) -> Result<(), DbError> {
     sqlx::query("DELETE FROM device_leases WHERE device_id = $1 AND holder = $2")
         .bind(device_id)
         .bind(holder)
-        .execute(pool)
+        .execute(executor)
         .await?;
     Ok(())
 }

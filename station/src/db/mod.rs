@@ -18,6 +18,7 @@ pub mod sync;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -64,6 +65,10 @@ pub struct Inventory {
     /// The SQLite inventory's file, for [`bulk`] reads; `None` for PostgreSQL and for a
     /// database in memory, which no second connection could see.
     sqlite_file: Option<std::path::PathBuf>,
+    /// SQLite takes one writer at a time; writers of this process queue here, rather than in
+    /// SQLite's busy handler, which sleeps 1, 2, 5, 10… ms between tries and under many
+    /// concurrent sessions spent most of a provisioning asleep. `None` for PostgreSQL.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -184,7 +189,8 @@ impl Inventory {
             Backend::Sqlite => sqlite_file_of(&url),
             Backend::Postgres => None,
         };
-        Ok(Inventory { pool, backend, sqlite_file })
+        let write_gate = (backend == Backend::Sqlite).then(Arc::default);
+        Ok(Inventory { pool, backend, sqlite_file, write_gate })
     }
 
     /// [`Inventory::open`] for a database that must hold an inventory already (the target of a
@@ -214,6 +220,15 @@ impl Inventory {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Held while this process writes: taken before a write transaction begins (or a single
+    /// writing statement runs) and dropped after it commits. Never taken twice by one task.
+    pub async fn write_gate(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        }
     }
 
     pub fn backend(&self) -> Backend {

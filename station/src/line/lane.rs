@@ -52,10 +52,8 @@ pub(super) async fn run(shared: Arc<Shared>, lane: LaneConfig, mut stop: watch::
             Some(LabelInput::Problem { problem, advice }) => emit(LineEvent::LaneProblem { problem, advice }),
             Some(LabelInput::Rejected { reason, source, receipt }) => {
                 tally.rejected += 1;
+                settle(receipt, false);
                 emit(LineEvent::LabelRejected { reason, source });
-                if let Some(receipt) = receipt {
-                    receipt.settle(false);
-                }
             }
             Some(LabelInput::Label(read)) => handle_label(&shared, &lane, read, &mut stop, &mut tally).await,
         }
@@ -78,10 +76,8 @@ async fn handle_label(
         Ok(payload) => payload,
         Err(error) => {
             tally.rejected += 1;
+            settle(receipt, false);
             emit(LineEvent::LabelRejected { reason: format!("not a valid Keyfill label: {error}"), source });
-            if let Some(receipt) = receipt {
-                receipt.settle(false);
-            }
             return;
         }
     };
@@ -120,10 +116,8 @@ async fn handle_label(
             return;
         }
         Some(Ok(Prepared::AlreadyProvisioned(record))) => {
+            settle(receipt, true);
             emit(LineEvent::AlreadyProvisioned { device, key_id: record.key_id });
-            if let Some(receipt) = receipt {
-                receipt.settle(true);
-            }
             return;
         }
         Some(Ok(Prepared::Ready(job))) => {
@@ -134,16 +128,18 @@ async fn handle_label(
         }
         Some(Err(error)) => Err(error),
     };
-    let handled = match result {
+    // The label file is moved before the outcome is told: whoever acts on the event finds it
+    // settled.
+    let outcome = match result {
         Ok(report) => {
             tally.provisioned += 1;
-            emit(LineEvent::Provisioned {
+            settle(receipt, true);
+            LineEvent::Provisioned {
                 device,
                 key_id: report.device.key_id.clone().unwrap_or_default(),
                 reconciled: report.reconciled,
                 millis: millis(),
-            });
-            true
+            }
         }
         Err(error) => {
             tally.failed += 1;
@@ -151,20 +147,25 @@ async fn handle_label(
                 Ok(Some(record)) if record.state != DeviceState::Provisioned => Some(record.state.as_str().to_owned()),
                 _ => None,
             };
-            emit(LineEvent::Failed {
+            settle(receipt, false);
+            LineEvent::Failed {
                 device,
                 error: printable(&error_chain(&error)).into_owned(),
                 advice: error.advice(),
                 state,
                 millis: millis(),
-            });
-            false
+            }
         }
     };
+    emit(outcome);
+    report_order(shared, lane).await;
+}
+
+/// Moves a dropped label file into `done/` or `failed/`; other sources have nothing to move.
+fn settle(receipt: Option<labels::Receipt>, handled: bool) {
     if let Some(receipt) = receipt {
         receipt.settle(handled);
     }
-    report_order(shared, lane).await;
 }
 
 /// The lane's link for this device (a USB adapter looked up again), then the job's first half.
