@@ -208,7 +208,17 @@ struct RawLane {
 
 impl LineConfig {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawLine = toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().to_owned()))?;
+        let raw: RawLine = toml::from_str(text).map_err(|error| {
+            // The message may quote the file (an unknown key): escaped, with the line it is on.
+            let message = keyfill_formats::printable(error.message()).into_owned();
+            match error.span() {
+                Some(span) => {
+                    let line = text.get(..span.start).map_or(0, |before| before.matches('\n').count()) + 1;
+                    ConfigError::Toml(format!("line {line}: {message}"))
+                }
+                None => ConfigError::Toml(message),
+            }
+        })?;
         let order = OrderId::parse(&raw.order).map_err(ConfigError::Order)?;
         if raw.lanes.is_empty() {
             return Err(ConfigError::NoLanes);
@@ -261,6 +271,10 @@ impl RawLane {
             within(format!("give exactly one label source of scanner, folder or camera (found {count})"))
         })?;
         for path in [label_path(&labels), port_path(&port)].into_iter().flatten() {
+            let shown = path.to_string_lossy();
+            if shown.chars().any(char::is_control) {
+                return Err(within(format!("the path {shown:?} holds a control character")));
+            }
             if !path.is_absolute() {
                 return Err(within(format!("{} is not an absolute path", path.display())));
             }
@@ -376,6 +390,10 @@ mod tests {
             ("order = \"WO-1\"\n[[lane]]\nname=\"a\"\nserial=\"/dev/x\"\nfolder=\"/f\"\nspeed=1", "unknown field"),
             ("order = \"WO-1\"\n[[lane]]\nname=\"a\"\npcsc=\"r\\u0007\"\nfolder=\"/f\"", "control characters"),
             (
+                "order = \"WO-1\"\n[[lane]]\nname=\"a\"\nserial=\"/dev/x\\u001b[2J\"\nfolder=\"/f\"",
+                "a control character",
+            ),
+            (
                 "order = \"WO-1\"\n[[lane]]\nname=\"a\"\nserial=\"/dev/x\"\nfolder=\"/f\"\n\
                  [[lane]]\nname=\"b\"\nserial=\"/dev/x\"\nfolder=\"/g\"",
                 "lanes a and b both use serial /dev/x",
@@ -386,10 +404,13 @@ mod tests {
                 "one name",
             ),
             ("order = [", "not valid TOML"),
+            ("order = \"WO-1\"\n\n[[lane]]\nname=\"a\"\nbad\u{1b}key = 1\n", "line 5"),
+            ("order = \"WO-1\"\n[[lane]]\nname=\"a\"\nserial=\"/dev/x\"\nfolder=\"/f\"\n\"sp\u{1b}eed\" = 1", "line 6"),
         ];
         for (text, expected) in cases {
             let error = LineConfig::parse(text).expect_err(text).to_string();
             assert!(error.contains(expected), "{text:?}: {error}");
+            assert!(!error.chars().any(char::is_control), "{text:?}: {error:?}");
         }
     }
 
