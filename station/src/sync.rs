@@ -240,10 +240,10 @@ async fn push_events(
     loop {
         let page = sync::events_after(local_pool, after, PAGE).await?;
         let Some(last) = page.last() else { break };
-        let last_id = last.id;
+        let last_id = last.event.id;
         let mut tx = target.pool().begin().await?;
         for event in &page {
-            let origin = event.origin.clone().unwrap_or_else(|| format!("{local_id}:{}", event.id));
+            let origin = event.origin.clone().unwrap_or_else(|| format!("{local_id}:{}", event.event.id));
             if sync::put_event(&mut tx, event, &origin).await? {
                 report.events_pushed += 1;
             }

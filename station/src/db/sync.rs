@@ -1,6 +1,7 @@
 //! The rows `keyfill sync` copies from a field station's inventory to the factory's, as they are
 //! (keys stay sealed), and the cursor that makes an interrupted sync resume.
 
+use super::events::Event;
 use super::keys::SealedKeyRow;
 use super::rotations::Rotation;
 use super::{DbError, now_millis};
@@ -42,15 +43,11 @@ impl KeyRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+/// An event row, every column: the event and where it was first recorded.
+#[derive(Debug, Clone, FromRow)]
 pub struct EventRow {
-    pub id: i64,
-    pub at: i64,
-    pub device_id: Option<String>,
-    pub station_id: String,
-    pub operator: String,
-    pub kind: String,
-    pub detail: String,
+    #[sqlx(flatten)]
+    pub event: Event,
     pub origin: Option<String>,
 }
 
@@ -192,12 +189,12 @@ pub async fn put_event(tx: &mut Transaction<'_, Any>, row: &EventRow, origin: &s
         "INSERT INTO events (at, device_id, station_id, operator, kind, detail, origin) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (origin) DO NOTHING",
     )
-    .bind(row.at)
-    .bind(row.device_id.clone())
-    .bind(&row.station_id)
-    .bind(&row.operator)
-    .bind(&row.kind)
-    .bind(&row.detail)
+    .bind(row.event.at)
+    .bind(row.event.device_id.clone())
+    .bind(&row.event.station_id)
+    .bind(&row.event.operator)
+    .bind(&row.event.kind)
+    .bind(&row.event.detail)
     .bind(origin)
     .execute(&mut **tx)
     .await?;
