@@ -9,11 +9,13 @@
 //! - [`ids`]: device ids, which are E4 client ids (SHA3-256 of the name, first 16 bytes).
 //! - [`name`]: device names, validated once into a [`DeviceName`].
 //! - [`printable`]: outside text escaped for terminals and logs.
+//! - [`audit`]: the audit log's hash chain and what its signatures cover.
 //!
 //! Every decoder here is bounded and returns a typed error on bad input; none panics.
 #![forbid(unsafe_code)]
 
 pub mod apdu;
+pub mod audit;
 pub mod base45;
 pub mod ble;
 pub mod bundle;

@@ -61,6 +61,12 @@ pub enum HomeError {
     BundleSigner { source: SignerError },
     #[error("cannot join with the shared master key")]
     Share(#[from] crate::fleet::ShareError),
+    #[error(
+        "this station has no valid signing key for its audit log, and its home does not hold the factory root's \
+         private key (the root was imported): run `keyfill audit enrol --factory-root-key FILE` once, with the \
+         factory root key (PKCS#8)"
+    )]
+    AuditKeyRequiresRoot,
 }
 
 impl From<SignerError> for HomeError {
@@ -115,6 +121,8 @@ pub struct UnlockedStation {
     pub info: StationInfo,
     pub master_key: MasterKey,
     pub credentials: StationCredentials,
+    /// The home it was unlocked from, where failed unlocks wait to be audited.
+    pub home: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -281,10 +289,18 @@ impl StationHome {
         })
     }
 
-    /// Unlocks the master key and the station credentials; checks the certificate.
+    /// Unlocks the master key and the station credentials; checks the certificate. A wrong
+    /// passphrase is noted for the audit log ([`crate::audit::pending`]), which records it
+    /// at the next unlock.
     pub fn unlock(&self, passphrase: &str) -> Result<UnlockedStation, HomeError> {
         let sealed: SealedMasterKey = self.read_json(MASTER_KEY_FILE)?;
-        let master_key = MasterKey::unseal(&sealed, passphrase)?;
+        let master_key = match MasterKey::unseal(&sealed, passphrase) {
+            Ok(master_key) => master_key,
+            Err(error) => {
+                crate::audit::pending::note_failed_unlock(&self.root, &error.to_string());
+                return Err(error.into());
+            }
+        };
         let info = self.info()?;
         let station: StationFile = self.read_json(STATION_FILE)?;
         let sealed_private = hex::decode(&station.sealed_noise_private).map_err(|_| HomeError::Malformed {
@@ -303,7 +319,7 @@ impl StationHome {
             return Err(HomeError::CertificateNotValid { not_before: body.not_before, not_after: body.not_after, now });
         }
         let credentials = StationCredentials { static_private, certificate: info.certificate.encode() };
-        Ok(UnlockedStation { info, master_key, credentials })
+        Ok(UnlockedStation { info, master_key, credentials, home: self.root.clone() })
     }
 }
 
@@ -332,6 +348,25 @@ impl StationHome {
         station.bundle_signer = Some(file);
         self.write(STATION_FILE, to_json(&station)?.as_bytes())?;
         Ok(signer)
+    }
+
+    /// The key that signs this station's audit log: its signing key ([`StationHome::bundle_signer`],
+    /// created and certified now if the home has none and holds the factory root).
+    pub fn audit_key(&self, unlocked: &UnlockedStation) -> Result<crate::audit::AuditKey, HomeError> {
+        match self.bundle_signer(unlocked, None) {
+            Ok(signer) => Ok(crate::audit::AuditKey::new(std::sync::Arc::new(signer))),
+            Err(HomeError::FactoryRootRequired) => Err(HomeError::AuditKeyRequiresRoot),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Who acts at this station: its id, `operator`, and its audit key ([`StationHome::audit_key`]).
+    pub fn actor(&self, unlocked: &UnlockedStation, operator: &str) -> Result<crate::db::events::Actor, HomeError> {
+        Ok(crate::db::events::Actor {
+            station_id: hex::encode(unlocked.info.station_id),
+            operator: operator.to_owned(),
+            audit: self.audit_key(unlocked)?,
+        })
     }
 
     /// The bundle-signer certificate, if the home has one; needs no passphrase.

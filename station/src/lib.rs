@@ -6,9 +6,11 @@
 //! - [`provision`]: runs sessions over links and records every state change.
 //! - [`db`]: the inventory (SQLite or PostgreSQL).
 //! - [`seal`], [`home`]: secrets at rest and the station's own identity.
+//! - [`audit`]: the signed, hash-chained audit log and its verification.
 //! - [`demo`]: a simulated device on a pseudo-terminal.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod bundle;
 pub mod check_values;
 pub mod db;

@@ -11,8 +11,13 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn init_logging(format: cli::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYFILL_LOG")
-        .unwrap_or_else(|_| "warn,keyfill_station=info".into());
+    // Each audit entry is logged with its id (target `keyfill_audit`): in JSON logs, for a log
+    // collector to match to `keyfill audit export`; not among a person's messages.
+    let default = match format {
+        cli::LogFormat::Text => "warn,keyfill_station=info",
+        cli::LogFormat::Json => "warn,keyfill_station=info,keyfill_audit=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYFILL_LOG").unwrap_or_else(|_| default.into());
     // Colours only for a person at a terminal: a journal or a log file gets plain text.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);

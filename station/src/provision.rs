@@ -273,6 +273,7 @@ impl Station {
     pub async fn start(inventory: Inventory, unlocked: UnlockedStation, actor: Actor) -> Result<Self, DbError> {
         crate::fleet::claim_inventory(&inventory, &unlocked).await?;
         crate::check_values::backfill(&inventory, &unlocked.master_key).await?;
+        crate::audit::record_unlock(&inventory, &unlocked.home, &actor).await?;
         Ok(Station::new(inventory, unlocked, actor))
     }
 

@@ -151,6 +151,30 @@ impl Database {
         Ok(Database::Postgres { url: format!("postgres://postgres@127.0.0.1:5432/{name}"), name })
     }
 
+    /// A copy of this database as it is now (its connections closed), to be changed without
+    /// changing this one: a SQLite file copied into `dir`, a PostgreSQL database made from it
+    /// as a template.
+    pub fn copy(&self, dir: &Path) -> Result<Self> {
+        match self {
+            Database::Sqlite { path, .. } => {
+                let copy = dir.join(format!("copy-{:016x}.db", rand_u64()));
+                for suffix in ["", "-wal"] {
+                    let from = PathBuf::from(format!("{}{suffix}", path.display()));
+                    if from.exists() {
+                        std::fs::copy(&from, format!("{}{suffix}", copy.display()))?;
+                    }
+                }
+                Ok(Database::Sqlite { url: format!("sqlite://{}", copy.display()), path: copy })
+            }
+            Database::Postgres { name, .. } => {
+                let copy = format!("keyfill_e2e_{:016x}", rand_u64());
+                psql_admin(&format!("CREATE DATABASE {copy} TEMPLATE {name}"))?;
+                Ok(Database::Postgres { url: format!("postgres://postgres@127.0.0.1:5432/{copy}"), name: copy })
+            }
+            Database::Shared { .. } => bail!("a shared database is not this fixture's to copy"),
+        }
+    }
+
     pub fn url(&self) -> &str {
         match self {
             Database::Sqlite { url, .. } | Database::Postgres { url, .. } | Database::Shared { url } => url,
@@ -299,12 +323,10 @@ impl Station {
     /// This station opened in the test's process, as the `keyfill` binary opens it (checks,
     /// back-fill and all), for tests that drive the library with in-memory devices.
     pub async fn open_in_process(&self, operator: &str) -> Result<keyfill_station::provision::Station> {
-        let unlocked = keyfill_station::home::StationHome::new(&self.home).unlock(PASSPHRASE)?;
+        let home = keyfill_station::home::StationHome::new(&self.home);
+        let unlocked = home.unlock(PASSPHRASE)?;
         let inventory = keyfill_station::db::Inventory::open(self.db.url()).await?;
-        let actor = keyfill_station::db::events::Actor {
-            station_id: hex::encode(unlocked.info.station_id),
-            operator: operator.to_owned(),
-        };
+        let actor = home.actor(&unlocked, operator)?;
         Ok(keyfill_station::provision::Station::start(inventory, unlocked, actor).await?)
     }
 

@@ -20,7 +20,6 @@ use keyfill_e2e::{Agent, Database, PASSPHRASE, PtyPair, Station};
 use keyfill_formats::qr::OnboardingPayload;
 use keyfill_station::db::Inventory;
 use keyfill_station::db::devices::DeviceState;
-use keyfill_station::db::events::Actor;
 use keyfill_station::home::StationHome;
 use keyfill_station::link::open_serial;
 use keyfill_station::provision::Station as StationCore;
@@ -71,7 +70,7 @@ async fn soak_provisioning_over_one_serial_link_keeps_memory_and_descriptors_fla
     let home = StationHome::new(&cli.home);
     let unlocked = home.unlock(PASSPHRASE)?;
     let inventory = Inventory::open(cli.db.url()).await?;
-    let actor = Actor { station_id: hex::encode(unlocked.info.station_id), operator: "soak".into() };
+    let actor = home.actor(&unlocked, "soak")?;
     let station = StationCore::new(inventory, unlocked, actor);
 
     let pty = PtyPair::new(dir)?;

@@ -55,6 +55,11 @@ impl Problem {
                 "Check the computer's clock. If it is right, the station certificate has expired: ask the \
                  factory administrator for a new station.",
             ),
+            HomeError::AuditKeyRequiresRoot => Problem::new(
+                "This station has no key to sign its audit log with.",
+                "Its factory root is kept offline: run `keyfill audit enrol --factory-root-key FILE` once on this \
+                 computer, then unlock again.",
+            ),
             _ => Problem::new(
                 format!("Cannot unlock the station: {error}."),
                 "The station home may be damaged: check its files, or restore them from the backup.",

@@ -113,9 +113,10 @@ fn gui_cancelled_rotation_run_leaves_no_connection_behind() {
     let id = home.provisioned("gui-rot-cancelled");
     let proxy = MqttProxy::start().expect("the proxy listens");
     home.runtime.block_on(async {
-        let unlocked = StationHome::new(&home.home).unlock(real_station::PASSPHRASE).expect("unlocks");
+        let station_home = StationHome::new(&home.home);
+        let unlocked = station_home.unlock(real_station::PASSPHRASE).expect("unlocks");
         let inventory = Inventory::open(&home.db_url).await.expect("opens");
-        let actor = Actor { station_id: home.station_id(), operator: "gui-operator".into() };
+        let actor: Actor = station_home.actor(&unlocked, "gui-operator").expect("a signing key");
         let station = Arc::new(Station::new(inventory, unlocked, actor));
         let settings = RotationSettings { first_wait: Duration::from_secs(30), ..RotationSettings::default() };
         let rotator = Arc::new(Rotator::connect(station, &proxy.url(), settings).await.expect("connects"));

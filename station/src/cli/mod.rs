@@ -1,6 +1,7 @@
 //! The `keyfill` command line: argument parsing, passphrase handling, progress and output.
 //! The work itself lives in the library.
 
+mod audit;
 mod bundle;
 mod export;
 mod fleet;
@@ -20,7 +21,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use keyfill_formats::qr::OnboardingPayload;
 use keyfill_formats::{DeviceName, printable};
 use keyfill_station::db::devices::{self, DeviceState};
-use keyfill_station::db::events::{self, Actor};
+use keyfill_station::db::events;
 use keyfill_station::db::{Inventory, redact_url};
 use keyfill_station::demo::SimulatedDevice;
 use keyfill_station::home::{StationHome, unix_now};
@@ -199,6 +200,11 @@ enum Command {
     /// camera), keying one work order continuously. Events go to stdout as JSON Lines; SIGTERM or
     /// Ctrl-C stops it once the sessions under way have finished (a second one stops at once).
     Line(line::LineArgs),
+    /// The tamper-evident audit log: verify its chains, export them, keep checkpoints.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// The stations that have used this database.
     Stations {
         #[arg(long)]
@@ -334,7 +340,7 @@ impl GlobalArgs {
     async fn station_with(&self, home: &StationHome, passphrase: &str) -> Result<Station> {
         let unlocked = home.unlock(passphrase).context("cannot unlock the station")?;
         let inventory = self.inventory(home).await?;
-        let actor = Actor { station_id: hex::encode(unlocked.info.station_id), operator: self.operator() };
+        let actor = home.actor(&unlocked, &self.operator()).context("cannot open the station's audit key")?;
         let mut station = Station::start(inventory, unlocked, actor).await?;
         station.timeouts = self.timeouts()?;
         station.lease_ttl = Duration::from_secs(self.lease_secs);
@@ -468,6 +474,22 @@ pub async fn run(cli: Cli) -> Result<()> {
                 home.initialise_joining(&passphrase, &station_name, imported.as_deref().map(Vec::as_slice), join)?;
             // Opened as a station does: a joining station's master key must be the database's.
             let station = global.station_with(&home, &passphrase).await?;
+            let joined = share.as_ref().map(|share| format!("; joined master key {}", share.master_key_check));
+            let detail = format!(
+                "station {:?} initialised; factory root {} ({}){}",
+                info.station_name,
+                hex::encode(info.factory_root),
+                if imported.is_some() { "imported" } else { "new" },
+                joined.unwrap_or_default()
+            );
+            keyfill_station::db::audit::append_alone(
+                station.inventory.pool(),
+                &station.actor.recorder(),
+                None,
+                "station_initialised",
+                &detail,
+            )
+            .await?;
             station.inventory.close().await;
             if let Some(share) = &share {
                 println!(
@@ -605,6 +627,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             orders::OrdersCommand::VerifyReport { file, factory_root } => orders::verify_report(&file, &factory_root)?,
         },
+        Command::Audit { command } => audit::run(global, &home, command, interactive).await?,
         Command::Sync { to, json } => sync::run(&global.station(&home).await?, &to, json, interactive).await?,
         Command::Line(args) => line::run(global, &home, args).await?,
         Command::Stations { json } => {

@@ -140,7 +140,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn c2_export_bundle_events_are_all_committed_at_the_end_or_none() {
         let (_dir, inventory) = inventory().await;
-        let actor = Actor { station_id: "st".into(), operator: "op".into() };
+        let audit = crate::audit::AuditKey::throwaway([5; 16]).unwrap();
+        let actor = Actor { station_id: "st".into(), operator: "op".into(), audit };
 
         let mut abandoned = BundleEvents::start(&inventory, &actor, "b1", "r1");
         abandoned.add(keys(0..1200)).await.unwrap();

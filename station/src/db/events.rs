@@ -1,7 +1,9 @@
 //! The station's event log: what was provisioned, failed or reconciled, when, by whom.
 
-use super::{Backend, DbError, now_millis};
+use super::{Backend, DbError, audit, now_millis};
+use crate::audit::AuditKey;
 use serde::Serialize;
+use sha2::Digest;
 use sqlx::{Any, AnyPool, FromRow, Transaction};
 
 #[derive(Debug, Clone, Serialize, FromRow)]
@@ -15,13 +17,21 @@ pub struct Event {
     pub detail: String,
 }
 
-/// Who did it and where.
+/// Who did it and where, and the key that signs it into the audit log.
 #[derive(Debug, Clone)]
 pub struct Actor {
     pub station_id: String,
     pub operator: String,
+    pub audit: AuditKey,
 }
 
+impl Actor {
+    pub fn recorder(&self) -> audit::Recorder<'_> {
+        audit::Recorder { station_id: &self.station_id, operator: &self.operator, key: &self.audit }
+    }
+}
+
+/// Records an event, and the same as an entry of the audit log, in `tx`.
 pub async fn record(
     tx: &mut Transaction<'_, Any>,
     actor: &Actor,
@@ -29,10 +39,12 @@ pub async fn record(
     kind: &str,
     detail: &str,
 ) -> Result<(), DbError> {
+    let at = now_millis();
+    audit::append(tx, &actor.recorder(), at, device_id, kind, detail).await?;
     sqlx::query(
         "INSERT INTO events (at, device_id, station_id, operator, kind, detail) VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(now_millis())
+    .bind(at)
     .bind(device_id.map(str::to_owned))
     .bind(&actor.station_id)
     .bind(&actor.operator)
@@ -43,7 +55,9 @@ pub async fn record(
     Ok(())
 }
 
-/// One event of `kind` for each `(device id, detail)`, in one statement.
+/// One event of `kind` for each `(device id, detail)`, in one statement; one entry in the audit
+/// log for them all, which names their number and the SHA-256 of their lines
+/// (`device id ‖ TAB ‖ detail ‖ LF`, in the order given), so that the events can be matched to it.
 pub async fn record_for_devices(
     tx: &mut Transaction<'_, Any>,
     backend: Backend,
@@ -55,6 +69,15 @@ pub async fn record_for_devices(
         return Ok(());
     }
     let at = now_millis();
+    let mut digest = sha2::Sha256::new();
+    for (device_id, detail) in rows {
+        digest.update(device_id.as_bytes());
+        digest.update(b"\t");
+        digest.update(detail.as_bytes());
+        digest.update(b"\n");
+    }
+    let summary = format!("{} devices, lines sha256 {}", rows.len(), hex::encode(digest.finalize()));
+    audit::append(tx, &actor.recorder(), at, None, kind, &summary).await?;
     match backend {
         // SQLite looks a numbered parameter up by name in a list, once per bind: thousands of
         // `$N` in one statement cost their square. Anonymous ones are bound by position.
@@ -194,8 +217,9 @@ mod recent_tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("events.db").display());
         let inventory = Inventory::open(&url).await.unwrap();
-        let alice = Actor { station_id: "s1".into(), operator: "alice".into() };
-        let bob = Actor { station_id: "s1".into(), operator: "bob".into() };
+        let key = AuditKey::throwaway([1; 16]).unwrap();
+        let alice = Actor { station_id: "s1".into(), operator: "alice".into(), audit: key.clone() };
+        let bob = Actor { station_id: "s1".into(), operator: "bob".into(), audit: key };
         let mut tx = inventory.pool().begin().await.unwrap();
         for (actor, device, kind, detail) in [
             (&alice, Some("aa"), "key_generated", "key 01 over serial /dev/ttyUSB0"),

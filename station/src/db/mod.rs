@@ -3,6 +3,7 @@
 //! One module per aggregate: [`devices`], [`keys`], [`events`], [`rotations`], [`exports`].
 //! Functions that must compose take a transaction. Timestamps are Unix milliseconds; keys are only ever stored sealed.
 
+pub mod audit;
 pub mod bulk;
 pub mod bundle_events;
 pub mod devices;
@@ -49,6 +50,9 @@ pub enum DbError {
          (the file from `keyfill master share` on one of them), or use this station's own database"
     )]
     ForeignMasterKey { database: String, station: String },
+    /// The station's signing key did not sign (a token removed or locked): nothing was recorded.
+    #[error("the audit log entry cannot be signed, so nothing was recorded: {0}")]
+    AuditSigning(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

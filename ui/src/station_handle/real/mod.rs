@@ -20,9 +20,8 @@ use crate::bridge::EventSender;
 use crate::messages::{Command, Event, JobId, Passphrase, StationIdentity, StationSummary};
 use crate::problem::Problem;
 use crate::station_handle::StationHandle;
-use keyfill_station::db::events::Actor;
 use keyfill_station::db::{Inventory, redact_url};
-use keyfill_station::home::StationHome;
+use keyfill_station::home::{HomeError, StationHome};
 use keyfill_station::provision::Station;
 use std::future::Future;
 use std::path::PathBuf;
@@ -205,8 +204,14 @@ impl StationTask {
         }
         // PBKDF2 with 600,000 iterations: seconds of CPU, off the async workers. The passphrase
         // is moved in and wiped when the closure drops it.
-        let unlocked = tokio::task::spawn_blocking(move || home.unlock(passphrase.expose())).await;
-        let unlocked = match unlocked {
+        let operator = self.config.operator.clone();
+        let unlocked = tokio::task::spawn_blocking(move || {
+            let unlocked = home.unlock(passphrase.expose())?;
+            let actor = home.actor(&unlocked, &operator)?;
+            Ok::<_, HomeError>((unlocked, actor))
+        })
+        .await;
+        let (unlocked, actor) = match unlocked {
             Ok(Ok(unlocked)) => unlocked,
             Ok(Err(error)) => {
                 self.events.send(Event::UnlockFailed(Problem::unlock(&error)));
@@ -224,10 +229,6 @@ impl StationTask {
                 self.events.send(Event::UnlockFailed(Problem::database(&error)));
                 return;
             }
-        };
-        let actor = Actor {
-            station_id: unlocked.info.station_id.iter().map(|b| format!("{b:02x}")).collect(),
-            operator: self.config.operator.clone(),
         };
         // Checks that the inventory is this station's (its master key) before anything is read.
         match Station::start(inventory, unlocked, actor).await {
