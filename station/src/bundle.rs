@@ -29,7 +29,9 @@ pub use recipient::{
     load_recipient_private_key, public_key_path, read_factory_root_public, read_recipient_public_key,
     write_recipient_key_files,
 };
-pub use signer::{BundleSigner, SignerError, certify_bundle_signer, signer_certificate_trusted};
+pub use signer::{
+    BundleSigner, Ed25519Signer, SignerError, TokenSigner, certify_bundle_signer, signer_certificate_trusted,
+};
 pub use verify::MAX_CREATION_SKEW_MS;
 
 use crate::seal;

@@ -2,14 +2,16 @@
 //! certificate. Everything secret here is sealed; the directory is created with mode 0700.
 
 use crate::bundle::{
-    BundleSigner, BundleSignerCertificate, SignerError, certify_bundle_signer, signer_certificate_trusted,
+    BundleSigner, BundleSignerCertificate, Ed25519Signer, SignerError, TokenSigner, certify_bundle_signer,
+    signer_certificate_trusted,
 };
+use crate::hsm::TokenError;
 use crate::protocol::StationCredentials;
 use crate::seal::{self, MasterKey, SealError, SealedMasterKey};
 use keyfill_agent::identity::x25519_public_key as x25519_public;
 use keyfill_agent::keystore::write_atomically;
 use keyfill_formats::cert::{self, CertificateBody, StationCertificate};
-use ring::signature::{Ed25519KeyPair, KeyPair};
+use ring::signature::Ed25519KeyPair;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -67,6 +69,8 @@ pub enum HomeError {
          factory root key (PKCS#8)"
     )]
     AuditKeyRequiresRoot,
+    #[error(transparent)]
+    Token(#[from] TokenError),
 }
 
 impl From<SignerError> for HomeError {
@@ -79,9 +83,42 @@ impl From<SignerError> for HomeError {
 struct FactoryRootFile {
     version: u32,
     public_key: String,
-    /// Absent when the root was imported: its private key stays in offline storage.
+    /// Absent when the root was imported (its private key stays in offline storage) or is in
+    /// the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sealed_pkcs8: Option<String>,
+    /// The label of the root's key in the station's token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_key: Option<String>,
+}
+
+const TOKEN_FILE: &str = "token.json";
+
+/// The token of a station whose keys a PKCS#11 token holds; the home then has no sealed master
+/// key file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFile {
+    pub version: u32,
+    /// The PKCS#11 module's path.
+    pub module: PathBuf,
+    /// The token's label.
+    pub token: String,
+    /// The label of the master key (AES-256) in the token.
+    pub master_key: String,
+    /// The master key's check value, as recorded when it was made or moved there.
+    pub master_key_check: String,
+}
+
+/// Where a new station's keys go.
+#[derive(Debug)]
+pub enum NewCustody<'a> {
+    /// Files in the home: the master key sealed under `passphrase`; with `join`, the master
+    /// key a station of the same factory root shared, and its transfer passphrase.
+    Passphrase { passphrase: &'a str, join: Option<(&'a crate::fleet::MasterKeyShare, &'a str)> },
+    /// A PKCS#11 token, logged in, generates and keeps the master key, the factory root (unless
+    /// one is imported) and the signing key; `module` is where it was opened from.
+    Token { token: std::sync::Arc<crate::hsm::Token>, module: &'a Path },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -103,7 +140,11 @@ struct BundleSignerFile {
     /// Hex of the `BundleSignerCertificate` encoding.
     certificate: String,
     /// Hex of the Ed25519 PKCS#8 document sealed under the master key.
-    sealed_pkcs8: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed_pkcs8: Option<String>,
+    /// The label of the key in the station's token, when the token holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_key: Option<String>,
 }
 
 /// Public facts about this station.
@@ -202,33 +243,73 @@ impl StationHome {
         import_root_pkcs8: Option<&[u8]>,
         join: Option<(&crate::fleet::MasterKeyShare, &str)>,
     ) -> Result<StationInfo, HomeError> {
+        self.initialise_with(NewCustody::Passphrase { passphrase, join }, station_name, import_root_pkcs8)
+    }
+
+    /// Creates the home with its keys where `custody` says: the master key, the factory root
+    /// (new, or imported from a PKCS#8 document, which is then not kept), the station static key
+    /// and its certificate signed by the root, and the signing key and its certificate.
+    pub fn initialise_with(
+        &self,
+        custody: NewCustody<'_>,
+        station_name: &str,
+        import_root_pkcs8: Option<&[u8]>,
+    ) -> Result<StationInfo, HomeError> {
         if self.is_initialised() {
             return Err(HomeError::AlreadyInitialised(self.root.clone()));
         }
-        if passphrase.is_empty() {
+        if let NewCustody::Passphrase { passphrase: "", .. } = custody {
             return Err(SealError::EmptyPassphrase.into());
         }
+        let station_id = seal::random_array::<16>()?;
+        let labels = TokenLabels::new(&station_id);
 
-        let pkcs8 = match import_root_pkcs8 {
-            Some(document) => zeroize::Zeroizing::new(document.to_vec()),
-            None => {
+        // The root: imported (not kept), made in the token, or made here and sealed.
+        let mut root_pkcs8 = None;
+        let mut root_token_key = None;
+        let root: Box<dyn Ed25519Signer> = match (import_root_pkcs8, &custody) {
+            (Some(document), _) => Box::new(root_key_pair(document)?),
+            (None, NewCustody::Token { token, .. }) => {
+                let (key, public) = token.generate_ed25519(&labels.factory_root).map_err(token_failed)?;
+                root_token_key = Some(labels.factory_root.clone());
+                Box::new(TokenSigner { key, public })
+            }
+            (None, NewCustody::Passphrase { .. }) => {
                 let document =
                     Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).map_err(|_| SealError::Random)?;
-                zeroize::Zeroizing::new(document.as_ref().to_vec())
+                let document = zeroize::Zeroizing::new(document.as_ref().to_vec());
+                let pair = root_key_pair(&document)?;
+                root_pkcs8 = Some(document);
+                Box::new(pair)
             }
         };
-        let root = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8).map_err(|_| HomeError::BadRootKey)?;
-        let root_public: [u8; 32] = root.public_key().as_ref().try_into().map_err(|_| HomeError::BadRootKey)?;
-        let master = match join {
-            Some((share, transfer_passphrase)) => share.open(transfer_passphrase, &root_public)?,
-            None => MasterKey::generate()?,
+        let root_public = root.public_key().map_err(|_| HomeError::BadRootKey)?;
+        let (master, sealed_master, token_file) = match &custody {
+            NewCustody::Passphrase { passphrase, join } => {
+                let master = match join {
+                    Some((share, transfer_passphrase)) => share.open(transfer_passphrase, &root_public)?,
+                    None => MasterKey::generate()?,
+                };
+                let sealed = master.seal_under_passphrase(passphrase)?;
+                (master, Some(sealed), None)
+            }
+            NewCustody::Token { token, module } => {
+                let key = token.generate_aes_key(&labels.master).map_err(token_failed)?;
+                let check = MasterKey::token_check_value(&key)?;
+                let file = TokenFile {
+                    version: 1,
+                    module: module.to_path_buf(),
+                    token: token.label().to_owned(),
+                    master_key: labels.master.clone(),
+                    master_key_check: check.to_hex(),
+                };
+                (MasterKey::in_token(key, check), None, Some(file))
+            }
         };
-        let sealed_master = master.seal_under_passphrase(passphrase)?;
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root).map_err(io_error(&self.root))?;
 
         let static_private = seal::random_key()?;
         let noise_public = x25519_public(&static_private);
-        let station_id = seal::random_array::<16>()?;
         let now = unix_now();
         let body = CertificateBody {
             station_id,
@@ -239,18 +320,19 @@ impl StationHome {
             root_key_id: cert::root_key_id(&root_public),
         };
         let tbs = body.encode();
-        let signature: [u8; 64] =
-            root.sign(&CertificateBody::signing_input(&tbs)).as_ref().try_into().map_err(|_| HomeError::BadRootKey)?;
+        let signature = root.sign(&CertificateBody::signing_input(&tbs)).map_err(|_| HomeError::BadRootKey)?;
         let certificate = StationCertificate { body, tbs, signature };
-        let (bundle_signer, _) = issue_bundle_signer(&root, station_id, &certificate.body.station_name, &master, now)?;
+        let (bundle_signer, _) =
+            issue_bundle_signer(root.as_ref(), station_id, &certificate.body.station_name, &master, now)?;
 
         let root_file = FactoryRootFile {
             version: 1,
             public_key: hex::encode(root_public),
-            sealed_pkcs8: match import_root_pkcs8 {
-                Some(_) => None,
-                None => Some(hex::encode(master.seal(ROOT_SIGNING_CONTEXT, &pkcs8)?)),
+            sealed_pkcs8: match &root_pkcs8 {
+                Some(document) => Some(hex::encode(master.seal(ROOT_SIGNING_CONTEXT, document)?)),
+                None => None,
             },
+            token_key: root_token_key,
         };
         let station_file = StationFile {
             version: 1,
@@ -261,12 +343,65 @@ impl StationHome {
             certificate: hex::encode(certificate.encode()),
             bundle_signer: Some(bundle_signer),
         };
-        self.write(MASTER_KEY_FILE, to_json(&sealed_master)?.as_bytes())?;
+        if let Some(sealed) = &sealed_master {
+            self.write(MASTER_KEY_FILE, to_json(sealed)?.as_bytes())?;
+        }
+        if let Some(file) = &token_file {
+            self.write(TOKEN_FILE, to_json(file)?.as_bytes())?;
+        }
         self.write(FACTORY_ROOT_FILE, to_json(&root_file)?.as_bytes())?;
         self.write(FACTORY_ROOT_PUBLIC_FILE, format!("{}\n", hex::encode(root_public)).as_bytes())?;
         // Written last: its presence marks the home as initialised.
         self.write(STATION_FILE, to_json(&station_file)?.as_bytes())?;
         self.info()
+    }
+
+    /// Moves this station's master key into `token` (opened from `module`, logged in) as a key
+    /// that never leaves it, then forgets the copy sealed under the passphrase: the station is
+    /// unlocked with the token's PIN from then on. Every sealed secret stays as it is: the token
+    /// opens them alike, which is checked on the station's own sealed key before anything is
+    /// written. The factory root and signing key stay sealed under the master key.
+    pub fn move_master_into_token(
+        &self,
+        passphrase: &str,
+        token: &std::sync::Arc<crate::hsm::Token>,
+        module: &Path,
+    ) -> Result<TokenFile, HomeError> {
+        if self.token_file()?.is_some() {
+            return Err(SealError::InToken.into());
+        }
+        let unlocked = self.unlock(passphrase)?;
+        let labels = TokenLabels::new(&unlocked.info.station_id);
+        let moved = unlocked.master_key.move_into_token(token, &labels.master)?;
+        let station: StationFile = self.read_json(STATION_FILE)?;
+        let sealed = hex::decode(&station.sealed_noise_private).map_err(|_| HomeError::Malformed {
+            path: self.root.join(STATION_FILE),
+            reason: "sealed key is not hex".into(),
+        })?;
+        let opened = moved.open_key(STATION_STATIC_CONTEXT, &sealed)?;
+        if x25519_public(&opened) != unlocked.info.certificate.body.noise_static {
+            return Err(HomeError::CertificateUntrusted);
+        }
+        let file = TokenFile {
+            version: 1,
+            module: module.to_path_buf(),
+            token: token.label().to_owned(),
+            master_key: labels.master,
+            master_key_check: moved.check_value().to_hex(),
+        };
+        self.write(TOKEN_FILE, to_json(&file)?.as_bytes())?;
+        // Last: until the token file is written the passphrase still unlocks the station.
+        let sealed_master = self.root.join(MASTER_KEY_FILE);
+        std::fs::remove_file(&sealed_master).map_err(io_error(&sealed_master))?;
+        Ok(file)
+    }
+
+    /// The token holding this station's keys, if they are in one.
+    pub fn token_file(&self) -> Result<Option<TokenFile>, HomeError> {
+        if !self.root.join(TOKEN_FILE).exists() {
+            return Ok(None);
+        }
+        self.read_json(TOKEN_FILE).map(Some)
     }
 
     /// Public station facts; needs no passphrase.
@@ -292,13 +427,30 @@ impl StationHome {
     /// Unlocks the master key and the station credentials; checks the certificate. A wrong
     /// passphrase is noted for the audit log ([`crate::audit::pending`]), which records it
     /// at the next unlock.
+    ///
+    /// A station whose keys are in a token ([`StationHome::token_file`]) is unlocked with the
+    /// token's user PIN instead: the token is opened and logged in, and its master key found.
     pub fn unlock(&self, passphrase: &str) -> Result<UnlockedStation, HomeError> {
-        let sealed: SealedMasterKey = self.read_json(MASTER_KEY_FILE)?;
-        let master_key = match MasterKey::unseal(&sealed, passphrase) {
-            Ok(master_key) => master_key,
-            Err(error) => {
-                crate::audit::pending::note_failed_unlock(&self.root, &error.to_string());
-                return Err(error.into());
+        let master_key = match self.token_file()? {
+            Some(file) => match open_token_master(&file, passphrase) {
+                Ok(master_key) => master_key,
+                Err(error) => {
+                    if matches!(error, HomeError::Token(TokenError::PinIncorrect { .. } | TokenError::PinLocked { .. }))
+                    {
+                        crate::audit::pending::note_failed_unlock(&self.root, &error.to_string());
+                    }
+                    return Err(error);
+                }
+            },
+            None => {
+                let sealed: SealedMasterKey = self.read_json(MASTER_KEY_FILE)?;
+                match MasterKey::unseal(&sealed, passphrase) {
+                    Ok(master_key) => master_key,
+                    Err(error) => {
+                        crate::audit::pending::note_failed_unlock(&self.root, &error.to_string());
+                        return Err(error.into());
+                    }
+                }
             }
         };
         let info = self.info()?;
@@ -344,7 +496,7 @@ impl StationHome {
         let root = self.factory_root_key_pair(unlocked, offline_root_pkcs8)?;
         let info = &unlocked.info;
         let (file, signer) =
-            issue_bundle_signer(&root, info.station_id, &info.station_name, &unlocked.master_key, now)?;
+            issue_bundle_signer(root.as_ref(), info.station_id, &info.station_name, &unlocked.master_key, now)?;
         station.bundle_signer = Some(file);
         self.write(STATION_FILE, to_json(&station)?.as_bytes())?;
         Ok(signer)
@@ -394,60 +546,131 @@ impl StationHome {
         {
             return Err(HomeError::BundleSignerUntrusted);
         }
-        let sealed = hex::decode(&stored.sealed_pkcs8).map_err(|_| HomeError::Malformed {
-            path: self.root.join(STATION_FILE),
-            reason: "sealed bundle signer key is not hex".into(),
-        })?;
-        let pkcs8 = unlocked.master_key.open(BUNDLE_SIGNER_CONTEXT, &sealed)?;
-        BundleSigner::new(&pkcs8, certificate).map_err(|e| match e {
+        let mismatch = |e| match e {
             SignerError::KeyMismatch => HomeError::BundleSignerUntrusted,
             other => other.into(),
-        })
+        };
+        if let Some(label) = &stored.token_key {
+            let token = unlocked.master_key.token_key().ok_or_else(|| HomeError::Malformed {
+                path: self.root.join(STATION_FILE),
+                reason: "the signing key is in a token, and the master key is not".into(),
+            })?;
+            let (key, public) = token.token().ed25519_key(label).map_err(token_failed)?;
+            return BundleSigner::in_token(TokenSigner { key, public }, certificate).map_err(mismatch);
+        }
+        let sealed =
+            hex::decode(stored.sealed_pkcs8.as_deref().unwrap_or_default()).map_err(|_| HomeError::Malformed {
+                path: self.root.join(STATION_FILE),
+                reason: "sealed bundle signer key is not hex".into(),
+            })?;
+        let pkcs8 = unlocked.master_key.open(BUNDLE_SIGNER_CONTEXT, &sealed)?;
+        BundleSigner::new(&pkcs8, certificate).map_err(mismatch)
     }
 
-    /// The factory root's key pair: `offline_pkcs8` if given, else the one sealed in this home.
+    /// The factory root's key: `offline_pkcs8` if given, else the one sealed in this home or
+    /// held by its token.
     fn factory_root_key_pair(
         &self,
         unlocked: &UnlockedStation,
         offline_pkcs8: Option<&[u8]>,
-    ) -> Result<Ed25519KeyPair, HomeError> {
-        let pkcs8 = match offline_pkcs8 {
-            Some(document) => zeroize::Zeroizing::new(document.to_vec()),
+    ) -> Result<Box<dyn Ed25519Signer>, HomeError> {
+        let root: Box<dyn Ed25519Signer> = match offline_pkcs8 {
+            Some(document) => Box::new(root_key_pair(document)?),
             None => {
                 let root: FactoryRootFile = self.read_json(FACTORY_ROOT_FILE)?;
-                let sealed = root.sealed_pkcs8.ok_or(HomeError::FactoryRootRequired)?;
-                let sealed = hex::decode(sealed).map_err(|_| HomeError::Malformed {
-                    path: self.root.join(FACTORY_ROOT_FILE),
-                    reason: "sealed key is not hex".into(),
-                })?;
-                unlocked.master_key.open(ROOT_SIGNING_CONTEXT, &sealed)?
+                match (root.token_key, root.sealed_pkcs8, unlocked.master_key.token_key()) {
+                    (Some(label), _, Some(master)) => {
+                        let (key, public) = master.token().ed25519_key(&label).map_err(token_failed)?;
+                        Box::new(TokenSigner { key, public })
+                    }
+                    (_, Some(sealed), _) => {
+                        let sealed = hex::decode(sealed).map_err(|_| HomeError::Malformed {
+                            path: self.root.join(FACTORY_ROOT_FILE),
+                            reason: "sealed key is not hex".into(),
+                        })?;
+                        Box::new(root_key_pair(&unlocked.master_key.open(ROOT_SIGNING_CONTEXT, &sealed)?)?)
+                    }
+                    _ => return Err(HomeError::FactoryRootRequired),
+                }
             }
         };
-        let root = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8).map_err(|_| HomeError::BadRootKey)?;
-        if root.public_key().as_ref() != unlocked.info.factory_root {
+        if root.public_key().map_err(|_| HomeError::BadRootKey)? != unlocked.info.factory_root {
             return Err(HomeError::FactoryRootMismatch);
         }
         Ok(root)
     }
 }
 
+/// The labels of a station's keys in its token.
+struct TokenLabels {
+    master: String,
+    factory_root: String,
+    station: String,
+}
+
+impl TokenLabels {
+    fn new(station_id: &[u8; 16]) -> Self {
+        let station = hex::encode(station_id);
+        TokenLabels {
+            master: format!("keyfill {station} master"),
+            factory_root: format!("keyfill {station} factory root"),
+            station,
+        }
+    }
+
+    /// Signing keys are replaced when their certificate expires: each has its own label.
+    fn signer(&self, not_before: u64) -> String {
+        format!("keyfill {} signer {not_before}", self.station)
+    }
+}
+
+fn token_failed(error: TokenError) -> HomeError {
+    HomeError::Token(error)
+}
+
+fn root_key_pair(pkcs8: &[u8]) -> Result<Ed25519KeyPair, HomeError> {
+    Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| HomeError::BadRootKey)
+}
+
+/// Opens the station's token with `pin` and finds its master key.
+fn open_token_master(file: &TokenFile, pin: &str) -> Result<MasterKey, HomeError> {
+    let token = crate::hsm::Token::open(&file.module, &file.token, pin)?;
+    let key = token.aes_key(&file.master_key)?;
+    let check = crate::seal::KeyCheckValue::from_hex(&file.master_key_check)
+        .ok_or_else(|| HomeError::Encode("token.json: the master key's check value is not 32 hex digits".into()))?;
+    Ok(MasterKey::in_token(key, check))
+}
+
 /// A new bundle-signing key certified by `root` for as long as a station certificate, sealed
 /// for station.json.
 fn issue_bundle_signer(
-    root: &Ed25519KeyPair,
+    root: &dyn Ed25519Signer,
     station_id: [u8; 16],
     station_name: &str,
     master: &MasterKey,
     now: u64,
 ) -> Result<(BundleSignerFile, BundleSigner), HomeError> {
+    let not_after = now + CERTIFICATE_LIFETIME_SECS;
+    if let Some(master) = master.token_key() {
+        let label = TokenLabels::new(&station_id).signer(now);
+        let (key, public) = master.token().generate_ed25519(&label).map_err(token_failed)?;
+        let certificate =
+            certify_bundle_signer(root, station_id, station_name, public, now.saturating_sub(3600), not_after)?;
+        let file = BundleSignerFile {
+            certificate: hex::encode(certificate.encode()),
+            sealed_pkcs8: None,
+            token_key: Some(label),
+        };
+        return Ok((file, BundleSigner::in_token(TokenSigner { key, public }, certificate)?));
+    }
     let pkcs8 = BundleSigner::generate_pkcs8()?;
     let public = BundleSigner::public_key_of_pkcs8(&pkcs8)?;
-    let not_after = now + CERTIFICATE_LIFETIME_SECS;
     let certificate =
         certify_bundle_signer(root, station_id, station_name, public, now.saturating_sub(3600), not_after)?;
     let file = BundleSignerFile {
         certificate: hex::encode(certificate.encode()),
-        sealed_pkcs8: hex::encode(master.seal(BUNDLE_SIGNER_CONTEXT, &pkcs8)?),
+        sealed_pkcs8: Some(hex::encode(master.seal(BUNDLE_SIGNER_CONTEXT, &pkcs8)?)),
+        token_key: None,
     };
     Ok((file, BundleSigner::new(&pkcs8, certificate)?))
 }

@@ -19,6 +19,7 @@ pub mod detect;
 pub mod export;
 pub mod fleet;
 pub mod home;
+pub mod hsm;
 pub mod job;
 pub mod label;
 pub mod lease;

@@ -36,6 +36,14 @@ pub enum SealError {
     Random,
     #[error("the passphrase is empty")]
     EmptyPassphrase,
+    /// The token holding the master key failed (removed, logged out, out of sessions).
+    #[error("the master key's token failed: {0}")]
+    Token(String),
+    #[error(
+        "this station's master key is held by its token and never leaves it: it cannot be sealed under a passphrase \
+         or shared as a file (stations sharing a database share the token, a network HSM)"
+    )]
+    InToken,
 }
 
 /// Fills an array from ring's system random source.
@@ -141,12 +149,26 @@ fn open_with(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec
     Ok(buffer)
 }
 
-/// The key that seals every secret in the inventory. Never stored unsealed.
-pub struct MasterKey(SecretKey);
+/// The key that seals every secret in the inventory. Never stored unsealed: either sealed
+/// under a passphrase in the station home, or held by a PKCS#11 token that seals and opens with
+/// it ([`crate::hsm`]) and never lets it out.
+pub struct MasterKey(Custody);
+
+enum Custody {
+    Software(SecretKey),
+    /// The token's key, and its check value as recorded when the key was made or moved there.
+    Token {
+        key: crate::hsm::TokenKey,
+        check: KeyCheckValue,
+    },
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterKey(<redacted>)")
+        match &self.0 {
+            Custody::Software(_) => f.write_str("MasterKey(<redacted>)"),
+            Custody::Token { key, .. } => write!(f, "MasterKey({key:?})"),
+        }
     }
 }
 
@@ -176,13 +198,59 @@ fn passphrase_key(passphrase: &str, salt: &[u8], iterations: u32) -> Result<Secr
 
 impl MasterKey {
     pub fn generate() -> Result<Self, SealError> {
-        Ok(MasterKey(random_key()?))
+        Ok(MasterKey(Custody::Software(random_key()?)))
+    }
+
+    /// The master key held by a token, with the check value recorded for it.
+    pub fn in_token(key: crate::hsm::TokenKey, check: KeyCheckValue) -> Self {
+        MasterKey(Custody::Token { key, check })
+    }
+
+    /// The check value of a master key made in a token: AES-CMAC (NIST SP 800-38B) of the
+    /// check label, computed by the token, 16 bytes. (A key moved into a token keeps the value
+    /// it had.)
+    pub fn token_check_value(key: &crate::hsm::TokenKey) -> Result<KeyCheckValue, SealError> {
+        key.cmac(MASTER_CHECK_LABEL).map(KeyCheckValue).map_err(|e| SealError::Token(e.to_string()))
+    }
+
+    /// Moves this master key into `token` as a key that never leaves it, under `label`. The
+    /// sealed secrets stay as they are: the token seals and opens them alike.
+    pub fn move_into_token(
+        &self,
+        token: &std::sync::Arc<crate::hsm::Token>,
+        label: &str,
+    ) -> Result<MasterKey, SealError> {
+        match &self.0 {
+            Custody::Software(key) => {
+                let moved = token.import_aes_key(label, key.expose()).map_err(|e| SealError::Token(e.to_string()))?;
+                Ok(MasterKey::in_token(moved, self.check_value()))
+            }
+            Custody::Token { .. } => Err(SealError::InToken),
+        }
+    }
+
+    /// Whether a token holds this key.
+    pub fn token_key(&self) -> Option<&crate::hsm::TokenKey> {
+        match &self.0 {
+            Custody::Software(_) => None,
+            Custody::Token { key, .. } => Some(key),
+        }
+    }
+
+    fn software(&self) -> Result<&SecretKey, SealError> {
+        match &self.0 {
+            Custody::Software(key) => Ok(key),
+            Custody::Token { .. } => Err(SealError::InToken),
+        }
     }
 
     /// Names this master key without revealing it, so that a database can say which master key
     /// its secrets are sealed under (a [`KeyCheckValue`] with a label of its own).
     pub fn check_value(&self) -> KeyCheckValue {
-        KeyCheckValue::with_label(&self.0, MASTER_CHECK_LABEL)
+        match &self.0 {
+            Custody::Software(key) => KeyCheckValue::with_label(key, MASTER_CHECK_LABEL),
+            Custody::Token { check, .. } => *check,
+        }
     }
 
     /// Seals this master key under `passphrase`.
@@ -206,9 +274,10 @@ impl MasterKey {
         if passphrase.is_empty() {
             return Err(SealError::EmptyPassphrase);
         }
+        let key = self.software()?;
         let salt = random_array::<16>()?;
         let kek = passphrase_key(passphrase, &salt, PBKDF2_ITERATIONS)?;
-        let sealed = seal_with(&kek, aad, self.0.expose())?;
+        let sealed = seal_with(&kek, aad, key.expose())?;
         Ok(SealedMasterKey {
             version: 1,
             kdf: "pbkdf2-hmac-sha256".into(),
@@ -237,16 +306,27 @@ impl MasterKey {
             SealError::Unauthentic => SealError::WrongPassphrase,
             other => other,
         })?;
-        SecretKey::from_slice(&plaintext).map(MasterKey).ok_or(SealError::Malformed)
+        SecretKey::from_slice(&plaintext).map(|key| MasterKey(Custody::Software(key))).ok_or(SealError::Malformed)
     }
 
     /// Seals `secret` with `context` (e.g. device id ‖ key id) as associated data.
     pub fn seal(&self, context: &[u8], secret: &[u8]) -> Result<Vec<u8>, SealError> {
-        seal_with(&self.0, context, secret)
+        match &self.0 {
+            Custody::Software(key) => seal_with(key, context, secret),
+            Custody::Token { key, .. } => {
+                key.seal(&random_array::<NONCE_LEN>()?, context, secret).map_err(|e| SealError::Token(e.to_string()))
+            }
+        }
     }
 
     pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
-        open_with(&self.0, context, sealed)
+        match &self.0 {
+            Custody::Software(key) => open_with(key, context, sealed),
+            Custody::Token { key, .. } => key.open(context, sealed).map_err(|error| match error {
+                crate::hsm::OpenError::Unauthentic => SealError::Unauthentic,
+                crate::hsm::OpenError::Token(error) => SealError::Token(error.to_string()),
+            }),
+        }
     }
 
     pub fn open_key(&self, context: &[u8], sealed: &[u8]) -> Result<SecretKey, SealError> {
@@ -332,7 +412,7 @@ mod tests {
     fn kcv_matches_openssl_hmac_sha256_truncated_to_16_bytes() {
         let key = SecretKey::from_bytes(std::array::from_fn(|i| i as u8));
         assert_eq!(KeyCheckValue::of(&key).to_hex(), "30fbe252d17df6532e537e2a9e4b2c8a");
-        assert_eq!(MasterKey(key).check_value().to_hex(), "41d58e3ee0a5639a440dc26d64b8a2aa");
+        assert_eq!(MasterKey(Custody::Software(key)).check_value().to_hex(), "41d58e3ee0a5639a440dc26d64b8a2aa");
         let again = KeyCheckValue::from_hex("30fbe252d17df6532e537e2a9e4b2c8a");
         assert_eq!(again, Some(KeyCheckValue::of(&SecretKey::from_bytes(std::array::from_fn(|i| i as u8)))));
         assert_eq!(KeyCheckValue::from_hex("30fb"), None);

@@ -120,7 +120,12 @@ fn bench(devices: usize, runs: usize, keep: Option<&Path>, postgres: bool) -> Re
     let passphrase = dir.join("passphrase");
     let station = if key.exists() {
         println!("reusing the station of {devices} devices in {}", dir.display());
-        Station { home: dir.join("station-home"), db: Database::sqlite(dir), transcript: Default::default() }
+        Station {
+            home: dir.join("station-home"),
+            db: Database::sqlite(dir),
+            transcript: Default::default(),
+            env: Vec::new(),
+        }
     } else {
         std::fs::create_dir_all(dir)?;
         let database = if postgres { Database::postgres()? } else { Database::sqlite(dir) };

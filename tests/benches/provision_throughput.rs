@@ -9,13 +9,14 @@
 //! ```sh
 //! cargo bench -p keyfill-e2e --bench provision_throughput                  # SQLite, 5 rounds per N
 //! cargo bench -p keyfill-e2e --bench provision_throughput -- --postgres    # the local PostgreSQL
+//! cargo bench -p keyfill-e2e --bench provision_throughput -- --hsm         # keys in SoftHSM2
 //! cargo bench -p keyfill-e2e --bench provision_throughput -- --sizes 64 --rounds 20
 //! cargo bench -p keyfill-e2e --bench provision_throughput -- --sizes 64 --keep-log station.log
 //! ```
 
 use anyhow::{Context, Result, bail};
 use keyfill_e2e::farm::Farm;
-use keyfill_e2e::{Database, Station};
+use keyfill_e2e::{Database, SoftHsm, Station};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -25,17 +26,20 @@ struct Options {
     /// Where the last round's station log goes, for a look at where the time went.
     keep_log: Option<std::path::PathBuf>,
     postgres: bool,
+    /// Every key in a SoftHSM2 token: device keys sealed by the token.
+    hsm: bool,
     sizes: Vec<usize>,
     rounds: usize,
 }
 
 fn options() -> Result<Options> {
-    let mut options = Options { keep_log: None, postgres: false, sizes: vec![1, 4, 16, 64], rounds: 5 };
+    let mut options = Options { keep_log: None, postgres: false, hsm: false, sizes: vec![1, 4, 16, 64], rounds: 5 };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bench" => {}
             "--postgres" => options.postgres = true,
+            "--hsm" => options.hsm = true,
             "--keep-log" => options.keep_log = Some(args.next().context("--keep-log needs a file")?.into()),
             "--sizes" => {
                 let list = args.next().context("--sizes needs N,N,…")?;
@@ -92,7 +96,11 @@ fn run_size(options: &Options, size: usize) -> Result<()> {
     let (postgres, rounds) = (options.postgres, options.rounds);
     let dir = tempfile::tempdir()?;
     let db = if postgres { Database::postgres()? } else { Database::sqlite(dir.path()) };
-    let station = Station::init(dir.path(), db)?;
+    let hsm = if options.hsm { Some(SoftHsm::new(dir.path())?) } else { None };
+    let station = match &hsm {
+        Some(hsm) => Station::init_in_token(dir.path(), db, hsm, &[])?,
+        None => Station::init(dir.path(), db)?,
+    };
     let root: [u8; 32] = hex::decode(std::fs::read_to_string(station.factory_root_file())?.trim())?
         .try_into()
         .map_err(|_| anyhow::anyhow!("factory root"))?;
@@ -165,8 +173,9 @@ fn main() -> ExitCode {
         }
     };
     println!(
-        "provisioning throughput on {}, {} round(s) per size",
+        "provisioning throughput on {}{}, {} round(s) per size",
         if options.postgres { "PostgreSQL" } else { "SQLite (synchronous FULL)" },
+        if options.hsm { ", keys in SoftHSM2" } else { ", keys in files" },
         options.rounds
     );
     for &size in &options.sizes {

@@ -115,6 +115,60 @@ impl Drop for PtyPair {
     }
 }
 
+/// SoftHSM2's PKCS#11 module, as Debian installs it.
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// The user PIN of a test's SoftHSM2 token.
+pub const TOKEN_PIN: &str = "31415926";
+
+/// A SoftHSM2 token of a test's own: its configuration and token directory in the test's
+/// folder, so that tests never share a token.
+#[derive(Debug)]
+pub struct SoftHsm {
+    pub conf: PathBuf,
+    pub label: String,
+}
+
+impl SoftHsm {
+    pub fn new(dir: &Path) -> Result<Self> {
+        let tokens = dir.join("softhsm-tokens");
+        std::fs::create_dir_all(&tokens)?;
+        let conf = dir.join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()),
+        )?;
+        let label = format!("keyfill-{:08x}", rand_u64() as u32);
+        let output = Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", &label, "--pin", TOKEN_PIN, "--so-pin", "27182818"])
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .context("softhsm2-util (Debian package softhsm2, installed by scripts/setup)")?;
+        if !output.status.success() {
+            bail!("softhsm2-util --init-token: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(SoftHsm { conf, label })
+    }
+
+    /// The environment a `keyfill` using this token runs with.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![("SOFTHSM2_CONF".into(), self.conf.display().to_string()), ("KEYFILL_TOKEN_PIN".into(), TOKEN_PIN.into())]
+    }
+
+    /// `pkcs11-tool --list-objects` of the token (OpenSC, an independent PKCS#11 client).
+    pub fn list_objects(&self) -> Result<String> {
+        let output = Command::new("pkcs11-tool")
+            .args(["--module", SOFTHSM_MODULE, "--token-label", &self.label, "--login", "--pin", TOKEN_PIN])
+            .arg("--list-objects")
+            .env("SOFTHSM2_CONF", &self.conf)
+            .output()
+            .context("pkcs11-tool (Debian package opensc, installed by scripts/setup)")?;
+        if !output.status.success() {
+            bail!("pkcs11-tool --list-objects: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
 /// Which database a test runs against.
 #[derive(Debug)]
 pub enum Database {
@@ -251,15 +305,30 @@ pub struct Station {
     pub home: PathBuf,
     pub db: Database,
     pub transcript: std::cell::RefCell<Vec<u8>>,
+    /// Set for every command: a token station's SoftHSM2 configuration and PIN.
+    pub env: Vec<(String, String)>,
 }
 
 impl Station {
     /// `keyfill init` in a fresh home.
     pub fn init(dir: &Path, db: Database) -> Result<Self> {
-        let station = Station { home: dir.join("station-home"), db, transcript: Default::default() };
+        let station = Station { home: dir.join("station-home"), db, transcript: Default::default(), env: Vec::new() };
         let output = station.run(&["init", "--station-name", "e2e-station"])?;
         if !output.status.success() {
             bail!("keyfill init failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(station)
+    }
+
+    /// `keyfill init --pkcs11-module … --token …` in a fresh home: every key in `hsm`'s token.
+    pub fn init_in_token(dir: &Path, db: Database, hsm: &SoftHsm, extra: &[&str]) -> Result<Self> {
+        let station = Station { home: dir.join("station-home"), db, transcript: Default::default(), env: hsm.env() };
+        let mut args = vec!["init", "--station-name", "hsm-station", "--pkcs11-module", SOFTHSM_MODULE];
+        args.extend(["--token", &hsm.label]);
+        args.extend(extra);
+        let output = station.run(&args)?;
+        if !output.status.success() {
+            bail!("keyfill init in a token failed: {}", String::from_utf8_lossy(&output.stderr));
         }
         Ok(station)
     }
@@ -278,6 +347,7 @@ impl Station {
             .args(args)
             .env("KEYFILL_PASSPHRASE", PASSPHRASE)
             .env("KEYFILL_LOG", "trace")
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null());
         command
     }

@@ -40,8 +40,12 @@ impl SharedLine {
         let share_arg = share.to_str().context("path")?.to_owned();
         let mut stations = Vec::new();
         for index in 0..count {
-            let station =
-                Station { home: dir.join(format!("station-{index}")), db: db.shared(), transcript: Default::default() };
+            let station = Station {
+                home: dir.join(format!("station-{index}")),
+                db: db.shared(),
+                transcript: Default::default(),
+                env: Vec::new(),
+            };
             let name = format!("line-{index}");
             let env = [("KEYFILL_SHARE_PASSPHRASE", SHARE_PASSPHRASE)];
             let mut args = vec!["init", "--station-name", &name, "--factory-root-key", root];

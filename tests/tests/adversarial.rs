@@ -239,6 +239,7 @@ fn adversarial_serial_replayed_transcript_is_refused_both_ways() -> Result<()> {
             home: line.station.home.clone(),
             db: Database::sqlite(&station_dir),
             transcript: Default::default(),
+            env: Vec::new(),
         };
         let pty = PtyPair::new(&station_dir)?;
         let mut impostor = FakeDevice::open(&pty)?;

@@ -107,8 +107,12 @@ impl FactoryRoot {
     }
 
     fn genuine_station(&self, dir: &Path) -> Result<Station> {
-        let station =
-            Station { home: dir.join("station-home"), db: Database::sqlite(dir), transcript: Default::default() };
+        let station = Station {
+            home: dir.join("station-home"),
+            db: Database::sqlite(dir),
+            transcript: Default::default(),
+            env: Vec::new(),
+        };
         let key = self.pkcs8.to_string_lossy().into_owned();
         let output = station.run(&["init", "--station-name", "genuine", "--factory-root-key", &key])?;
         if !output.status.success() {

@@ -87,8 +87,12 @@ fn serial_provisioned_device_refuses_a_new_initial_key_until_reset() -> Result<(
     // The same station with its inventory lost (a fresh database) tries to key the device again.
     let restored_dir = dir.join("restored");
     std::fs::create_dir_all(&restored_dir)?;
-    let restored =
-        Station { home: station.home.clone(), db: Database::sqlite(&restored_dir), transcript: Default::default() };
+    let restored = Station {
+        home: station.home.clone(),
+        db: Database::sqlite(&restored_dir),
+        transcript: Default::default(),
+        env: Vec::new(),
+    };
     let refused = restored.run(&["provision", "--serial", &port, "--qr", &agent.payload])?;
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("AlreadyProvisioned"), "{}", stderr(&refused));

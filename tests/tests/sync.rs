@@ -15,8 +15,12 @@ fn factory_and_laptop(dir: &Path) -> Result<(SharedLine, Station)> {
     let factory = SharedLine::new(dir, 1)?;
     let laptop_dir = dir.join("laptop");
     std::fs::create_dir_all(&laptop_dir)?;
-    let laptop =
-        Station { home: laptop_dir.join("home"), db: Database::sqlite(&laptop_dir), transcript: Default::default() };
+    let laptop = Station {
+        home: laptop_dir.join("home"),
+        db: Database::sqlite(&laptop_dir),
+        transcript: Default::default(),
+        env: Vec::new(),
+    };
     let root = dir.join("factory-root.pk8");
     let share = dir.join("master.share");
     let args = [

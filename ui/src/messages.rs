@@ -183,6 +183,9 @@ pub struct StationSummary {
 pub struct StationIdentity {
     pub name: String,
     pub id: String,
+    /// The label of the PKCS#11 token that holds the station's keys, if one does: it is then
+    /// unlocked with the token's PIN.
+    pub token: Option<String>,
 }
 
 #[derive(Debug)]

@@ -55,6 +55,11 @@ impl Problem {
                 "Check the computer's clock. If it is right, the station certificate has expired: ask the \
                  factory administrator for a new station.",
             ),
+            HomeError::Token(error) => Problem::new(
+                format!("{}.", keyfill_formats::printable(&error.to_string())),
+                "Plug the station's token in and type its user PIN; if the token has locked its PIN, its security \
+                 officer unlocks it.",
+            ),
             HomeError::AuditKeyRequiresRoot => Problem::new(
                 "This station has no key to sign its audit log with.",
                 "Its factory root is kept offline: run `keyfill audit enrol --factory-root-key FILE` once on this \

@@ -16,12 +16,56 @@ pub enum SignerError {
     KeyMismatch,
     #[error("the system random source failed")]
     Random,
+    #[error("the signing key's token failed: {0}")]
+    Token(String),
 }
 
-/// Signs bundles. Holds the PKCS#8 document in a buffer wiped on drop and builds ring's key pair
-/// only for the duration of a signature (ring does not wipe its key pairs).
+/// An Ed25519 key that signs: ring's key pair in memory, or a token's key
+/// ([`crate::hsm::TokenKey`]) that signs inside the token.
+pub trait Ed25519Signer {
+    fn public_key(&self) -> Result<[u8; 32], SignerError>;
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], SignerError>;
+}
+
+impl Ed25519Signer for Ed25519KeyPair {
+    fn public_key(&self) -> Result<[u8; 32], SignerError> {
+        public_key_of(self)
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], SignerError> {
+        Ed25519KeyPair::sign(self, message).as_ref().try_into().map_err(|_| SignerError::BadKey)
+    }
+}
+
+/// A token's Ed25519 key and its public key.
+#[derive(Debug, Clone)]
+pub struct TokenSigner {
+    pub key: crate::hsm::TokenKey,
+    pub public: [u8; 32],
+}
+
+impl Ed25519Signer for TokenSigner {
+    fn public_key(&self) -> Result<[u8; 32], SignerError> {
+        Ok(self.public)
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], SignerError> {
+        self.key.sign_ed25519(message).map_err(|error| SignerError::Token(error.to_string()))
+    }
+}
+
+/// Where the signing key is.
+enum SigningKey {
+    /// The PKCS#8 document, in a buffer wiped on drop; ring's key pair is built only for the
+    /// duration of a signature (ring does not wipe its key pairs).
+    Pkcs8(Zeroizing<Vec<u8>>),
+    Token(TokenSigner),
+}
+
+/// The station's signing key: signs bundles, work-order reports and the audit log, each under
+/// a label of its own.
 pub struct BundleSigner {
-    pkcs8: Zeroizing<Vec<u8>>,
+    key: SigningKey,
     certificate: BundleSignerCertificate,
 }
 
@@ -41,7 +85,7 @@ fn key_pair(pkcs8: &[u8]) -> Result<Ed25519KeyPair, SignerError> {
 }
 
 fn public_key_of(pair: &Ed25519KeyPair) -> Result<[u8; 32], SignerError> {
-    pair.public_key().as_ref().try_into().map_err(|_| SignerError::BadKey)
+    KeyPair::public_key(pair).as_ref().try_into().map_err(|_| SignerError::BadKey)
 }
 
 impl BundleSigner {
@@ -62,29 +106,44 @@ impl BundleSigner {
         if Self::public_key_of_pkcs8(pkcs8)? != certificate.body.signing_public {
             return Err(SignerError::KeyMismatch);
         }
-        Ok(BundleSigner { pkcs8: Zeroizing::new(pkcs8.to_vec()), certificate })
+        Ok(BundleSigner { key: SigningKey::Pkcs8(Zeroizing::new(pkcs8.to_vec())), certificate })
+    }
+
+    /// A signer whose key a token holds; the certificate must certify it.
+    pub fn in_token(key: TokenSigner, certificate: BundleSignerCertificate) -> Result<Self, SignerError> {
+        if key.public != certificate.body.signing_public {
+            return Err(SignerError::KeyMismatch);
+        }
+        Ok(BundleSigner { key: SigningKey::Token(key), certificate })
     }
 
     pub fn certificate(&self) -> &BundleSignerCertificate {
         &self.certificate
     }
 
+    /// Whether a token holds the key.
+    pub fn in_a_token(&self) -> bool {
+        matches!(self.key, SigningKey::Token(_))
+    }
+
     pub(crate) fn sign(&self, message: &[u8]) -> Result<[u8; 64], SignerError> {
-        let pair = key_pair(&self.pkcs8)?;
-        pair.sign(message).as_ref().try_into().map_err(|_| SignerError::BadKey)
+        match &self.key {
+            SigningKey::Pkcs8(pkcs8) => Ed25519Signer::sign(&key_pair(pkcs8)?, message),
+            SigningKey::Token(key) => key.sign(message),
+        }
     }
 }
 
 /// The factory root's certificate for a bundle-signing key.
 pub fn certify_bundle_signer(
-    root: &Ed25519KeyPair,
+    root: &dyn Ed25519Signer,
     station_id: [u8; 16],
     station_name: &str,
     signing_public: [u8; 32],
     not_before: u64,
     not_after: u64,
 ) -> Result<BundleSignerCertificate, SignerError> {
-    let root_public = public_key_of(root)?;
+    let root_public = root.public_key()?;
     let body = BundleSignerBody {
         station_id,
         station_name: station_name.to_owned(),
@@ -94,8 +153,7 @@ pub fn certify_bundle_signer(
         root_key_id: cert::root_key_id(&root_public),
     };
     let tbs = body.encode();
-    let signature: [u8; 64] =
-        root.sign(&BundleSignerBody::signing_input(&tbs)).as_ref().try_into().map_err(|_| SignerError::BadKey)?;
+    let signature = root.sign(&BundleSignerBody::signing_input(&tbs))?;
     Ok(BundleSignerCertificate { body, tbs, signature })
 }
 

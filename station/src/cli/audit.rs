@@ -130,7 +130,7 @@ pub async fn run(global: &GlobalArgs, home: &StationHome, command: AuditCommand,
                 read_bounded(&factory_root_key, 64 << 10)
                     .with_context(|| format!("cannot read the factory root key {}", factory_root_key.display()))?,
             );
-            let unlocked = home.unlock(&global.passphrase(false)?).context("cannot unlock the station")?;
+            let unlocked = home.unlock(&global.unlock_secret(home)?).context("cannot unlock the station")?;
             let signer = home.bundle_signer(&unlocked, Some(&root))?;
             println!(
                 "this station's signing key {} is certified until {}; its audit log can be signed",

@@ -3,6 +3,7 @@
 
 mod audit;
 mod bundle;
+mod custody;
 mod export;
 mod fleet;
 mod label;
@@ -58,6 +59,10 @@ struct GlobalArgs {
     /// Read the master-key passphrase from this file (else KEYFILL_PASSPHRASE, else a prompt).
     #[arg(long, global = true)]
     passphrase_file: Option<PathBuf>,
+    /// For a station whose keys are in a PKCS#11 token: read the token's user PIN from this
+    /// file (else KEYFILL_TOKEN_PIN, else a prompt).
+    #[arg(long, global = true, value_name = "FILE")]
+    token_pin_file: Option<PathBuf>,
     /// Operator name recorded in the event log (default: the login name of the account).
     #[arg(long, env = "KEYFILL_OPERATOR", global = true)]
     operator: Option<String>,
@@ -110,6 +115,16 @@ enum Command {
         /// else a prompt).
         #[arg(long, value_name = "FILE", requires = "join_master")]
         share_passphrase_file: Option<PathBuf>,
+        /// Keep the keys in a PKCS#11 token (an HSM, a smart card through OpenSC, SoftHSM2): the
+        /// module's path. The token generates the master key, the factory root (unless
+        /// --factory-root-key imports one) and the signing key, and never lets them out; the
+        /// station is then unlocked with the token's user PIN (--token-pin-file, else
+        /// KEYFILL_TOKEN_PIN, else a prompt).
+        #[arg(long, value_name = "PATH", requires = "token", conflicts_with = "join_master")]
+        pkcs11_module: Option<PathBuf>,
+        /// The token's label (with --pkcs11-module).
+        #[arg(long, value_name = "LABEL", requires = "pkcs11_module")]
+        token: Option<String>,
     },
     /// Provision devices over serial, PC/SC (smart card, NFC) or BLE links.
     ///
@@ -200,6 +215,11 @@ enum Command {
     /// camera), keying one work order continuously. Events go to stdout as JSON Lines; SIGTERM or
     /// Ctrl-C stops it once the sessions under way have finished (a second one stops at once).
     Line(line::LineArgs),
+    /// Where the station's keys are kept: move the master key into a PKCS#11 token.
+    Custody {
+        #[command(subcommand)]
+        command: custody::CustodyCommand,
+    },
     /// The tamper-evident audit log: verify its chains, export them, keep checkpoints.
     Audit {
         #[command(subcommand)]
@@ -324,6 +344,29 @@ impl GlobalArgs {
         Ok(passphrase)
     }
 
+    fn token_pin(&self) -> Result<zeroize::Zeroizing<String>> {
+        if let Some(path) = &self.token_pin_file {
+            let text = String::from_utf8(read_bounded(path, 1024)?)
+                .with_context(|| format!("the token PIN file {} is not text", path.display()))?;
+            return Ok(zeroize::Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned()));
+        }
+        if let Ok(pin) = std::env::var("KEYFILL_TOKEN_PIN") {
+            return Ok(zeroize::Zeroizing::new(pin));
+        }
+        rpassword::prompt_password("Token user PIN: ")
+            .map(zeroize::Zeroizing::new)
+            .context("no token PIN: set KEYFILL_TOKEN_PIN, pass --token-pin-file, or run in a terminal")
+    }
+
+    /// What unlocks the station in `home`: its token's PIN when a token holds its keys, else
+    /// the master-key passphrase.
+    fn unlock_secret(&self, home: &StationHome) -> Result<zeroize::Zeroizing<String>> {
+        match home.token_file()? {
+            Some(_) => self.token_pin(),
+            None => self.passphrase(false).map(zeroize::Zeroizing::new),
+        }
+    }
+
     fn operator(&self) -> String {
         self.operator.clone().unwrap_or_else(keyfill_station::operator::default_operator)
     }
@@ -334,7 +377,7 @@ impl GlobalArgs {
     }
 
     async fn station(&self, home: &StationHome) -> Result<Station> {
-        self.station_with(home, &self.passphrase(false)?).await
+        self.station_with(home, &self.unlock_secret(home)?).await
     }
 
     async fn station_with(&self, home: &StationHome, passphrase: &str) -> Result<Station> {
@@ -433,7 +476,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let home = global.home()?;
     let interactive = global.log_format == LogFormat::Text;
     match cli.command {
-        Command::Init { station_name, factory_root_key, join_master, share_passphrase_file } => {
+        Command::Init { station_name, factory_root_key, join_master, share_passphrase_file, pkcs11_module, token } => {
             let imported = match &factory_root_key {
                 Some(path) => Some(zeroize::Zeroizing::new(
                     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
@@ -468,19 +511,33 @@ pub async fn run(cli: Cli) -> Result<()> {
                     redact_url(&global.db_url(&home))
                 );
             }
-            let passphrase = global.passphrase(true)?;
-            let join = share.as_ref().zip(transfer.as_deref().map(|t| t.as_str()));
-            let info =
-                home.initialise_joining(&passphrase, &station_name, imported.as_deref().map(Vec::as_slice), join)?;
+            let root = imported.as_deref().map(Vec::as_slice);
+            let (info, passphrase) = match (&pkcs11_module, &token) {
+                (Some(module), Some(label)) => {
+                    let pin = global.token_pin()?;
+                    let token = keyfill_station::hsm::Token::open(module, label, &pin)?;
+                    let custody = keyfill_station::home::NewCustody::Token { token, module };
+                    (home.initialise_with(custody, &station_name, root)?, pin)
+                }
+                _ => {
+                    let passphrase = zeroize::Zeroizing::new(global.passphrase(true)?);
+                    let join = share.as_ref().zip(transfer.as_deref().map(|t| t.as_str()));
+                    (home.initialise_joining(&passphrase, &station_name, root, join)?, passphrase)
+                }
+            };
             // Opened as a station does: a joining station's master key must be the database's.
             let station = global.station_with(&home, &passphrase).await?;
             let joined = share.as_ref().map(|share| format!("; joined master key {}", share.master_key_check));
+            let custody = match &token {
+                Some(label) => format!("; keys in the PKCS#11 token {label:?}"),
+                None => "; keys in the station home, sealed under its passphrase".to_owned(),
+            };
             let detail = format!(
                 "station {:?} initialised; factory root {} ({}){}",
                 info.station_name,
                 hex::encode(info.factory_root),
                 if imported.is_some() { "imported" } else { "new" },
-                joined.unwrap_or_default()
+                joined.unwrap_or_default() + &custody
             );
             keyfill_station::db::audit::append_alone(
                 station.inventory.pool(),
@@ -515,6 +572,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("database      {}", redact_url(&global.db_url(&home)));
             println!("station       {} ({})", info.station_name, hex::encode(info.station_id));
             println!("factory root  {}", hex::encode(info.factory_root));
+            match home.token_file()? {
+                Some(token) => println!(
+                    "keys          in the PKCS#11 token {:?} ({})",
+                    printable(&token.token),
+                    token.module.display()
+                ),
+                None => println!("keys          in the home, sealed under the master-key passphrase"),
+            }
             println!(
                 "certificate   valid {} .. {}",
                 output::rfc3339(info.certificate.body.not_before as i64 * 1000),
@@ -627,6 +692,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             orders::OrdersCommand::VerifyReport { file, factory_root } => orders::verify_report(&file, &factory_root)?,
         },
+        Command::Custody { command } => custody::run(global, &home, command).await?,
         Command::Audit { command } => audit::run(global, &home, command, interactive).await?,
         Command::Sync { to, json } => sync::run(&global.station(&home).await?, &to, json, interactive).await?,
         Command::Line(args) => line::run(global, &home, args).await?,

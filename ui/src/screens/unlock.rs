@@ -76,7 +76,12 @@ impl UnlockScreen {
                     if let Some(reason) = &self.reason {
                         widgets::notice(ui, widgets::Tone::Warning, reason);
                     }
-                    let label = ui.label(RichText::new("Master-key passphrase").strong());
+                    let token = station.and_then(|station| station.identity.as_ref()).and_then(|i| i.token.as_deref());
+                    let prompt = match token {
+                        Some(token) => format!("User PIN of the token {}", keyfill_formats::printable(token)),
+                        None => "Master-key passphrase".to_owned(),
+                    };
+                    let label = ui.label(RichText::new(prompt).strong());
                     let field = ui.add_enabled(
                         !self.unlocking,
                         egui::TextEdit::singleline(&mut self.passphrase)

@@ -83,6 +83,7 @@ impl FakeState {
                 identity: Some(StationIdentity {
                     name: "line-3-station".into(),
                     id: "5f0c1e2d3a4b5c6d7e8f901a2b3c4d5e".into(),
+                    token: None,
                 }),
             },
             passphrase: passphrase.to_owned(),

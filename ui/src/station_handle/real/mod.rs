@@ -99,9 +99,11 @@ impl StationTask {
 
     fn summary(&self) -> StationSummary {
         let home = StationHome::new(&self.config.home);
+        let token = home.token_file().ok().flatten().map(|file| file.token);
         let identity = home.info().ok().map(|info| StationIdentity {
             name: info.station_name,
             id: info.station_id.iter().map(|b| format!("{b:02x}")).collect(),
+            token,
         });
         StationSummary {
             home: self.config.home.clone(),
