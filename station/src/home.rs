@@ -132,6 +132,10 @@ struct StationFile {
     /// Absent in homes created before bundle signing: [`StationHome::bundle_signer`] adds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     bundle_signer: Option<BundleSignerFile>,
+    /// The label of the Noise static key in the station's token, when the token holds it
+    /// (`sealed_noise_private` is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    noise_token_key: Option<String>,
 }
 
 /// The station's bundle-signing key, sealed, and its certificate from the factory root.
@@ -308,8 +312,18 @@ impl StationHome {
         };
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root).map_err(io_error(&self.root))?;
 
-        let static_private = seal::random_key()?;
-        let noise_public = x25519_public(&static_private);
+        // The Noise static key: made in the token when it holds the keys, else here and sealed.
+        let (sealed_noise_private, noise_public, noise_token_key) = match &custody {
+            NewCustody::Token { token, .. } => {
+                let (_, public) = token.generate_x25519(&labels.noise_static).map_err(token_failed)?;
+                (String::new(), public, Some(labels.noise_static.clone()))
+            }
+            NewCustody::Passphrase { .. } => {
+                let static_private = seal::random_key()?;
+                let sealed = hex::encode(master.seal(STATION_STATIC_CONTEXT, static_private.expose())?);
+                (sealed, x25519_public(&static_private), None)
+            }
+        };
         let now = unix_now();
         let body = CertificateBody {
             station_id,
@@ -339,9 +353,10 @@ impl StationHome {
             station_id: hex::encode(station_id),
             station_name: certificate.body.station_name.clone(),
             noise_public: hex::encode(noise_public),
-            sealed_noise_private: hex::encode(master.seal(STATION_STATIC_CONTEXT, static_private.expose())?),
+            sealed_noise_private,
             certificate: hex::encode(certificate.encode()),
             bundle_signer: Some(bundle_signer),
+            noise_token_key,
         };
         if let Some(sealed) = &sealed_master {
             self.write(MASTER_KEY_FILE, to_json(sealed)?.as_bytes())?;
@@ -455,13 +470,24 @@ impl StationHome {
         };
         let info = self.info()?;
         let station: StationFile = self.read_json(STATION_FILE)?;
-        let sealed_private = hex::decode(&station.sealed_noise_private).map_err(|_| HomeError::Malformed {
-            path: self.root.join(STATION_FILE),
-            reason: "sealed key is not hex".into(),
-        })?;
-        let static_private = master_key.open_key(STATION_STATIC_CONTEXT, &sealed_private)?;
+        let (static_private, static_public, token_static) = match (&station.noise_token_key, master_key.token_key()) {
+            (Some(label), Some(master)) => {
+                let (key, public) = master.token().x25519_key(label)?;
+                let stand_in = keyfill_formats::SecretKey::from_bytes(crate::protocol::token_dh::TOKEN_STATIC_STAND_IN);
+                (stand_in, public, Some(crate::protocol::token_dh::TokenStatic { key, public }))
+            }
+            _ => {
+                let sealed_private = hex::decode(&station.sealed_noise_private).map_err(|_| HomeError::Malformed {
+                    path: self.root.join(STATION_FILE),
+                    reason: "sealed key is not hex".into(),
+                })?;
+                let static_private = master_key.open_key(STATION_STATIC_CONTEXT, &sealed_private)?;
+                let public = x25519_public(&static_private);
+                (static_private, public, None)
+            }
+        };
         if !keyfill_formats::proof::certificate_signature_valid(&info.certificate, &info.factory_root)
-            || x25519_public(&static_private) != info.certificate.body.noise_static
+            || static_public != info.certificate.body.noise_static
         {
             return Err(HomeError::CertificateUntrusted);
         }
@@ -470,7 +496,7 @@ impl StationHome {
         if now < body.not_before || now > body.not_after {
             return Err(HomeError::CertificateNotValid { not_before: body.not_before, not_after: body.not_after, now });
         }
-        let credentials = StationCredentials { static_private, certificate: info.certificate.encode() };
+        let credentials = StationCredentials { static_private, certificate: info.certificate.encode(), token_static };
         Ok(UnlockedStation { info, master_key, credentials, home: self.root.clone() })
     }
 }
@@ -605,6 +631,7 @@ impl StationHome {
 struct TokenLabels {
     master: String,
     factory_root: String,
+    noise_static: String,
     station: String,
 }
 
@@ -614,6 +641,7 @@ impl TokenLabels {
         TokenLabels {
             master: format!("keyfill {station} master"),
             factory_root: format!("keyfill {station} factory root"),
+            noise_static: format!("keyfill {station} noise static"),
             station,
         }
     }

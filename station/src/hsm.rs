@@ -12,6 +12,7 @@ use cryptoki::error::{Error, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
@@ -23,6 +24,8 @@ use zeroize::Zeroizing;
 
 /// DER of the Ed25519 curve's object identifier (RFC 8410), for `CKA_EC_PARAMS`.
 const ED25519_PARAMS: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
+/// DER of X25519's object identifier (RFC 8410).
+const X25519_PARAMS: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x6e];
 /// AES-GCM's nonce and tag, as the software seal uses them ([`crate::seal`]).
 pub const GCM_NONCE_LEN: usize = 12;
 const GCM_TAG_BITS: u64 = 128;
@@ -127,9 +130,15 @@ impl Token {
             });
         };
         let session = pkcs11.open_rw_session(slot).map_err(failed("open a session"))?;
-        match session.login(UserType::User, Some(&AuthPin::from(pin))) {
-            // Login is per token and process: another session of this process logged in.
-            Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        let mut login = session.login(UserType::User, Some(&AuthPin::from(pin)));
+        if let Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) = login {
+            // Login is per token and process: a session this process still has open is logged
+            // in. Every unlock proves the PIN all the same: log out and in again.
+            let _ = session.logout();
+            login = session.login(UserType::User, Some(&AuthPin::from(pin)));
+        }
+        match login {
+            Ok(()) => {}
             Err(Error::Pkcs11(RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange, _)) => {
                 return Err(TokenError::PinIncorrect { label: label.to_owned() });
             }
@@ -222,6 +231,51 @@ impl Token {
         Ok((TokenKey { token: self.clone(), handle: private, label: label.to_owned() }, public_key))
     }
 
+    /// A new X25519 key pair generated in the token; its private key never leaves it and is
+    /// used only to derive (`CKM_ECDH1_DERIVE`). The standard mechanism is tried first; SoftHSM2
+    /// makes X25519 keys with its Edwards mechanism instead.
+    pub fn generate_x25519(self: &Arc<Self>, label: &str) -> Result<(TokenKey, [u8; 32]), TokenError> {
+        let public_template = |key_type| {
+            vec![
+                Attribute::Token(true),
+                Attribute::Private(false),
+                Attribute::KeyType(key_type),
+                Attribute::EcParams(X25519_PARAMS.to_vec()),
+                Attribute::Derive(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ]
+        };
+        let mut private_template = Self::private_template(label);
+        private_template.push(Attribute::Derive(true));
+        let standard = self.with_session("generate an X25519 key", |s| {
+            s.generate_key_pair(
+                &Mechanism::EccMontgomeryKeyPairGen,
+                &public_template(KeyType::EC_MONTGOMERY),
+                &private_template,
+            )
+        });
+        let (public, private) = match standard {
+            Ok(pair) => pair,
+            Err(_) => self.with_session("generate an X25519 key", |s| {
+                s.generate_key_pair(
+                    &Mechanism::EccEdwardsKeyPairGen,
+                    &public_template(KeyType::EC_EDWARDS),
+                    &private_template,
+                )
+            })?,
+        };
+        let public_key = self.ed25519_public(public)?;
+        Ok((TokenKey { token: self.clone(), handle: private, label: label.to_owned() }, public_key))
+    }
+
+    /// The X25519 private key labelled `label`, and its public key.
+    pub fn x25519_key(self: &Arc<Self>, label: &str) -> Result<(TokenKey, [u8; 32]), TokenError> {
+        let private = self.find(ObjectClass::PRIVATE_KEY, "X25519 private key", label)?;
+        let public = self.find(ObjectClass::PUBLIC_KEY, "X25519 public key", label)?;
+        Ok((private, self.ed25519_public(public.handle)?))
+    }
+
+    /// The 32-byte public key of an EC key (Ed25519 or X25519).
     fn ed25519_public(&self, handle: ObjectHandle) -> Result<[u8; 32], TokenError> {
         let attributes =
             self.with_session("read a public key", |s| s.get_attributes(handle, &[AttributeType::EcPoint]))?;
@@ -355,6 +409,42 @@ impl TokenKey {
             operation: "sign with Ed25519",
             reason: format!("a signature of {} bytes", signature.len()),
         })
+    }
+
+    /// The X25519 shared secret of this private key and `peer` (RFC 7748), derived by the token
+    /// into a session object that is read and destroyed at once.
+    pub fn derive_x25519(&self, peer: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, TokenError> {
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(false),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+        ];
+        let session = self.token.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let params = Ecdh1DeriveParams::new(EcKdf::null(), peer);
+        let derived = session
+            .derive_key(&Mechanism::Ecdh1Derive(params), self.handle, &template)
+            .map_err(|error| self.token.failed("derive with X25519", error))?;
+        let value = session.get_attributes(derived, &[AttributeType::Value]);
+        let _ = session.destroy_object(derived);
+        let mut secret = Zeroizing::new([0u8; 32]);
+        match value {
+            Ok(mut attributes) => match attributes.as_mut_slice() {
+                [Attribute::Value(bytes)] if bytes.len() == 32 => {
+                    secret.copy_from_slice(bytes);
+                    zeroize::Zeroize::zeroize(bytes);
+                    Ok(secret)
+                }
+                _ => Err(TokenError::Operation {
+                    token: self.token.label.clone(),
+                    operation: "derive with X25519",
+                    reason: "the derived secret is not 32 bytes".into(),
+                }),
+            },
+            Err(error) => Err(self.token.failed("read a derived secret", error)),
+        }
     }
 
     /// What the token says of this key: whether it may ever leave the token.

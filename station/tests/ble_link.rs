@@ -149,7 +149,7 @@ fn credentials(root_seed: u8) -> StationCredentials {
     };
     let tbs = body.encode();
     let signature = pair.sign(&CertificateBody::signing_input(&tbs)).as_ref().try_into().expect("64 bytes");
-    StationCredentials { static_private, certificate: StationCertificate { body, tbs, signature }.encode() }
+    StationCredentials::in_memory(static_private, StationCertificate { body, tbs, signature }.encode())
 }
 
 struct Outcome {

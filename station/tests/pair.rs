@@ -41,7 +41,7 @@ fn station(root: &FactoryRoot, not_before: u64, not_after: u64) -> StationCreden
     };
     let tbs = body.encode();
     let signature = root.pair.sign(&CertificateBody::signing_input(&tbs)).as_ref().try_into().expect("64 bytes");
-    StationCredentials { static_private, certificate: StationCertificate { body, tbs, signature }.encode() }
+    StationCredentials::in_memory(static_private, StationCertificate { body, tbs, signature }.encode())
 }
 
 fn valid_station(root: &FactoryRoot) -> StationCredentials {

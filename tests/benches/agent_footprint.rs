@@ -70,7 +70,7 @@ fn credentials(root: &Ed25519KeyPair, root_public: &[u8; 32]) -> StationCredenti
     };
     let tbs = body.encode();
     let signature = root.sign(&CertificateBody::signing_input(&tbs)).as_ref().try_into().expect("64 bytes");
-    StationCredentials { static_private, certificate: StationCertificate { body, tbs, signature }.encode() }
+    StationCredentials::in_memory(static_private, StationCertificate { body, tbs, signature }.encode())
 }
 
 /// One provisioning between a fresh agent and the station; the agent's footprint of it.

@@ -154,7 +154,26 @@ impl SoftHsm {
         vec![("SOFTHSM2_CONF".into(), self.conf.display().to_string()), ("KEYFILL_TOKEN_PIN".into(), TOKEN_PIN.into())]
     }
 
-    /// `pkcs11-tool --list-objects` of the token (OpenSC, an independent PKCS#11 client).
+    /// The token's objects as `pkcs11-tool --list-objects` (OpenSC, an independent PKCS#11
+    /// client) describes them: one text per object, its header line first.
+    pub fn objects(&self) -> Result<Vec<String>> {
+        let mut objects: Vec<String> = Vec::new();
+        for line in self.list_objects()?.lines() {
+            if line.is_empty() {
+                continue;
+            }
+            match objects.last_mut() {
+                Some(object) if line.starts_with(' ') => {
+                    object.push('\n');
+                    object.push_str(line);
+                }
+                _ => objects.push(line.to_owned()),
+            }
+        }
+        Ok(objects)
+    }
+
+    /// `pkcs11-tool --list-objects` of the token.
     pub fn list_objects(&self) -> Result<String> {
         let output = Command::new("pkcs11-tool")
             .args(["--module", SOFTHSM_MODULE, "--token-label", &self.label, "--login", "--pin", TOKEN_PIN])

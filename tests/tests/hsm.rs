@@ -32,20 +32,23 @@ fn hsm_every_key_in_softhsm2_provision_rotate_export_and_audit() -> Result<()> {
     assert!(root_file["token_key"].as_str().is_some_and(|label| label.ends_with("factory root")));
     let station_file: serde_json::Value = serde_json::from_slice(&std::fs::read(station.home.join("station.json"))?)?;
     assert!(station_file["bundle_signer"].get("sealed_pkcs8").is_none(), "{station_file}");
+    assert_eq!(station_file["sealed_noise_private"], "", "the Noise static key is the token's: {station_file}");
+    assert!(station_file["noise_token_key"].as_str().is_some_and(|label| label.ends_with("noise static")));
     let info = station.run(&["info"])?;
     assert!(String::from_utf8_lossy(&info.stdout).contains(&format!("in the PKCS#11 token \"{}\"", hsm.label)));
 
     // As an independent PKCS#11 client sees them: private, sensitive, never extractable, made
     // in the token.
-    let objects = hsm.list_objects()?;
-    for kind in ["Secret Key Object; AES length 32", "Private Key Object; EC_EDWARDS"] {
-        let section = objects.split("\n\n").find(|s| s.contains(kind)).with_context(|| format!("{kind}: {objects}"))?;
+    let objects = hsm.objects()?;
+    let secret: Vec<&String> =
+        objects.iter().filter(|s| s.starts_with("Secret Key Object") || s.starts_with("Private Key Object")).collect();
+    // The master key; the factory root, the signing key and the Noise static key.
+    assert_eq!(secret.len(), 4, "{objects:#?}");
+    for section in secret {
         for flag in ["sensitive", "never extractable", "local"] {
-            assert!(section.contains(flag), "{kind} is not {flag}: {section}");
+            assert!(section.contains(flag), "a key is not {flag}: {section}");
         }
-        assert!(!section.contains("Access:       extractable"), "{section}");
     }
-    assert_eq!(objects.matches("Private Key Object; EC_EDWARDS").count(), 2, "root and signer: {objects}");
 
     // Provisioning over a serial link, keys sealed by the token.
     let name = unique_name("hsm-device");
@@ -173,8 +176,8 @@ fn hsm_a_station_with_file_keys_moves_its_master_key_into_a_token_and_keeps_ever
         station.run(&["custody", "move-to-token", "--pkcs11-module", SOFTHSM_MODULE, "--token", &hsm.label])?;
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(!station.home.join("master-key.json").exists(), "the passphrase's copy is gone");
-    let objects = hsm.list_objects()?;
-    let master = objects.split("\n\n").find(|s| s.contains("Secret Key Object; AES")).context("no AES key")?;
+    let objects = hsm.objects()?;
+    let master = objects.iter().find(|s| s.starts_with("Secret Key Object; AES")).context("no AES key")?;
     // Imported, so never "never extractable" (it was known outside once); sensitive and not
     // extractable from now on.
     let access = master.lines().find(|line| line.contains("Access:")).context("no access line")?;

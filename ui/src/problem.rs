@@ -55,11 +55,7 @@ impl Problem {
                 "Check the computer's clock. If it is right, the station certificate has expired: ask the \
                  factory administrator for a new station.",
             ),
-            HomeError::Token(error) => Problem::new(
-                format!("{}.", keyfill_formats::printable(&error.to_string())),
-                "Plug the station's token in and type its user PIN; if the token has locked its PIN, its security \
-                 officer unlocks it.",
-            ),
+            HomeError::Token(error) => Problem::token(error),
             HomeError::AuditKeyRequiresRoot => Problem::new(
                 "This station has no key to sign its audit log with.",
                 "Its factory root is kept offline: run `keyfill audit enrol --factory-root-key FILE` once on this \
@@ -68,6 +64,37 @@ impl Problem {
             _ => Problem::new(
                 format!("Cannot unlock the station: {error}."),
                 "The station home may be damaged: check its files, or restore them from the backup.",
+            ),
+        }
+    }
+
+    /// The station's token did not open.
+    pub fn token(error: &keyfill_station::hsm::TokenError) -> Self {
+        use keyfill_station::hsm::TokenError;
+        let printable = |text: &str| keyfill_formats::printable(text).into_owned();
+        match error {
+            TokenError::PinIncorrect { label } => Problem::new(
+                format!("Wrong PIN for the token {}.", printable(label)),
+                "Type the token's user PIN again. The token locks itself after a few wrong PINs.",
+            ),
+            TokenError::PinLocked { label } => Problem::new(
+                format!("The token {} has locked its user PIN.", printable(label)),
+                "Its security officer must unlock it with the token's own tools; the station cannot.",
+            ),
+            TokenError::TokenNotFound { label, present, .. } => Problem::new(
+                format!("The token {} is not plugged in.", printable(label)),
+                format!(
+                    "Plug it in, then unlock again{}.",
+                    if present.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (tokens present: {})", printable(&present.join(", ")))
+                    }
+                ),
+            ),
+            _ => Problem::new(
+                format!("{}.", printable(&error.to_string())),
+                "Check that the token is plugged in and its PKCS#11 module installed, then unlock again.",
             ),
         }
     }

@@ -18,6 +18,7 @@
 //! driver whether a failure happened before or after that point.
 
 mod session;
+pub mod token_dh;
 
 pub use session::{
     CONFIRMATION_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT, Request, SessionError, SessionOutcome,

@@ -21,8 +21,19 @@ const NOISE_BUFFER: usize = 2048;
 
 /// The station's authenticated identity: Noise static key and its certificate.
 pub struct StationCredentials {
+    /// The Noise static private key; when a token holds it, the stand-in
+    /// [`super::token_dh::TOKEN_STATIC_STAND_IN`].
     pub static_private: SecretKey,
     pub certificate: Vec<u8>,
+    /// The token's static key, when a token holds it.
+    pub token_static: Option<super::token_dh::TokenStatic>,
+}
+
+impl StationCredentials {
+    /// Credentials whose static key is in memory.
+    pub fn in_memory(static_private: SecretKey, certificate: Vec<u8>) -> Self {
+        StationCredentials { static_private, certificate, token_static: None }
+    }
 }
 
 impl std::fmt::Debug for StationCredentials {
@@ -299,7 +310,14 @@ impl StationSession {
         };
         let params = mode.noise_pattern().parse().map_err(noise_error)?;
         let prologue = message::noise_prologue(mode, &device.device_id, &session_id);
-        let mut builder = snow::Builder::new(params)
+        let builder = match &credentials.token_static {
+            Some(token_static) => snow::Builder::with_resolver(
+                params,
+                Box::new(super::token_dh::TokenResolver::new(token_static.clone())),
+            ),
+            None => snow::Builder::new(params),
+        };
+        let mut builder = builder
             .prologue(&prologue)
             .and_then(|b| b.local_private_key(credentials.static_private.expose()))
             .map_err(noise_error)?;

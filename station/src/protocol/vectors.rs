@@ -42,10 +42,10 @@ fn station_session_reproduces_independent_session_transcripts() {
             hints: TransportHints::default(),
             model: None,
         };
-        let credentials = StationCredentials {
-            static_private: SecretKey::from_bytes(array(&inputs["station_static_private"])),
-            certificate: bytes(&session["certificate"]),
-        };
+        let credentials = StationCredentials::in_memory(
+            SecretKey::from_bytes(array(&inputs["station_static_private"])),
+            bytes(&session["certificate"]),
+        );
         let delivery = KeyDelivery {
             device_id,
             key_id: array(&inputs["key_id"]),

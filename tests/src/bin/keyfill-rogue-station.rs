@@ -73,7 +73,7 @@ fn credentials(arguments: &Arguments) -> Result<(StationCredentials, [u8; 16])> 
     let tbs = body.encode();
     let signature = root.sign(&CertificateBody::signing_input(&tbs)).as_ref().try_into()?;
     let certificate = StationCertificate { body, tbs, signature }.encode();
-    Ok((StationCredentials { static_private, certificate }, station_id))
+    Ok((StationCredentials::in_memory(static_private, certificate), station_id))
 }
 
 async fn deliver<L: Link>(link: &mut L, session: StationSession, first: Vec<u8>) -> SessionRun {
