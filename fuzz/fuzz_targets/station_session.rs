@@ -99,10 +99,8 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Request::QueryKey { key_id: v.key_id, key: key.clone() }
     };
-    let credentials = StationCredentials {
-        static_private: SecretKey::from_bytes(v.station_static_private),
-        certificate: v.certificate.clone(),
-    };
+    let credentials =
+        StationCredentials::in_memory(SecretKey::from_bytes(v.station_static_private), v.certificate.clone());
     let mut now = Instant::now();
     let (mut station, init) = StationSession::start(
         &credentials,

@@ -387,6 +387,51 @@ impl std::fmt::Display for SealedSecret {
     }
 }
 
+/// `secret` sealed under `passphrase` (PBKDF2-HMAC-SHA256, 600 000 iterations, then AES-256-GCM)
+/// with `aad` bound to it: the one passphrase construction of the code base, for secrets other
+/// than the master key (an officer's key share).
+pub fn seal_secret_under_passphrase(secret: &[u8], passphrase: &str, aad: &[u8]) -> Result<SealedMasterKey, SealError> {
+    if passphrase.is_empty() {
+        return Err(SealError::EmptyPassphrase);
+    }
+    let salt = random_array::<16>()?;
+    let kek = passphrase_key(passphrase, &salt, PBKDF2_ITERATIONS)?;
+    Ok(SealedMasterKey {
+        version: 1,
+        kdf: "pbkdf2-hmac-sha256".into(),
+        iterations: PBKDF2_ITERATIONS,
+        salt: hex::encode(salt),
+        sealed: hex::encode(seal_with(&kek, aad, secret)?),
+    })
+}
+
+/// Opens what [`seal_secret_under_passphrase`] sealed; a wrong passphrase or other `aad` is
+/// [`SealError::WrongPassphrase`].
+pub fn open_secret_under_passphrase(
+    sealed: &SealedMasterKey,
+    passphrase: &str,
+    aad: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    if sealed.version != 1
+        || sealed.kdf != "pbkdf2-hmac-sha256"
+        || !(MIN_PBKDF2_ITERATIONS..=MAX_PBKDF2_ITERATIONS).contains(&sealed.iterations)
+    {
+        return Err(SealError::Malformed);
+    }
+    let salt = hex::decode(&sealed.salt).map_err(|_| SealError::Malformed)?;
+    let blob = hex::decode(&sealed.sealed).map_err(|_| SealError::Malformed)?;
+    let kek = passphrase_key(passphrase, &salt, sealed.iterations)?;
+    open_with(&kek, aad, &blob).map_err(|e| match e {
+        SealError::Unauthentic => SealError::WrongPassphrase,
+        other => other,
+    })
+}
+
+/// A check value of any 32-byte key under a label of the caller's.
+pub fn check_value_with_label(key: &SecretKey, label: &[u8]) -> KeyCheckValue {
+    KeyCheckValue::with_label(key, label)
+}
+
 /// Associated data of a shared master key: only stations of this factory root open it.
 fn share_aad(factory_root: &[u8; 32]) -> Vec<u8> {
     [&b"keyfill master key share v1\0"[..], factory_root].concat()

@@ -165,7 +165,7 @@ pub async fn checkpoint_now(pool: &AnyPool, recorder: &Recorder<'_>) -> Result<O
 }
 
 /// An entry as stored.
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, FromRow, PartialEq, Eq)]
 pub struct StoredEntry {
     pub station_id: String,
     pub seq: i64,
@@ -192,7 +192,7 @@ pub struct StoredCheckpoint {
 }
 
 /// A chain's head row: what the station last appended, as the station itself keeps it.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, FromRow)]
 pub struct Head {
     pub station_id: String,
     pub seq: i64,
@@ -200,7 +200,7 @@ pub struct Head {
 }
 
 /// A signing key's certificate, as registered with its first entry.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, FromRow)]
 pub struct SignerRow {
     pub public_key: String,
     pub station_id: String,

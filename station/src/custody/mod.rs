@@ -1,0 +1,3 @@
+//! Key custody: split knowledge of a key among security officers ([`split`]).
+
+pub mod split;
