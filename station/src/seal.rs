@@ -271,20 +271,7 @@ impl MasterKey {
     }
 
     fn seal_with_aad(&self, passphrase: &str, aad: &[u8]) -> Result<SealedMasterKey, SealError> {
-        if passphrase.is_empty() {
-            return Err(SealError::EmptyPassphrase);
-        }
-        let key = self.software()?;
-        let salt = random_array::<16>()?;
-        let kek = passphrase_key(passphrase, &salt, PBKDF2_ITERATIONS)?;
-        let sealed = seal_with(&kek, aad, key.expose())?;
-        Ok(SealedMasterKey {
-            version: 1,
-            kdf: "pbkdf2-hmac-sha256".into(),
-            iterations: PBKDF2_ITERATIONS,
-            salt: hex::encode(salt),
-            sealed: hex::encode(sealed),
-        })
+        seal_secret_under_passphrase(self.software()?.expose(), passphrase, aad)
     }
 
     /// Unseals the master key with `passphrase`.
@@ -293,19 +280,7 @@ impl MasterKey {
     }
 
     fn unseal_with_aad(sealed: &SealedMasterKey, passphrase: &str, aad: &[u8]) -> Result<Self, SealError> {
-        if sealed.version != 1
-            || sealed.kdf != "pbkdf2-hmac-sha256"
-            || !(MIN_PBKDF2_ITERATIONS..=MAX_PBKDF2_ITERATIONS).contains(&sealed.iterations)
-        {
-            return Err(SealError::Malformed);
-        }
-        let salt = hex::decode(&sealed.salt).map_err(|_| SealError::Malformed)?;
-        let blob = hex::decode(&sealed.sealed).map_err(|_| SealError::Malformed)?;
-        let kek = passphrase_key(passphrase, &salt, sealed.iterations)?;
-        let plaintext = open_with(&kek, aad, &blob).map_err(|e| match e {
-            SealError::Unauthentic => SealError::WrongPassphrase,
-            other => other,
-        })?;
+        let plaintext = open_secret_under_passphrase(sealed, passphrase, aad)?;
         SecretKey::from_slice(&plaintext).map(|key| MasterKey(Custody::Software(key))).ok_or(SealError::Malformed)
     }
 

@@ -524,3 +524,157 @@ pub async fn verify_database(
     }
     Ok(reports)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::{BundleSigner, certify_bundle_signer};
+    use keyfill_formats::audit::entry_signing_input;
+    use ring::signature::Ed25519KeyPair;
+
+    const STATION: &str = "00112233445566778899aabbccddeeff";
+
+    struct Fixture {
+        root: [u8; 32],
+        signer: BundleSigner,
+        signer_row: SignerRow,
+    }
+
+    fn fixture() -> Fixture {
+        let root_pkcs8 = BundleSigner::generate_pkcs8().unwrap();
+        let root_pair = Ed25519KeyPair::from_pkcs8(&root_pkcs8).unwrap();
+        let root: [u8; 32] = ring::signature::KeyPair::public_key(&root_pair).as_ref().try_into().unwrap();
+        let pkcs8 = BundleSigner::generate_pkcs8().unwrap();
+        let public = BundleSigner::public_key_of_pkcs8(&pkcs8).unwrap();
+        let station: [u8; 16] = hex::decode(STATION).unwrap().try_into().unwrap();
+        let certificate = certify_bundle_signer(&root_pair, station, "unit", public, 0, u64::MAX).unwrap();
+        let signer_row = SignerRow {
+            public_key: hex::encode(public),
+            station_id: STATION.into(),
+            certificate: hex::encode(certificate.encode()),
+        };
+        Fixture { root, signer: BundleSigner::new(&pkcs8, certificate).unwrap(), signer_row }
+    }
+
+    /// A signed chain of `count` entries.
+    fn chain(fixture: &Fixture, count: i64) -> Vec<StoredEntry> {
+        let mut previous = GENESIS;
+        (1..=count)
+            .map(|seq| {
+                let detail = format!("event {seq}");
+                let fields = EntryFields {
+                    station_id: STATION,
+                    at: 1_000 + seq,
+                    operator: "op",
+                    kind: "k",
+                    device_id: None,
+                    detail: &detail,
+                };
+                let hash = format::entry_hash(&fields, &previous);
+                let signature = fixture.signer.sign(&entry_signing_input(&hash)).unwrap();
+                let entry = StoredEntry {
+                    station_id: STATION.into(),
+                    seq,
+                    at: 1_000 + seq,
+                    operator: "op".into(),
+                    kind: "k".into(),
+                    device_id: None,
+                    detail,
+                    prev_hash: hex::encode(previous),
+                    hash: hex::encode(hash),
+                    signer: fixture.signer_row.public_key.clone(),
+                    signature: hex::encode(signature),
+                };
+                previous = hash;
+                entry
+            })
+            .collect()
+    }
+
+    fn judge(fixture: &Fixture, entries: &[StoredEntry], head: Option<&Head>) -> ChainReport {
+        let trust = SignerTrust::from_rows(std::slice::from_ref(&fixture.signer_row), &fixture.root);
+        let positions = Positions::new(entries.iter().map(|e| (e.seq, e.hash.clone())));
+        let mut check = ChainCheck::new(STATION, &trust, positions);
+        let mut sorted = entries.to_vec();
+        sorted.sort_by_key(|e| e.seq);
+        for entry in &sorted {
+            check.push(entry);
+        }
+        check.finish(head, std::iter::empty())
+    }
+
+    fn first(report: &ChainReport) -> (BreakKind, i64) {
+        let found = report.first_break().expect("a break");
+        (found.kind, found.seq)
+    }
+
+    #[test]
+    fn audit_an_intact_chain_and_its_head_verify() {
+        let fixture = fixture();
+        let entries = chain(&fixture, 6);
+        let head = Head { station_id: STATION.into(), seq: 6, hash: entries[5].hash.clone() };
+        let report = judge(&fixture, &entries, Some(&head));
+        assert!(report.intact(), "{report:?}");
+        assert_eq!((report.entries, report.last_seq), (6, 6));
+        assert_eq!(report.station_name.as_deref(), Some("unit"));
+    }
+
+    #[test]
+    fn audit_a_renumbered_chain_with_intact_links_is_named_edited_numbers() {
+        let fixture = fixture();
+        let mut entries = chain(&fixture, 5);
+        for entry in &mut entries[2..] {
+            entry.seq += 10;
+        }
+        let report = judge(&fixture, &entries, None);
+        assert_eq!(first(&report), (BreakKind::Edited, 3));
+        assert!(report.breaks[0].detail.contains("numbers were edited"), "{report:?}");
+    }
+
+    #[test]
+    fn audit_a_second_entry_with_one_number_is_inserted() {
+        let fixture = fixture();
+        let mut entries = chain(&fixture, 4);
+        let mut copy = entries[1].clone();
+        copy.detail = "a second opinion".into();
+        entries.push(copy);
+        let report = judge(&fixture, &entries, None);
+        assert!(report.breaks.iter().any(|b| b.kind == BreakKind::Inserted && b.seq == 2), "{report:?}");
+    }
+
+    #[test]
+    fn audit_a_key_of_another_station_or_no_certificate_does_not_count() {
+        let fixture = fixture();
+        let other = super::tests::fixture();
+        let mut entries = chain(&fixture, 3);
+        // Signed by a key the root never certified: its signature does not count.
+        let foreign = chain(&other, 3);
+        entries[2].signer = foreign[2].signer.clone();
+        entries[2].signature = foreign[2].signature.clone();
+        let report = judge(&fixture, &entries, None);
+        assert_eq!(first(&report), (BreakKind::Inserted, 3));
+        assert!(report.breaks[0].detail.contains("did not certify"), "{report:?}");
+    }
+
+    #[test]
+    fn audit_rows_that_are_not_hex_are_edited_entries_not_a_panic() {
+        let fixture = fixture();
+        let mut entries = chain(&fixture, 3);
+        entries[1].hash = "not hex".into();
+        entries[1].prev_hash = "zz".into();
+        entries[1].signature = String::new();
+        let report = judge(&fixture, &entries, None);
+        assert!(!report.intact());
+        assert_eq!(report.breaks[0].seq, 2, "{report:?}");
+    }
+
+    #[test]
+    fn audit_a_head_behind_or_beside_the_chain_is_named() {
+        let fixture = fixture();
+        let entries = chain(&fixture, 4);
+        let behind = Head { station_id: STATION.into(), seq: 2, hash: entries[1].hash.clone() };
+        assert_eq!(first(&judge(&fixture, &entries, Some(&behind))), (BreakKind::Inserted, 3));
+        let beside = Head { station_id: STATION.into(), seq: 4, hash: entries[0].hash.clone() };
+        assert_eq!(first(&judge(&fixture, &entries, Some(&beside))), (BreakKind::Edited, 4));
+    }
+}
