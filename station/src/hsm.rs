@@ -80,10 +80,42 @@ fn module(path: &Path) -> Result<Pkcs11, TokenError> {
     Ok(pkcs11)
 }
 
-/// A logged-in session with one token.
+/// Idle sessions kept for reuse; more are opened while more calls are under way at once.
+const MAX_IDLE_SESSIONS: usize = 8;
+
+/// One token, logged in: its sessions, each used by one call at a time, so that the calls of
+/// several sessions at once (a line's lanes) run side by side where the token can.
 pub struct Token {
     label: String,
-    session: Mutex<Session>,
+    pkcs11: Pkcs11,
+    slot: cryptoki::slot::Slot,
+    idle: Mutex<Vec<Session>>,
+}
+
+/// A session lent to one call, given back when dropped.
+struct Lent<'a> {
+    token: &'a Token,
+    session: Option<Session>,
+}
+
+impl std::ops::Deref for Lent<'_> {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        // Taken only by `drop`.
+        self.session.as_ref().unwrap_or_else(|| unreachable!("a lent session is held until dropped"))
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let mut idle = self.token.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if idle.len() < MAX_IDLE_SESSIONS {
+                idle.push(session);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Token {
@@ -145,11 +177,21 @@ impl Token {
             Err(Error::Pkcs11(RvError::PinLocked, _)) => return Err(TokenError::PinLocked { label: label.to_owned() }),
             Err(error) => return Err(failed("log in")(error)),
         }
-        Ok(Arc::new(Token { label: label.to_owned(), session: Mutex::new(session) }))
+        Ok(Arc::new(Token { label: label.to_owned(), pkcs11, slot, idle: Mutex::new(vec![session]) }))
     }
 
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// An idle session, or a new one (logged in already: login is per token and process).
+    fn session(&self) -> Result<Lent<'_>, TokenError> {
+        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        let session = match idle {
+            Some(session) => session,
+            None => self.pkcs11.open_rw_session(self.slot).map_err(|error| self.failed("open a session", error))?,
+        };
+        Ok(Lent { token: self, session: Some(session) })
     }
 
     fn with_session<T>(
@@ -157,7 +199,7 @@ impl Token {
         operation: &'static str,
         work: impl FnOnce(&Session) -> Result<T, Error>,
     ) -> Result<T, TokenError> {
-        let session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let session = self.session()?;
         work(&session).map_err(|error| self.failed(operation, error))
     }
 
@@ -374,7 +416,7 @@ impl TokenKey {
             return Err(OpenError::Unauthentic);
         };
         let mut iv: [u8; GCM_NONCE_LEN] = nonce.try_into().map_err(|_| OpenError::Unauthentic)?;
-        let session = self.token.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let session = self.token.session()?;
         let opened = GcmParams::new(&mut iv, aad, GCM_TAG_BITS.into())
             .and_then(|params| session.decrypt(&Mechanism::AesGcm(params), self.handle, ciphertext));
         match opened {
@@ -422,7 +464,7 @@ impl TokenKey {
             Attribute::Sensitive(false),
             Attribute::Extractable(true),
         ];
-        let session = self.token.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let session = self.token.session()?;
         let params = Ecdh1DeriveParams::new(EcKdf::null(), peer);
         let derived = session
             .derive_key(&Mechanism::Ecdh1Derive(params), self.handle, &template)
@@ -466,7 +508,7 @@ impl TokenKey {
 
     /// Whether the token can still give back this key's value (it must not).
     pub fn value_readable(&self) -> bool {
-        let session = self.token.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Ok(session) = self.token.session() else { return false };
         matches!(
             session.get_attributes(self.handle, &[AttributeType::Value]).as_deref(),
             Ok([Attribute::Value(value)]) if !value.is_empty()
