@@ -13,7 +13,7 @@
 //!   (`StationHome::bundle_signer` keeps one in the station home).
 //! - [`RecipientPrivateKey`] and the key-file functions: the C2 operator's key pair.
 
-mod hpke_suite;
+pub(crate) mod hpke_suite;
 mod reader;
 mod recipient;
 mod signer;
@@ -29,6 +29,7 @@ pub use recipient::{
     load_recipient_private_key, public_key_path, read_factory_root_public, read_recipient_public_key,
     write_recipient_key_files,
 };
+pub(crate) use signer::signature_valid;
 pub use signer::{
     BundleSigner, Ed25519Signer, SignerError, TokenSigner, certify_bundle_signer, signer_certificate_trusted,
 };

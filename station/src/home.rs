@@ -411,6 +411,27 @@ impl StationHome {
         Ok(file)
     }
 
+    /// Removes the master key sealed under the shared passphrase, once the custody file holds
+    /// it sealed under the unlock secret: the passphrase unlocks nothing from then on.
+    pub fn forget_passphrase_master(&self) -> Result<(), HomeError> {
+        let path = self.root.join(MASTER_KEY_FILE);
+        match std::fs::remove_file(&path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(io_error(&path)(error)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the custody file (an enabling undone before it took effect).
+    pub fn forget_custody_file(&self) -> Result<(), HomeError> {
+        let path = self.root.join(crate::custody::unlock::CUSTODY_FILE);
+        std::fs::remove_file(&path).map_err(io_error(&path))
+    }
+
+    /// Whether the station has named operators (its home holds a custody file).
+    pub fn has_named_operators(&self) -> bool {
+        self.root.join(crate::custody::unlock::CUSTODY_FILE).exists()
+    }
+
     /// The token holding this station's keys, if they are in one.
     pub fn token_file(&self) -> Result<Option<TokenFile>, HomeError> {
         if !self.root.join(TOKEN_FILE).exists() {
@@ -458,7 +479,13 @@ impl StationHome {
                 }
             },
             None => {
-                let sealed: SealedMasterKey = self.read_json(MASTER_KEY_FILE)?;
+                let in_custody = crate::custody::CustodyFile::read(&self.root)
+                    .map_err(|error| HomeError::Encode(error.to_string()))?
+                    .and_then(|file| file.sealed_master);
+                let sealed: SealedMasterKey = match in_custody {
+                    Some(sealed) => sealed,
+                    None => self.read_json(MASTER_KEY_FILE)?,
+                };
                 match MasterKey::unseal(&sealed, passphrase) {
                     Ok(master_key) => master_key,
                     Err(error) => {

@@ -184,6 +184,11 @@ impl Token {
         &self.label
     }
 
+    /// Changes the token's user PIN (C_SetPIN in a logged-in session).
+    pub fn set_pin(&self, old: &str, new: &str) -> Result<(), TokenError> {
+        self.with_session("change its user PIN", |session| session.set_pin(&AuthPin::from(old), &AuthPin::from(new)))
+    }
+
     /// An idle session, or a new one (logged in already: login is per token and process).
     fn session(&self) -> Result<Lent<'_>, TokenError> {
         let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();

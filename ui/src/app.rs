@@ -2,6 +2,7 @@
 //! screens. Everything the station does arrives here as an [`Event`] drained each frame.
 
 use crate::bridge::Bridge;
+use crate::custody::{Access, role_text};
 use crate::messages::{
     BundleRefused, Command, Event, ExportUpdate, ProvisionUpdate, RotationUpdate, StationSummary, WatchUpdate,
 };
@@ -46,6 +47,8 @@ pub struct KeyfillApp {
     settings: Settings,
     settings_path: Option<PathBuf>,
     station: Option<StationSummary>,
+    /// Who is logged in and what they may do, at a station with named operators.
+    access: Access,
     lock: LockState,
     screen: Screen,
     unlock: UnlockScreen,
@@ -74,6 +77,7 @@ impl KeyfillApp {
             settings,
             settings_path,
             station: None,
+            access: Access::default(),
             lock: LockState::Locked,
             screen: Screen::Provision,
             unlock: UnlockScreen::new(),
@@ -97,6 +101,16 @@ impl KeyfillApp {
 
     pub fn lock_state(&self) -> LockState {
         self.lock
+    }
+
+    /// The logged-in operator and what they may do (named operators); the default otherwise.
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// The two-person approval dialog of a bundle export, while it shows.
+    pub fn approval_dialog(&self) -> Option<&crate::screens::approval::ApprovalDialog> {
+        self.rotation_export.approval()
     }
 
     pub fn screen(&self) -> Screen {
@@ -154,7 +168,15 @@ impl KeyfillApp {
                 self.last_input = now;
                 self.provision.focus_scan_field();
             }
+            Event::LoggedIn(actor) => {
+                let custody = self.station.as_ref().and_then(|station| station.custody);
+                self.set_access(Access { actor: Some(actor), custody });
+            }
             Event::UnlockFailed(problem) => self.unlock.on_failed(problem),
+            Event::ApprovalRefused { command, problem } => match command {
+                "export_bundle" => self.rotation_export.on_approval_refused(problem),
+                _ => self.show_problem(problem),
+            },
             Event::Locked => {
                 if let LockState::Locking { idle: true } = self.lock {
                     self.unlock.reason = Some(format!(
@@ -163,6 +185,7 @@ impl KeyfillApp {
                     ));
                 }
                 self.lock = LockState::Locked;
+                self.set_access(Access::default());
                 self.stop_camera();
             }
             Event::Links(report) => {
@@ -243,6 +266,11 @@ impl KeyfillApp {
             },
         }
         Vec::new()
+    }
+
+    fn set_access(&mut self, access: Access) {
+        self.provision.access = access.clone();
+        self.access = access;
     }
 
     fn show_problem(&mut self, problem: Problem) {
@@ -382,6 +410,8 @@ impl KeyfillApp {
             return actions;
         }
         let mut actions = Vec::new();
+        // The panels read what the operator may do from the context (custody::Access::of).
+        self.access.publish(ui.ctx());
         self.nav_bar(ui, &mut actions);
         self.status_bar(ui);
         egui::CentralPanel::default()
@@ -435,9 +465,12 @@ impl KeyfillApp {
                         }
                         if let Some(station) = &self.station {
                             let name = station.identity.as_ref().map(|i| i.name.as_str()).unwrap_or("station");
+                            let operator = match &self.access.actor {
+                                Some(actor) => format!("{} ({})", actor.name, role_text(actor.role)),
+                                None => station.operator.clone(),
+                            };
                             ui.label(
-                                RichText::new(format!("{name} · {}", station.operator))
-                                    .color(egui::Color32::from_gray(200)),
+                                RichText::new(format!("{name} · {operator}")).color(egui::Color32::from_gray(200)),
                             );
                         }
                     });

@@ -18,6 +18,7 @@
 pub mod app;
 pub mod bridge;
 pub mod camera;
+pub mod custody;
 pub mod device_index;
 pub mod messages;
 pub mod problem;

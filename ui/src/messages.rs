@@ -4,6 +4,7 @@
 use crate::device_index::DeviceIndex;
 use crate::problem::Problem;
 use keyfill_formats::qr::OnboardingPayload;
+use keyfill_station::custody::Role;
 use keyfill_station::db::devices::Device;
 use keyfill_station::db::events::{Event as StoredEvent, EventFilter, LoggedEvent};
 use keyfill_station::db::exports::StoredExport;
@@ -44,9 +45,28 @@ impl fmt::Debug for Passphrase {
     }
 }
 
+/// A named operator's name and passphrase, as typed: for logging in and for approvals.
+#[derive(Debug)]
+pub struct Credential {
+    pub name: String,
+    pub passphrase: Passphrase,
+}
+
+/// Logging in at a station with named operators: the operator who will act, and (under an
+/// unlock quorum of two or more) the other security officers who unlock with them.
+#[derive(Debug)]
+pub struct LoginRequest {
+    pub operator: Credential,
+    pub approvers: Vec<Credential>,
+}
+
 #[derive(Debug)]
 pub enum Command {
+    /// Unlocks with the master-key passphrase (or the token's PIN): a station without named
+    /// operators.
     Unlock(Passphrase),
+    /// Logs operators in and unlocks from their logins: a station with named operators.
+    Login(Box<LoginRequest>),
     /// Drops the unlocked master key once the work in progress has finished.
     Lock,
     DetectLinks,
@@ -82,6 +102,7 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Unlock(_) => "unlock",
+            Command::Login(_) => "login",
             Command::Lock => "lock",
             Command::DetectLinks => "detect_links",
             Command::Provision(_) => "provision",
@@ -177,6 +198,25 @@ pub struct StationSummary {
     pub operator: String,
     /// `None` when the home is not initialised.
     pub identity: Option<StationIdentity>,
+    /// The custody policy when the station has named operators (its home holds
+    /// `custody.json`); `None`: it unlocks with the master-key passphrase.
+    pub custody: Option<CustodySummary>,
+}
+
+/// What the unlock form and the approval dialog need of a station's custody policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CustodySummary {
+    /// 1: any operator's login unlocks; M ≥ 2: M security officers log in together.
+    pub unlock_quorum: u8,
+    /// Security officers approving a dual-control operation (a bundle export).
+    pub approvals: u8,
+}
+
+/// The operator logged in at a station with named operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    pub name: String,
+    pub role: Role,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,7 +233,16 @@ pub enum Event {
     /// Sent once at start: who the station is, where its state lives.
     Station(StationSummary),
     Unlocked,
+    /// Who logged in, at a station with named operators: sent just before [`Event::Unlocked`].
+    LoggedIn(SignedIn),
     UnlockFailed(Problem),
+    /// The security officers' approval of a dual-control operation was refused (a wrong
+    /// passphrase, too few officers): nothing was done; the approval dialog shows why.
+    /// `command` is [`Command::name`] of the operation.
+    ApprovalRefused {
+        command: &'static str,
+        problem: Problem,
+    },
     /// The master key is dropped.
     Locked,
     Links(LinkReport),
@@ -350,7 +399,7 @@ pub enum WatchUpdate {
 }
 
 /// An offline bundle for an air-gapped C2, as `keyfill export bundle` makes it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BundleRequest {
     /// The C2 operator's public key: a `.pub` file from `keyfill bundle new-key`, or 64 hex digits.
     pub recipient: String,
@@ -360,6 +409,16 @@ pub struct BundleRequest {
     /// The factory root's PKCS#8 file, needed once by a home without a bundle-signing key whose
     /// factory root is kept offline.
     pub factory_root_key: Option<PathBuf>,
+    /// The security officers approving the export (dual control), at a station with named
+    /// operators; empty otherwise.
+    pub approvers: Vec<Credential>,
+}
+
+impl BundleRequest {
+    /// What the officers approve, as the approval dialog shows it and the audit log records it.
+    pub fn subject(&self) -> String {
+        format!("bundle {} for recipient {}", self.out.display(), keyfill_formats::printable(self.recipient.trim()))
+    }
 }
 
 /// A device in a bundle (ids only), and a selected device left out with its reason: the

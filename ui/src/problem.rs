@@ -2,6 +2,9 @@
 //! station library's typed errors, so each help line fits the actual cause.
 
 use keyfill_station::bundle::{KeyFileError, SealBundleError};
+use keyfill_station::custody::access::{AccessError, LoginError};
+use keyfill_station::custody::enable::CustodyError;
+use keyfill_station::custody::unlock::UnlockError;
 use keyfill_station::db::DbError;
 use keyfill_station::detect::LinkTarget;
 use keyfill_station::export::{C2Error, ExportError, NoAnswer};
@@ -26,6 +29,17 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} — {}", self.message, self.help)
     }
+}
+
+/// The library's lower-case error text as a sentence: capitalised, with a full stop.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    let first: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+    full_stop(&(first + chars.as_str()))
+}
+
+fn full_stop(text: &str) -> String {
+    if text.ends_with('.') { text.to_owned() } else { format!("{text}.") }
 }
 
 const CHECK_DATABASE: &str =
@@ -95,6 +109,71 @@ impl Problem {
             _ => Problem::new(
                 format!("{}.", printable(&error.to_string())),
                 "Check that the token is plugged in and its PKCS#11 module installed, then unlock again.",
+            ),
+        }
+    }
+
+    /// A master passphrase offered to a station with named operators.
+    pub fn named_operators() -> Self {
+        Problem::new(
+            "This station has named operators: no shared passphrase unlocks it.",
+            "Log in with your operator name and passphrase.",
+        )
+    }
+
+    /// Logging a named operator in failed; the library's sentence names the cause.
+    pub fn login(error: &LoginError) -> Self {
+        let help = match error {
+            LoginError::WrongPassphrase { .. } => {
+                "Type the passphrase again (check Caps Lock and the keyboard layout). After a few wrong ones in a row, \
+                 logins are refused for a while."
+            }
+            LoginError::LockedOut { .. } => "Wait until the time given has passed, then log in again.",
+            LoginError::Unknown(_) => "Check the name's spelling; a security officer can list the operators.",
+            LoginError::Removed(_) => "Ask a security officer: a removed operator no longer logs in.",
+            LoginError::Db(_) => CHECK_DATABASE,
+            _ => "Ask a security officer to check the operator's record (`keyfill operators list`).",
+        };
+        Problem::new(sentence(&error.to_string()), help)
+    }
+
+    /// A role or dual-control refusal.
+    pub fn access(error: &AccessError) -> Self {
+        match error {
+            AccessError::DualControl { operation, need, have } => Problem::new(
+                format!(
+                    "To {operation} takes the approval of {need} security officers (dual control); {have} approved."
+                ),
+                "Each security officer types their own name and passphrase.",
+            ),
+            // These begin with the operator's name: kept as typed.
+            AccessError::Forbidden { allowed, .. } => {
+                Problem::new(full_stop(&error.to_string()), format!("Lock, and let {allowed} log in to do it."))
+            }
+            AccessError::NotAnOfficer(_) | AccessError::Twice(_) => {
+                Problem::new(full_stop(&error.to_string()), "Name other security officers, each once.")
+            }
+            _ => Problem::new(sentence(&error.to_string()), "Check who logged in, then try again."),
+        }
+    }
+
+    /// Logging in and unlocking a station with named operators failed.
+    pub fn custody(error: &CustodyError) -> Self {
+        match error {
+            CustodyError::Login(error) => Problem::login(error),
+            CustodyError::Access(error) => Problem::access(error),
+            CustodyError::Home(error) => Problem::unlock(error),
+            CustodyError::Db(error) => Problem::database(error),
+            CustodyError::Unlock(UnlockError::TooFewOfficers { need, have }) => Problem::new(
+                format!(
+                    "The custody policy needs {need} security officers to unlock this station after a restart; {have} \
+                     logged in."
+                ),
+                "Each security officer types their name and passphrase in a row of the form.",
+            ),
+            _ => Problem::new(
+                sentence(&error.to_string()),
+                "Check the names and passphrases; if it happens again, ask a security officer.",
             ),
         }
     }

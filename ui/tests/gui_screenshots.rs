@@ -292,3 +292,75 @@ fn gui_screenshots_of_every_screen() {
     tour.click(Role::Button, Screen::Settings.title());
     tour.snapshot("settings");
 }
+
+/// The tour's app and harness over `control`, drawn by the CPU rasterizer.
+fn custody_tour(control: FakeControl, out: PathBuf) -> Tour {
+    let mut settings = Settings::default();
+    settings.link.serial_port = "/dev/ttyUSB0".into();
+    let app = KeyfillApp::new(Bridge::new(control.connect()), settings, None);
+    let textures = Textures::default();
+    let harness = Harness::builder()
+        .with_size(harness_size(SIZE))
+        .with_pixels_per_point(1.0)
+        .renderer(SoftwareRenderer { textures: textures.clone() })
+        .build_ui_state(|ui, app: &mut KeyfillApp| app.show(ui), app);
+    Tour { harness, textures, control, out, size: SIZE }
+}
+
+/// Named operators: the login form (any operator; two officers under an unlock quorum) and
+/// the two-person approval of a bundle export, with a refusal shown in the dialog.
+#[test]
+#[ignore = "writes the documentation's screenshots; run by scripts/screenshots"]
+fn gui_screenshots_of_custody_login_and_approval() {
+    use keyfill_gui::messages::CustodySummary;
+    use keyfill_gui::station_handle::fake::FakeOperator;
+    use keyfill_station::custody::Role as OperatorRole;
+    let out = output_folder();
+    std::fs::create_dir_all(&out).unwrap();
+    let roster = || {
+        vec![
+            FakeOperator::new("anna", OperatorRole::SecurityOfficer, "anna-pw"),
+            FakeOperator::new("ben", OperatorRole::SecurityOfficer, "ben-pw"),
+            FakeOperator::new("sam", OperatorRole::Supervisor, "sam-pw"),
+        ]
+    };
+
+    // Under an unlock quorum of two: both officers log in together.
+    let quorum = CustodySummary { unlock_quorum: 2, approvals: 2 };
+    let control = FakeControl::new(demo_state(PASSPHRASE).with_named_operators(quorum, roster()));
+    let mut tour = custody_tour(control, out.clone());
+    tour.settle();
+    tour.type_into(Role::TextInput, "Officer 1 name", "anna");
+    tour.type_into(Role::PasswordInput, "Officer 1 passphrase", "anna-pw");
+    tour.type_into(Role::TextInput, "Officer 2 name", "ben");
+    tour.snapshot("login-quorum");
+
+    // Any operator's login unlocks.
+    let policy = CustodySummary { unlock_quorum: 1, approvals: 2 };
+    let control = FakeControl::new(demo_state(PASSPHRASE).with_named_operators(policy, roster()));
+    let mut tour = custody_tour(control, out);
+    tour.settle();
+    tour.type_into(Role::TextInput, "Operator name", "sam");
+    tour.snapshot("login");
+    tour.snapshot_at(SMALL, "login-1024x600");
+    tour.type_into(Role::PasswordInput, "Passphrase", "sam-pw");
+    tour.click(Role::Button, "Log in");
+
+    tour.click(Role::Button, Screen::RotationExport.title());
+    tour.click(Role::Button, "Offline bundle");
+    tour.type_into(
+        Role::TextInput,
+        "C2 operator's key",
+        "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a",
+    );
+    tour.type_into(Role::TextInput, "Bundle file", "/media/usb/keys-line-3.kfb");
+    tour.click(Role::Button, "Write bundle");
+    tour.type_into(Role::TextInput, "Officer 1 name", "anna");
+    tour.type_into(Role::PasswordInput, "Officer 1 passphrase", "anna-pw");
+    tour.type_into(Role::TextInput, "Officer 2 name", "ben");
+    tour.type_into(Role::PasswordInput, "Officer 2 passphrase", "wrong");
+    tour.click(Role::Button, "Approve and export");
+    tour.type_into(Role::PasswordInput, "Officer 1 passphrase", "anna-pw");
+    tour.snapshot("approval");
+    tour.snapshot_at(SMALL, "approval-1024x600");
+}

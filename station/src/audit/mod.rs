@@ -39,6 +39,19 @@ impl AuditKey {
         Ok(AuditKey::new(Arc::new(BundleSigner::new(&pkcs8, certificate)?)))
     }
 
+    /// As [`AuditKey::throwaway`], with the made-up root's public key.
+    #[cfg(test)]
+    pub(crate) fn throwaway_with_root(station_id: [u8; 16]) -> Result<(Self, [u8; 32]), SignerError> {
+        use ring::signature::KeyPair;
+        let root_pkcs8 = BundleSigner::generate_pkcs8()?;
+        let root = ring::signature::Ed25519KeyPair::from_pkcs8(&root_pkcs8).map_err(|_| SignerError::BadKey)?;
+        let pkcs8 = BundleSigner::generate_pkcs8()?;
+        let public = BundleSigner::public_key_of_pkcs8(&pkcs8)?;
+        let certificate = crate::bundle::certify_bundle_signer(&root, station_id, "throwaway", public, 0, u64::MAX)?;
+        let root_public = root.public_key().as_ref().try_into().map_err(|_| SignerError::BadKey)?;
+        Ok((AuditKey::new(Arc::new(BundleSigner::new(&pkcs8, certificate)?)), root_public))
+    }
+
     /// The public key, as hex: how an entry names the key that signed it.
     pub fn public_hex(&self) -> &str {
         &self.public_hex
@@ -73,7 +86,8 @@ pub async fn record_unlock(
     for attempt in &attempts {
         let recorder = Recorder { station_id: &actor.station_id, operator: &attempt.account, key: &actor.audit };
         let detail = format!("{} (noted in the station home, recorded at the next unlock)", attempt.reason);
-        append(&mut tx, &recorder, attempt.at, None, "unlock_failed", &detail).await?;
+        let kind = attempt.kind.as_deref().unwrap_or("unlock_failed");
+        append(&mut tx, &recorder, attempt.at, None, kind, &detail).await?;
     }
     if counted > 0 {
         let detail = format!("{counted} more failed unlocks, counted only: the station home's note of them was full");

@@ -19,6 +19,10 @@ pub struct FailedUnlock {
     /// The login name of the account that tried.
     pub account: String,
     pub reason: String,
+    /// What happened, when not a failed unlock: `login_failed`, `login_refused`, or `login`
+    /// for a login that unlocked nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 fn path(home: &Path) -> PathBuf {
@@ -28,13 +32,23 @@ fn path(home: &Path) -> PathBuf {
 /// Notes a failed unlock of the station in `home`. Best effort: the unlock has failed already,
 /// and a home that cannot be written is reported by the next write that must succeed.
 pub fn note_failed_unlock(home: &Path, reason: &str) {
+    note(home, None, &default_operator(), reason)
+}
+
+/// Notes an operator's login event (`kind`) for the audit log, as [`note_failed_unlock`].
+pub fn note_login(home: &Path, kind: &str, operator: &str, reason: &str) {
+    note(home, Some(kind), operator, reason)
+}
+
+fn note(home: &Path, kind: Option<&str>, account: &str, reason: &str) {
     use std::os::unix::fs::OpenOptionsExt;
     let file = path(home);
     let oversized = std::fs::metadata(&file).is_ok_and(|m| m.len() >= MAX_BYTES);
     let attempt = FailedUnlock {
         at: crate::db::now_millis(),
-        account: if oversized { String::new() } else { default_operator() },
+        account: if oversized { String::new() } else { account.to_owned() },
         reason: if oversized { "overflow".into() } else { reason.to_owned() },
+        kind: kind.map(str::to_owned),
     };
     if oversized {
         // Only a count is kept: a line of its own per attempt, whatever the last line was.

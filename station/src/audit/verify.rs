@@ -120,6 +120,16 @@ impl SignerTrust {
         SignerTrust { keys }
     }
 
+    /// The key of `signer` (hex), if the factory root certified it.
+    pub fn public_key(&self, signer: &str) -> Option<[u8; 32]> {
+        self.keys.get(&signer.to_ascii_lowercase()).map(|key| key.public)
+    }
+
+    /// The station the factory root certified the key `signer` (hex) for.
+    pub fn station_of(&self, signer: &str) -> Option<&str> {
+        self.keys.get(&signer.to_ascii_lowercase()).map(|key| key.station_id.as_str())
+    }
+
     /// The name the factory root certified for `station_id`, if it certified one of its keys.
     pub fn station_name(&self, station_id: &str) -> Option<&str> {
         self.keys.values().find(|key| key.station_id == station_id).map(|key| key.station_name.as_str())

@@ -8,6 +8,7 @@ use keyfill_formats::printable;
 use keyfill_station::audit::checkpoint::CheckpointFile;
 use keyfill_station::audit::export::{ExportFormat, export};
 use keyfill_station::audit::verify::{ChainReport, verify_database};
+use keyfill_station::custody::Operation;
 use keyfill_station::db::audit as rows;
 use keyfill_station::home::StationHome;
 use std::path::{Path, PathBuf};
@@ -83,8 +84,12 @@ fn read_factory_root(path: &Path) -> Result<[u8; 32]> {
 
 pub async fn run(global: &GlobalArgs, home: &StationHome, command: AuditCommand, interactive: bool) -> Result<()> {
     match command {
-        AuditCommand::Verify(args) => verify(global, home, args, interactive).await,
+        AuditCommand::Verify(args) => {
+            global.authorise_read(home, Operation::VerifyAudit).await?;
+            verify(global, home, args, interactive).await
+        }
         AuditCommand::Export(args) => {
+            global.authorise_read(home, Operation::ExportAudit).await?;
             let inventory = global.inventory(home).await?;
             let format = if args.jsonl { ExportFormat::JsonLines } else { ExportFormat::Json };
             let station = args.station.as_deref().map(station_id).transpose()?;
@@ -106,7 +111,7 @@ pub async fn run(global: &GlobalArgs, home: &StationHome, command: AuditCommand,
             Ok(())
         }
         AuditCommand::Checkpoint { out } => {
-            let station = global.station(home).await?;
+            let station = global.station_for(home, Operation::CheckpointAudit, "").await?;
             let pool = station.inventory.pool();
             let checkpoint = rows::checkpoint_now(pool, &station.actor.recorder()).await?;
             let file = CheckpointFile::new(rows::latest_checkpoints(pool).await?, &rows::signers(pool).await?);
@@ -130,8 +135,15 @@ pub async fn run(global: &GlobalArgs, home: &StationHome, command: AuditCommand,
                 read_bounded(&factory_root_key, 64 << 10)
                     .with_context(|| format!("cannot read the factory root key {}", factory_root_key.display()))?,
             );
-            let unlocked = home.unlock(&global.unlock_secret(home)?).context("cannot unlock the station")?;
-            let signer = home.bundle_signer(&unlocked, Some(&root))?;
+            let signer = if home.has_named_operators() {
+                let station = global.station_for(home, Operation::FactoryRootOrToken, "enrol a signing key").await?;
+                let signer = home.bundle_signer(&station.unlocked, Some(&root))?;
+                station.inventory.close().await;
+                signer
+            } else {
+                let unlocked = home.unlock(&global.unlock_secret(home)?).context("cannot unlock the station")?;
+                home.bundle_signer(&unlocked, Some(&root))?
+            };
             println!(
                 "this station's signing key {} is certified until {}; its audit log can be signed",
                 hex::encode(signer.certificate().body.signing_public),

@@ -48,6 +48,13 @@ pub struct ExportBundleArgs {
     json: bool,
 }
 
+impl ExportBundleArgs {
+    /// Where the bundle goes, for the approval of its export.
+    pub fn out_display(&self) -> String {
+        self.out.display().to_string()
+    }
+}
+
 #[derive(Args)]
 pub struct ImportBundleArgs {
     /// The bundle file.

@@ -30,7 +30,7 @@ pub async fn run(global: &GlobalArgs, home: &StationHome, args: LineArgs) -> Res
         }
         return Ok(());
     }
-    let station = global.station(home).await?;
+    let station = global.station_for(home, keyfill_station::custody::Operation::Provision, "line").await?;
     let sink = Arc::new(EventSink::new(Box::new(std::io::stdout())));
     let (request_stop, stop_requested) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {

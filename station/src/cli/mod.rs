@@ -9,6 +9,7 @@ mod fleet;
 mod label;
 mod line;
 mod links;
+mod operators;
 mod orders;
 mod output;
 mod rotate;
@@ -21,6 +22,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use keyfill_formats::qr::OnboardingPayload;
 use keyfill_formats::{DeviceName, printable};
+use keyfill_station::custody::Operation;
 use keyfill_station::db::devices::{self, DeviceState};
 use keyfill_station::db::events;
 use keyfill_station::db::{Inventory, redact_url};
@@ -63,9 +65,42 @@ struct GlobalArgs {
     /// file (else KEYFILL_TOKEN_PIN, else a prompt).
     #[arg(long, global = true, value_name = "FILE")]
     token_pin_file: Option<PathBuf>,
-    /// Operator name recorded in the event log (default: the login name of the account).
+    /// Operator name recorded in the event log (default: the login name of the account), at a
+    /// station without named operators.
     #[arg(long, env = "KEYFILL_OPERATOR", global = true)]
     operator: Option<String>,
+    /// At a station with named operators: log in as this operator.
+    #[arg(long = "as", env = "KEYFILL_AS", global = true, value_name = "NAME")]
+    login_as: Option<String>,
+    /// The passphrase of the operator of --as, from this file (else KEYFILL_OPERATOR_PASSPHRASE,
+    /// else a prompt).
+    #[arg(long, global = true, value_name = "FILE")]
+    operator_passphrase_file: Option<PathBuf>,
+    /// A security officer who approves the command (dual control) or helps unlock the station
+    /// (an unlock quorum); repeat for several.
+    #[arg(long, global = true, value_name = "NAME")]
+    approver: Vec<String>,
+    /// The passphrase of the i-th --approver, from this file (else a prompt).
+    #[arg(long, global = true, value_name = "FILE")]
+    approver_passphrase_file: Vec<PathBuf>,
+    /// The PKCS#11 module through which operators' smart cards are read (OpenSC's, for PC/SC
+    /// cards).
+    #[arg(
+        long,
+        env = "KEYFILL_CARD_MODULE",
+        global = true,
+        value_name = "PATH",
+        default_value = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
+    )]
+    card_module: PathBuf,
+    /// For an operator of --as who logs in with a card: its PIN, from this file (else
+    /// KEYFILL_CARD_PIN, else a prompt).
+    #[arg(long, global = true, value_name = "FILE")]
+    card_pin_file: Option<PathBuf>,
+    /// The card PIN of the i-th --approver who logs in with a card, from this file (else a
+    /// prompt).
+    #[arg(long, global = true, value_name = "FILE")]
+    approver_card_pin_file: Vec<PathBuf>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -125,6 +160,16 @@ enum Command {
         /// The token's label (with --pkcs11-module).
         #[arg(long, value_name = "LABEL", requires = "pkcs11_module")]
         token: Option<String>,
+        /// Start under named operators, with this first security officer; repeat for each (at
+        /// least --approvals of them). Without, the station is unlocked by a shared passphrase
+        /// until `keyfill custody enable`.
+        #[arg(long, value_name = "NAME")]
+        officer: Vec<String>,
+        /// The passphrase of the i-th --officer, from this file (else a prompt, twice).
+        #[arg(long, value_name = "FILE")]
+        officer_passphrase_file: Vec<PathBuf>,
+        #[command(flatten)]
+        policy: custody::PolicyArgs,
     },
     /// Provision devices over serial, PC/SC (smart card, NFC) or BLE links.
     ///
@@ -224,6 +269,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// Named operators: add, remove, list; change your passphrase.
+    Operators {
+        #[command(subcommand)]
+        command: operators::OperatorsCommand,
     },
     /// The stations that have used this database.
     Stations {
@@ -476,7 +526,19 @@ pub async fn run(cli: Cli) -> Result<()> {
     let home = global.home()?;
     let interactive = global.log_format == LogFormat::Text;
     match cli.command {
-        Command::Init { station_name, factory_root_key, join_master, share_passphrase_file, pkcs11_module, token } => {
+        Command::Init {
+            station_name,
+            factory_root_key,
+            join_master,
+            share_passphrase_file,
+            pkcs11_module,
+            token,
+            officer,
+            officer_passphrase_file,
+            policy,
+        } => {
+            let officers = operators::officers(&officer, &officer_passphrase_file)?;
+            let policy = policy.policy()?;
             let imported = match &factory_root_key {
                 Some(path) => Some(zeroize::Zeroizing::new(
                     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
@@ -548,6 +610,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             )
             .await?;
             station.inventory.close().await;
+            if !officers.is_empty() {
+                operators::enable(global, &home, &passphrase, &officers, policy).await?;
+            }
             if let Some(share) = &share {
                 println!(
                     "joined the stations of master key {} (shared by {})",
@@ -578,7 +643,23 @@ pub async fn run(cli: Cli) -> Result<()> {
                     printable(&token.token),
                     token.module.display()
                 ),
+                None if home.has_named_operators() => {
+                    println!("keys          in the home, sealed under the operators' unlock secret")
+                }
                 None => println!("keys          in the home, sealed under the master-key passphrase"),
+            }
+            match keyfill_station::custody::CustodyFile::read(home.path())? {
+                Some(file) => println!(
+                    "operators     named; dual control by {} security officers; unlocked by {}",
+                    file.policy.approvals,
+                    match file.policy.unlock_quorum {
+                        0 | 1 => "any operator's login".to_owned(),
+                        quorum => format!("{quorum} security officers' logins"),
+                    }
+                ),
+                None => {
+                    println!("operators     not named (the account's login name is recorded; `keyfill custody enable`)")
+                }
             }
             println!(
                 "certificate   valid {} .. {}",
@@ -605,7 +686,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                     payloads.len()
                 );
             }
-            let mut station = global.station(&home).await?;
+            let subject = payloads.iter().map(|p| p.device_id.to_hex()).collect::<Vec<_>>().join(", ");
+            let mut station = global.station_for(&home, Operation::Provision, &subject).await?;
             station.order_policy = keyfill_station::orders::OrderPolicy {
                 required: require_order,
                 current: order
@@ -625,20 +707,21 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Devices { command } => devices_command(global, &home, command).await?,
         Command::Rotate(args) => {
-            let station = global.station(&home).await?;
+            let station = global.station_for(&home, Operation::Rotate, "").await?;
             if !rotate::run(station, args, interactive).await? {
                 bail!("not every rotation was confirmed; see the report above");
             }
         }
         Command::Export { command } => match command {
             ExportCommand::C2(args) => {
-                let station = global.station(&home).await?;
+                let station = global.station_for(&home, Operation::ExportToC2, "").await?;
                 if !export::export_c2(station, args, interactive).await? {
                     bail!("not every device was exported; see the report above");
                 }
             }
             ExportCommand::Bundle(args) => {
-                let station = global.station(&home).await?;
+                let subject = format!("bundle to {}", args.out_display());
+                let station = global.station_for(&home, Operation::ExportBundle, &subject).await?;
                 if !bundle::export_bundle(station, &home, args).await? {
                     bail!("not every selected device is in the bundle; see the reasons above");
                 }
@@ -652,6 +735,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Bundle { command } => bundle::bundle_command(command)?,
         Command::Scan(args) => scan::run(args).await?,
         Command::Label(args) => {
+            global.authorise_read(&home, Operation::PrintLabels).await?;
             let inventory = global.inventory(&home).await?;
             label::run(args, &inventory).await?;
             inventory.close().await;
@@ -667,36 +751,54 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Demo { name } => demo(global, &home, name).await?,
-        Command::Master { command } => fleet::master_command(&global.station(&home).await?, command)?,
-        Command::Keys { command } => fleet::keys_command(&global.station(&home).await?, command, interactive).await?,
+        Command::Master { command } => fleet::master_command(
+            &global.station_for(&home, Operation::FactoryRootOrToken, "share the master key").await?,
+            command,
+        )?,
+        Command::Keys { command } => {
+            fleet::keys_command(&global.station_for(&home, Operation::CheckKeys, "").await?, command, interactive)
+                .await?
+        }
         Command::Orders { command } => match command {
             orders::OrdersCommand::Import { file, format } => {
-                orders::import(&global.station(&home).await?, &file, format).await?
+                orders::import(&global.station_for(&home, Operation::ManageOrders, "import").await?, &file, format)
+                    .await?
             }
             orders::OrdersCommand::List { all, json } => {
+                global.authorise_read(&home, Operation::Inspect).await?;
                 let inventory = global.inventory(&home).await?;
                 orders::list(&inventory, all, json).await?;
                 inventory.close().await;
             }
             orders::OrdersCommand::Show { order, json } => {
+                global.authorise_read(&home, Operation::Inspect).await?;
                 let inventory = global.inventory(&home).await?;
                 orders::show(&inventory, &order, json).await?;
                 inventory.close().await;
             }
             orders::OrdersCommand::Report { order, json, csv, signature } => {
-                let station = global.station(&home).await?;
+                let station = global.station_for(&home, Operation::ManageOrders, "report").await?;
                 orders::report(&station, &home, &order, json, csv, signature.as_deref()).await?;
             }
             orders::OrdersCommand::Close { order, force: _, reason } => {
-                orders::close(&global.station(&home).await?, &order, reason.as_deref()).await?
+                orders::close(
+                    &global.station_for(&home, Operation::ManageOrders, "close").await?,
+                    &order,
+                    reason.as_deref(),
+                )
+                .await?
             }
             orders::OrdersCommand::VerifyReport { file, factory_root } => orders::verify_report(&file, &factory_root)?,
         },
         Command::Custody { command } => custody::run(global, &home, command).await?,
         Command::Audit { command } => audit::run(global, &home, command, interactive).await?,
-        Command::Sync { to, json } => sync::run(&global.station(&home).await?, &to, json, interactive).await?,
+        Command::Sync { to, json } => {
+            sync::run(&global.station_for(&home, Operation::Sync, "").await?, &to, json, interactive).await?
+        }
+        Command::Operators { command } => operators::run(global, &home, command).await?,
         Command::Line(args) => line::run(global, &home, args).await?,
         Command::Stations { json } => {
+            global.authorise_read(&home, Operation::Inspect).await?;
             let inventory = global.inventory(&home).await?;
             fleet::print_stations(&inventory, json).await?;
             inventory.close().await;
@@ -722,6 +824,7 @@ async fn warn_about_pending(station: &Station, except_id: &str) -> Result<()> {
 async fn devices_command(global: &GlobalArgs, home: &StationHome, command: DevicesCommand) -> Result<()> {
     match command {
         DevicesCommand::List { json, state } => {
+            global.authorise_read(home, Operation::Inspect).await?;
             let inventory = global.inventory(home).await?;
             let list = devices::list(inventory.pool(), state.map(Into::into)).await?;
             if json {
@@ -732,6 +835,7 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
             inventory.close().await;
         }
         DevicesCommand::Show { device, json } => {
+            global.authorise_read(home, Operation::Inspect).await?;
             let inventory = global.inventory(home).await?;
             let found = devices::resolve(inventory.pool(), &device).await?;
             let history = events::for_device(inventory.pool(), &found.id).await?;
@@ -767,14 +871,14 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
             if !yes {
                 bail!("abandoning forgets whether {device} holds its pending key; pass --yes to confirm");
             }
-            let station = global.station(home).await?;
+            let station = global.station_for(home, Operation::Abandon, &device).await?;
             let target = devices::resolve(station.inventory.pool(), &device).await?;
             station.abandon(&target, &reason).await?;
             println!("{} ({}) abandoned: now failed", printable(&target.name), target.id);
             station.inventory.close().await;
         }
         DevicesCommand::Reconcile { link, device } => {
-            let station = global.station(home).await?;
+            let station = global.station_for(home, Operation::Reconcile, device.as_deref().unwrap_or("")).await?;
             let pool = station.inventory.pool();
             let target = match device {
                 Some(device) => devices::resolve(pool, &device).await?,
@@ -830,7 +934,7 @@ async fn demo(global: &GlobalArgs, home: &StationHome, name: Option<String>) -> 
         let passphrase = global.passphrase(true)?;
         home.initialise(&passphrase, "keyfill-demo-station", None)?;
     }
-    let station = global.station(home).await?;
+    let station = global.station_for(home, Operation::Provision, name.as_str()).await?;
     step(&format!(
         "station {} unlocked; database {}",
         station.unlocked.info.station_name,

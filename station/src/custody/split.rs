@@ -82,7 +82,11 @@ fn check_of(key: &SecretKey) -> KeyCheckValue {
 }
 
 /// The raw split: `holders` shares of 33 bytes, any `threshold` of which rebuild `key`.
-fn shares_of(key: &SecretKey, threshold: usize, holders: usize) -> Result<Vec<Zeroizing<Vec<u8>>>, SplitError> {
+pub(crate) fn shares_of(
+    key: &SecretKey,
+    threshold: usize,
+    holders: usize,
+) -> Result<Vec<Zeroizing<Vec<u8>>>, SplitError> {
     let rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
     let shares = vsss_rs::Gf256::split_bytes(threshold, holders, key.expose(), rng)
         .map_err(|error| SplitError::Library(format!("{error:?}")))?;
@@ -90,7 +94,7 @@ fn shares_of(key: &SecretKey, threshold: usize, holders: usize) -> Result<Vec<Ze
 }
 
 /// Rebuilds the key from raw shares (no threshold or check: the callers' job).
-fn combine(shares: &[Zeroizing<Vec<u8>>]) -> Result<SecretKey, SplitError> {
+pub(crate) fn combine(shares: &[Zeroizing<Vec<u8>>]) -> Result<SecretKey, SplitError> {
     if shares.iter().any(|share| share.len() != SHARE_LEN) {
         return Err(SplitError::WrongKey);
     }

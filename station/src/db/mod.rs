@@ -12,6 +12,7 @@ pub mod exports;
 pub mod keys;
 pub mod leases;
 pub mod meta;
+pub mod operators;
 pub mod orders;
 pub mod rotations;
 pub mod sync;

@@ -1,6 +1,8 @@
 //! The screens. Each is a state struct with a `ui` function that draws it and returns what it
 //! wants done as [`Action`]s; none of them talks to the station directly.
 
+pub mod approval;
+pub mod credentials;
 pub mod devices;
 pub mod history;
 pub mod provision;

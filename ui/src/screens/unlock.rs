@@ -1,16 +1,22 @@
-//! The passphrase prompt: at start and after every lock.
+//! The passphrase prompt: at start and after every lock. At a station with named operators it
+//! asks for the operator's name and passphrase instead, and under an unlock quorum for the other
+//! security officers who unlock with them.
 
-use crate::messages::{Command, Passphrase, StationSummary};
+use crate::messages::{Command, CustodySummary, LoginRequest, Passphrase, StationSummary};
 use crate::problem::Problem;
 use crate::screens::Action;
+use crate::screens::credentials::{CredentialRows, RowLabels};
 use crate::theme;
 use crate::widgets;
 use eframe::egui::{self, RichText};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct UnlockScreen {
     /// The typed passphrase; wiped as soon as it is sent.
     passphrase: String,
+    /// Named operators: the operator's name and passphrase, then the other officers' under an
+    /// unlock quorum; the passphrases wiped as soon as they are sent.
+    login: CredentialRows,
     unlocking: bool,
     problem: Option<Problem>,
     /// Why the station locked, shown above the prompt.
@@ -21,10 +27,51 @@ fn passphrase_id() -> egui::Id {
     egui::Id::unique("unlock-passphrase")
 }
 
+impl Default for UnlockScreen {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The labels of the login form's rows under `custody`: the operator first, then the other
+/// security officers an unlock quorum asks for.
+pub fn login_labels(custody: &CustodySummary) -> Vec<RowLabels> {
+    let rows = usize::from(custody.unlock_quorum.max(1));
+    (0..rows)
+        .map(|index| match (index, rows) {
+            (0, 1) => RowLabels { name: "Operator name".into(), passphrase: "Passphrase".into() },
+            (0, _) => RowLabels { name: "Officer 1 name".into(), passphrase: "Officer 1 passphrase".into() },
+            (n, _) => RowLabels {
+                name: format!("Officer {} name", n + 1),
+                passphrase: format!("Officer {} passphrase", n + 1),
+            },
+        })
+        .collect()
+}
+
+/// The line above the login form explaining who logs in.
+pub fn login_explanation(custody: &CustodySummary) -> String {
+    match custody.unlock_quorum {
+        0 | 1 => "This station has named operators: log in with your name and passphrase. What you do is recorded \
+                  under your name."
+            .to_owned(),
+        quorum => format!(
+            "{quorum} security officers must unlock this station together after a restart: each types their name \
+             and passphrase. The first is recorded as the one who acts."
+        ),
+    }
+}
+
 impl UnlockScreen {
     pub fn new() -> Self {
         // Room for a long passphrase, so typing never reallocates and leaves copies behind.
-        UnlockScreen { passphrase: String::with_capacity(256), ..UnlockScreen::default() }
+        UnlockScreen {
+            passphrase: String::with_capacity(256),
+            login: CredentialRows::new("unlock-login", 1),
+            unlocking: false,
+            problem: None,
+            reason: None,
+        }
     }
 
     pub fn on_unlocked(&mut self) {
@@ -59,17 +106,17 @@ impl UnlockScreen {
                                 Some(identity) => (identity.name.clone(), widgets::grouped(&identity.id)),
                                 None => ("not initialised".to_owned(), "-".to_owned()),
                             };
-                            widgets::facts(
-                                ui,
-                                "unlock-facts",
-                                &[
-                                    ("Station", name),
-                                    ("Station id", id),
-                                    ("Home", station.home.display().to_string()),
-                                    ("Database", station.database.clone()),
-                                    ("Operator", station.operator.clone()),
-                                ],
-                            );
+                            let mut facts = vec![
+                                ("Station", name),
+                                ("Station id", id),
+                                ("Home", station.home.display().to_string()),
+                                ("Database", station.database.clone()),
+                            ];
+                            // With named operators, whoever logs in is the operator.
+                            if station.custody.is_none() {
+                                facts.push(("Operator", station.operator.clone()));
+                            }
+                            widgets::facts(ui, "unlock-facts", &facts);
                             if station.identity.is_none() {
                                 ui.add_space(theme::SPACING);
                                 widgets::problem_box(
@@ -81,6 +128,10 @@ impl UnlockScreen {
                         ui.add_space(theme::SPACING);
                         if let Some(reason) = &self.reason {
                             widgets::notice(ui, widgets::Tone::Warning, reason);
+                        }
+                        if let Some(custody) = station.and_then(|station| station.custody) {
+                            self.login_form(ui, &custody, &mut actions);
+                            return;
                         }
                         let token =
                             station.and_then(|station| station.identity.as_ref()).and_then(|i| i.token.as_deref());
@@ -132,10 +183,71 @@ impl UnlockScreen {
     }
 }
 
+impl UnlockScreen {
+    /// Named operators: name and passphrase rows, and the Log in button.
+    fn login_form(&mut self, ui: &mut egui::Ui, custody: &CustodySummary, actions: &mut Vec<Action>) {
+        let labels = login_labels(custody);
+        if self.login.len() != labels.len() {
+            self.login.resize(labels.len());
+        }
+        ui.add(egui::Label::new(login_explanation(custody)).wrap());
+        ui.add_space(6.0);
+        let submitted = self.login.ui(ui, |index| labels[index].clone(), !self.unlocking, true);
+        ui.add_space(theme::SPACING);
+        ui.horizontal(|ui| {
+            let ready = !self.unlocking && self.login.is_complete();
+            let text = if labels.len() > 1 { "Log in and unlock" } else { "Log in" };
+            let button = ui.add_enabled(ready, widgets::primary_button(text, ready, egui::vec2(200.0, 44.0)));
+            widgets::key_hint(ui, "Enter");
+            if self.unlocking {
+                ui.spinner();
+                ui.label("Logging in…");
+            }
+            if (button.clicked() || submitted) && ready {
+                self.unlocking = true;
+                self.problem = None;
+                let mut credentials = self.login.take().into_iter();
+                if let Some(operator) = credentials.next() {
+                    let approvers = credentials.collect();
+                    actions.push(Command::Login(Box::new(LoginRequest { operator, approvers })).into());
+                }
+                self.login.forget_typed_text(ui.ctx());
+            }
+        });
+        if let Some(problem) = &self.problem {
+            ui.add_space(theme::SPACING);
+            widgets::problem_box(ui, problem);
+        }
+    }
+}
+
 /// egui keeps the text edit's undo history, which holds copies of what was typed: drop it.
 fn forget_typed_text(context: &egui::Context) {
     if let Some(mut state) = egui::TextEdit::load_state(context, passphrase_id()) {
         state.clear_undoer();
         state.store(context, passphrase_id());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custody_unlock_form_fields_follow_the_quorum() {
+        let names = |quorum| -> Vec<(String, String)> {
+            login_labels(&CustodySummary { unlock_quorum: quorum, approvals: 2 })
+                .into_iter()
+                .map(|l| (l.name, l.passphrase))
+                .collect()
+        };
+        assert_eq!(names(1), [("Operator name".to_owned(), "Passphrase".to_owned())]);
+        let two = names(2);
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[1], ("Officer 2 name".to_owned(), "Officer 2 passphrase".to_owned()));
+        assert_eq!(names(3).len(), 3);
+        let explained = login_explanation(&CustodySummary { unlock_quorum: 2, approvals: 2 });
+        assert!(explained.starts_with("2 security officers must unlock this station together"), "{explained}");
+        assert!(login_explanation(&CustodySummary { unlock_quorum: 1, approvals: 2 }).contains("your name"));
     }
 }

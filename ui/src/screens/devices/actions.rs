@@ -10,6 +10,7 @@ use crate::settings::Settings;
 use crate::theme;
 use crate::widgets;
 use eframe::egui::{self, RichText};
+use keyfill_station::custody::Operation;
 use keyfill_station::db::devices::{Device, DeviceState};
 use keyfill_station::provision::ReconcileVerdict;
 
@@ -109,8 +110,7 @@ impl DeviceActions {
         if device.state == DeviceState::Pending {
             ui.label(RichText::new("Pending: its key was sent, never confirmed").strong().color(theme::WARNING));
             ui.horizontal_wrapped(|ui| {
-                if ui
-                    .button("Reconcile…")
+                if crate::custody::gated(ui, Operation::Reconcile, true, egui::Button::new("Reconcile…"))
                     .on_hover_text("Ask the device over a link whether it holds its pending key")
                     .clicked()
                 {
@@ -119,7 +119,10 @@ impl DeviceActions {
                         actions.push(Command::DetectLinks.into());
                     }
                 }
-                if ui.button("Abandon…").on_hover_text("Give up on a device that can no longer be asked").clicked() {
+                if crate::custody::gated(ui, Operation::Abandon, true, egui::Button::new("Abandon…"))
+                    .on_hover_text("Give up on a device that can no longer be asked")
+                    .clicked()
+                {
                     self.dialog = Some(Dialog::Abandon(AbandonDialog::new(device)));
                 }
             });

@@ -11,6 +11,7 @@ mod session_log;
 mod status;
 
 use crate::camera::CameraPanel;
+use crate::custody::Access;
 use crate::messages::{Command, JobId, LabelRequest, LabelSaved, LinkReport, ProvisionRequest, ProvisionUpdate};
 use crate::problem::Problem;
 use crate::screens::Action;
@@ -19,6 +20,7 @@ use crate::theme;
 use crate::widgets::{self, Tone};
 use eframe::egui::{self, Key, Modifiers, RichText};
 use keyfill_formats::qr::{DeviceCredential, OnboardingPayload};
+use keyfill_station::custody::Operation;
 use keyfill_station::db::devices::Device;
 use keyfill_station::db::orders::OrderCounts;
 use keyfill_station::scan::{Label, ScanResult, from_typed_text};
@@ -61,6 +63,8 @@ enum LabelStatus {
 
 #[derive(Debug, Default)]
 pub struct ProvisionScreen {
+    /// What the logged-in operator may do (named operators): a supervisor does not key devices.
+    pub access: Access,
     scan_text: String,
     on_deck: Option<OnDeck>,
     status: Status,
@@ -179,6 +183,10 @@ impl ProvisionScreen {
 
     fn provision(&mut self, settings: &Settings) -> Option<Action> {
         if !self.status.can_provision() {
+            return None;
+        }
+        if let Some(why) = self.access.refusal(Operation::Provision) {
+            self.scan_problem = Some(Problem::new(why, "Log in as an operator to key devices: lock, then log in."));
             return None;
         }
         let payload = self.on_deck.as_ref()?.payload.clone();
@@ -463,8 +471,9 @@ impl ProvisionScreen {
         ui.add_space(theme::SPACING);
         ui.horizontal_wrapped(|ui| {
             let ready = self.status.can_provision() && self.on_deck.is_some();
-            let button = widgets::primary_button("Provision device", ready, egui::vec2(210.0, 52.0));
-            let clicked = ui.add_enabled(ready, button).clicked();
+            let allowed = self.access.allows(Operation::Provision);
+            let button = widgets::primary_button("Provision device", ready && allowed, egui::vec2(210.0, 52.0));
+            let clicked = crate::custody::gated(ui, Operation::Provision, ready, button).clicked();
             widgets::key_hint(ui, "Enter · Ctrl+Enter · F9");
             if clicked {
                 actions.extend(self.provision(settings));

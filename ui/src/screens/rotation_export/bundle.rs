@@ -4,13 +4,16 @@
 
 use super::DeviceSelection;
 use super::results::{self, ResultRow};
+use crate::custody::{self, Access};
 use crate::messages::{BundleRefused, BundleRequest, BundleWritten, Command, LeftOut};
 use crate::problem::Problem;
 use crate::screens::Action;
+use crate::screens::approval::{ApprovalAction, ApprovalDialog};
 use crate::settings::Settings;
 use crate::theme;
 use crate::widgets::{self, Tone, form_field};
 use eframe::egui::{self, RichText};
+use keyfill_station::custody::Operation;
 use std::path::PathBuf;
 
 #[derive(Debug, Default)]
@@ -22,6 +25,9 @@ pub struct BundlePanel {
     factory_root_key: String,
     writing: bool,
     outcome: Option<Result<BundleWritten, BundleRefused>>,
+    /// At a station with named operators: the officers' approval of the export, with the
+    /// request it approves.
+    approval: Option<(ApprovalDialog, BundleRequest)>,
 }
 
 impl BundlePanel {
@@ -29,8 +35,30 @@ impl BundlePanel {
         self.writing
     }
 
+    /// The dialog asking for the officers' approval, while it shows.
+    pub fn approval(&self) -> Option<&ApprovalDialog> {
+        self.approval.as_ref().map(|(dialog, _)| dialog)
+    }
+
+    /// The officers' approval was refused: the dialog shows why and stays open.
+    pub fn on_approval_refused(&mut self, problem: Problem) {
+        self.writing = false;
+        match &mut self.approval {
+            Some((dialog, _)) => dialog.on_refused(problem),
+            None => self.outcome = Some(Err(BundleRefused { problem, excluded: Vec::new() })),
+        }
+    }
+
+    /// Locking: the dialog closes (its typed passphrases are wiped).
+    pub fn close_approval(&mut self) {
+        if !self.writing {
+            self.approval = None;
+        }
+    }
+
     pub fn on_outcome(&mut self, outcome: Result<BundleWritten, BundleRefused>) {
         self.writing = false;
+        self.approval = None;
         if outcome.is_ok() {
             // The next bundle needs a new name.
             self.out.clear();
@@ -53,9 +81,21 @@ impl BundlePanel {
         }
         ui.add_space(6.0);
         ui.horizontal(|ui| {
-            let start = widgets::primary_button("Write bundle", !self.writing, egui::vec2(180.0, 40.0));
-            if ui.add_enabled(!self.writing, start).clicked() {
+            let access = Access::of(ui);
+            let ready = !self.writing && self.approval.is_none();
+            let start = widgets::primary_button(
+                "Write bundle",
+                ready && access.allows(Operation::ExportBundle),
+                egui::vec2(180.0, 40.0),
+            );
+            if custody::gated(ui, Operation::ExportBundle, ready, start).clicked() {
                 match self.request(settings) {
+                    // Named operators: the security officers approve first.
+                    Ok(request) if access.custody.is_some() => {
+                        self.outcome = None;
+                        let dialog = ApprovalDialog::new(Operation::ExportBundle, request.subject(), &access);
+                        self.approval = Some((dialog, request));
+                    }
                     Ok(request) => {
                         self.writing = true;
                         self.outcome = None;
@@ -70,7 +110,25 @@ impl BundlePanel {
             }
         });
         self.outcome_ui(ui);
+        actions.extend(self.approval_ui(ui.ctx()));
         actions
+    }
+
+    fn approval_ui(&mut self, context: &egui::Context) -> Option<Action> {
+        let (dialog, request) = self.approval.as_mut()?;
+        match dialog.ui(context, "Approve and export")? {
+            ApprovalAction::Cancel => {
+                self.approval = None;
+                None
+            }
+            ApprovalAction::Approve(approvers) => {
+                self.writing = true;
+                // The dialog keeps its copy (without approvers) for a retry.
+                let mut sent = copy(request);
+                sent.approvers = approvers;
+                Some(Command::ExportBundle(Box::new(sent)).into())
+            }
+        }
     }
 
     /// True when a setting changed (to save).
@@ -119,6 +177,7 @@ impl BundlePanel {
             out: PathBuf::from(out),
             filter: self.selection.filter()?,
             factory_root_key: (!root.is_empty()).then(|| PathBuf::from(root)),
+            approvers: Vec::new(),
         })
     }
 
@@ -161,5 +220,16 @@ impl BundlePanel {
             .chain(rows)
             .collect();
         results::result_table(ui, "bundle-results", &rows);
+    }
+}
+
+/// The request without its approvers (they are not copied).
+fn copy(request: &BundleRequest) -> BundleRequest {
+    BundleRequest {
+        recipient: request.recipient.clone(),
+        out: request.out.clone(),
+        filter: request.filter.clone(),
+        factory_root_key: request.factory_root_key.clone(),
+        approvers: Vec::new(),
     }
 }

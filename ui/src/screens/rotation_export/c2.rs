@@ -10,6 +10,7 @@ use crate::settings::Settings;
 use crate::theme;
 use crate::widgets::{self, Tone};
 use eframe::egui::{self, RichText};
+use keyfill_station::custody::Operation;
 use keyfill_station::export::{ALREADY_EXPORTED_MEANS, ItemReport, Outcome};
 use std::path::PathBuf;
 
@@ -71,8 +72,9 @@ impl C2Panel {
         }
         ui.add_space(6.0);
         ui.horizontal(|ui| {
-            let start = widgets::primary_button("Export to C2", !running, egui::vec2(180.0, 40.0));
-            if ui.add_enabled(!running, start).clicked() {
+            let allowed = crate::custody::Access::of(ui).allows(Operation::ExportToC2);
+            let start = widgets::primary_button("Export to C2", !running && allowed, egui::vec2(180.0, 40.0));
+            if crate::custody::gated(ui, Operation::ExportToC2, !running, start).clicked() {
                 match self.request(settings) {
                     Ok(request) => {
                         self.run = ExportRun { starting: true, ..ExportRun::default() };

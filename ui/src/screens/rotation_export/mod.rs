@@ -58,6 +58,17 @@ impl RotationExportScreen {
     /// The station is locking: a watch stops, as the station stops it.
     pub fn on_locking(&mut self) {
         self.rotation.watch.on_stop_requested();
+        self.bundle.close_approval();
+    }
+
+    /// The officers' approval of a bundle export was refused.
+    pub fn on_approval_refused(&mut self, problem: Problem) {
+        self.bundle.on_approval_refused(problem);
+    }
+
+    /// The approval dialog of a bundle export, while it shows.
+    pub fn approval(&self) -> Option<&crate::screens::approval::ApprovalDialog> {
+        self.bundle.approval()
     }
 
     pub fn on_rotation(&mut self, update: RotationUpdate) {

@@ -12,6 +12,7 @@ use crate::settings::Settings;
 use crate::theme;
 use crate::widgets::{self, Tone};
 use eframe::egui::{self, RichText};
+use keyfill_station::custody::Operation;
 use keyfill_station::rotation::RotationProgress;
 use std::collections::BTreeMap;
 
@@ -167,8 +168,9 @@ impl RotationPanel {
         }
         ui.add_space(6.0);
         ui.horizontal_wrapped(|ui| {
-            let start = widgets::primary_button("Start rotation", !busy, egui::vec2(180.0, 40.0));
-            if ui.add_enabled(!busy, start).clicked() {
+            let allowed = crate::custody::Access::of(ui).allows(Operation::Rotate);
+            let start = widgets::primary_button("Start rotation", !busy && allowed, egui::vec2(180.0, 40.0));
+            if crate::custody::gated(ui, Operation::Rotate, !busy, start).clicked() {
                 let devices = list(&self.rotate_devices);
                 let targets =
                     if devices.is_empty() { RotationTargets::AllUnrotated } else { RotationTargets::Devices(devices) };
@@ -209,8 +211,7 @@ impl RotationPanel {
         }
         let watch = egui::Button::new(RichText::new("Watch for first contact").size(19.0).strong())
             .min_size(egui::vec2(180.0, 40.0));
-        let clicked = ui
-            .add_enabled(!busy, watch)
+        let clicked = crate::custody::gated(ui, Operation::Rotate, !busy, watch)
             .on_hover_text(
                 "Rotates each provisioned device never rotated when it says hello, and settles unfinished rotations \
                  from the device's next contact, until you press Stop watching",

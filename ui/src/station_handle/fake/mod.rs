@@ -6,18 +6,20 @@
 //! - [`demo`]: the sample station of the screenshots and `keyfill-gui --demo`.
 //! - `devices`, `rotation`, `export`: the answers, by screen.
 
+mod custody;
 mod demo;
 mod devices;
 mod export;
 mod rotation;
 
+pub use custody::{FakeCustody, FakeOperator};
 pub use demo::demo_state;
 
 use crate::bridge::EventSender;
 use crate::device_index::DeviceIndex;
 use crate::messages::{
-    Command, Event, JobId, LabelSaved, LinkReport, ProvisionRequest, ProvisionUpdate, RotationRow, StationIdentity,
-    StationSummary,
+    Command, Event, JobId, LabelSaved, LinkReport, ProvisionRequest, ProvisionUpdate, RotationRow, SignedIn,
+    StationIdentity, StationSummary,
 };
 use crate::problem::Problem;
 use crate::station_handle::StationHandle;
@@ -61,6 +63,10 @@ pub struct FakeState {
     pub hold_rotation: bool,
     /// Open work orders: id and how many devices each expects.
     pub orders: Vec<(String, i64)>,
+    /// Named operators ([`FakeState::with_named_operators`]); `None`: the master passphrase.
+    pub custody: Option<FakeCustody>,
+    /// Who logged in, at a station with named operators: the operator of every event.
+    pub actor: Option<SignedIn>,
     held: Option<ProvisionRequest>,
     /// Whether the held provisioning had sent its key.
     held_key_sent: bool,
@@ -85,6 +91,7 @@ impl FakeState {
                     id: "5f0c1e2d3a4b5c6d7e8f901a2b3c4d5e".into(),
                     token: None,
                 }),
+                custody: None,
             },
             passphrase: passphrase.to_owned(),
             devices: Vec::new(),
@@ -113,6 +120,8 @@ impl FakeState {
             hold_at_handshake: false,
             hold_rotation: false,
             orders: Vec::new(),
+            custody: None,
+            actor: None,
             held: None,
             held_key_sent: false,
             held_rotation: Vec::new(),
@@ -155,7 +164,7 @@ impl FakeState {
             device_id: device.map(|d| d.id.clone()),
             device_name: device.map(|d| d.name.clone()),
             station_id: self.summary.identity.as_ref().map(|i| i.id.clone()).unwrap_or_default(),
-            operator: self.summary.operator.clone(),
+            operator: self.actor.as_ref().map_or_else(|| self.summary.operator.clone(), |actor| actor.name.clone()),
             kind: kind.to_owned(),
             detail,
         });
@@ -354,7 +363,16 @@ impl FakeControl {
 
     fn answer(&self, command: Command) {
         self.with(|state| state.received.push(command.name()));
+        // As the real station: a command the logged-in role may not give is refused.
+        if let Some(problem) = self.refusal(&command) {
+            self.send(Event::Problem { command: command.name(), problem });
+            return;
+        }
         match command {
+            Command::Login(request) => self.login(&request),
+            Command::Unlock(_) if self.with(|state| state.custody.is_some()) => {
+                self.send(Event::UnlockFailed(crate::problem::Problem::named_operators()));
+            }
             Command::Unlock(passphrase) => {
                 if self.with(|state| state.passphrase == passphrase.expose()) {
                     self.send(Event::Unlocked);
@@ -390,7 +408,11 @@ impl FakeControl {
             Command::ExportC2(request) => self.export(&request.url),
             Command::WatchRotation(request) => self.watch(&request.broker),
             Command::StopWatch => self.stop_watch(),
-            Command::ExportBundle(request) => self.bundle(&request),
+            Command::ExportBundle(request) => {
+                if self.approved(&request) {
+                    self.bundle(&request);
+                }
+            }
             Command::Reconcile(request) => self.reconcile(&request),
             Command::Abandon(request) => self.abandon(&request),
             Command::LoadOrders => self.send(Event::Orders(self.with(|state| state.order_counts()))),
@@ -400,6 +422,7 @@ impl FakeControl {
     /// As the real station: a watch is stopped, a provisioning waited for, then the key dropped.
     fn lock(&self) {
         self.stop_watch();
+        self.with(|state| state.actor = None);
         if self.with(|state| state.held.is_some()) {
             self.with(|state| state.lock_waiting = true);
         } else {

@@ -7,6 +7,7 @@
 //! drops the unlocked station: its keys are zeroized on drop.
 
 mod bundle;
+mod custody;
 mod device_actions;
 mod export;
 mod inventory;
@@ -17,7 +18,7 @@ mod rotation;
 mod watch;
 
 use crate::bridge::EventSender;
-use crate::messages::{Command, Event, JobId, Passphrase, StationIdentity, StationSummary};
+use crate::messages::{Command, Event, JobId, LoginRequest, Passphrase, StationIdentity, StationSummary};
 use crate::problem::Problem;
 use crate::station_handle::StationHandle;
 use keyfill_station::db::{Inventory, redact_url};
@@ -52,6 +53,7 @@ impl RealStation {
                 config,
                 events,
                 station: None,
+                custody: None,
                 jobs: JoinSet::new(),
                 watch_stop: None,
                 provision_cancel: None,
@@ -74,6 +76,8 @@ struct StationTask {
     events: EventSender,
     /// Unlocked; shared with the jobs that need it.
     station: Option<Arc<Station>>,
+    /// The operator logged in, at a station with named operators.
+    custody: Option<Arc<custody::CustodyLogin>>,
     jobs: JoinSet<()>,
     /// Stops the watch for first contact, while one runs.
     watch_stop: Option<oneshot::Sender<()>>,
@@ -109,6 +113,7 @@ impl StationTask {
             home: self.config.home.clone(),
             database: redact_url(&self.config.db_url),
             operator: self.config.operator.clone(),
+            custody: custody::summary(&home),
             identity,
         }
     }
@@ -121,6 +126,7 @@ impl StationTask {
         let events = self.events.clone();
         match command {
             Command::Unlock(passphrase) => self.unlock(passphrase).await,
+            Command::Login(request) => self.login(*request).await,
             Command::Lock => self.lock().await,
             Command::DetectLinks => self.spawn(links::detect(events)),
             Command::SaveLabel(request) => self.spawn(labels::save(request, events)),
@@ -132,6 +138,11 @@ impl StationTask {
                     events.send(Event::Problem { command: name, problem: Problem::locked() });
                     return;
                 };
+                // The buttons are disabled for a role that may not; this refuses it all the same.
+                if let Some(problem) = self.custody.as_ref().and_then(|custody| custody.refusal(&command)) {
+                    events.send(Event::Problem { command: name, problem });
+                    return;
+                }
                 match command {
                     Command::Provision(request) => {
                         let (cancel, cancelled) = oneshot::channel();
@@ -145,12 +156,21 @@ impl StationTask {
                     Command::Rotate(request) => self.spawn(rotation::run(station, request, events)),
                     Command::ExportC2(request) => self.spawn(export::run(station, request, events)),
                     Command::WatchRotation(request) => self.watch(station, request),
-                    Command::ExportBundle(request) => {
-                        self.spawn(bundle::run(station, self.config.home.clone(), request, events));
-                    }
+                    Command::ExportBundle(request) => match self.custody.clone() {
+                        // Named operators: the security officers approve it first (dual control).
+                        Some(custody) => self.spawn(custody::approved_bundle(
+                            station,
+                            self.config.home.clone(),
+                            custody,
+                            request,
+                            events,
+                        )),
+                        None => self.spawn(bundle::run(station, self.config.home.clone(), request, events)),
+                    },
                     Command::Reconcile(request) => self.spawn(device_actions::reconcile(station, request, events)),
                     Command::Abandon(request) => self.spawn(device_actions::abandon(station, request, events)),
                     Command::Unlock(_)
+                    | Command::Login(_)
                     | Command::Lock
                     | Command::DetectLinks
                     | Command::SaveLabel(_)
@@ -204,6 +224,10 @@ impl StationTask {
             self.events.send(Event::UnlockFailed(problem));
             return;
         }
+        if home.has_named_operators() {
+            self.events.send(Event::UnlockFailed(Problem::named_operators()));
+            return;
+        }
         // PBKDF2 with 600,000 iterations: seconds of CPU, off the async workers. The passphrase
         // is moved in and wiped when the closure drops it.
         let operator = self.config.operator.clone();
@@ -243,9 +267,44 @@ impl StationTask {
         self.events.send(Event::Unlocked);
     }
 
+    /// Named operators: logs them in, unlocks from their logins, and starts the station with
+    /// the logged-in operator as the actor of every event.
+    async fn login(&mut self, request: LoginRequest) {
+        if let (Some(_), Some(custody)) = (&self.station, &self.custody) {
+            self.events.send(Event::LoggedIn(custody.signed_in()));
+            self.events.send(Event::Unlocked);
+            return;
+        }
+        let home = StationHome::new(&self.config.home);
+        if !home.is_initialised() {
+            let problem = Problem::not_initialised(&self.config.home.display().to_string());
+            self.events.send(Event::UnlockFailed(problem));
+            return;
+        }
+        if !home.has_named_operators() {
+            let problem =
+                Problem::new("This station has no named operators.", "Unlock it with the master-key passphrase.");
+            self.events.send(Event::UnlockFailed(problem));
+            return;
+        }
+        match custody::log_in(self.config.home.clone(), &self.config.db_url, request).await {
+            Ok((station, login)) => {
+                let signed_in = login.signed_in();
+                self.station = Some(Arc::new(station));
+                self.custody = Some(Arc::new(login));
+                self.events.send(Event::LoggedIn(signed_in));
+                self.events.send(Event::Unlocked);
+            }
+            Err(problem) => {
+                self.events.send(Event::UnlockFailed(problem));
+            }
+        }
+    }
+
     /// Takes no new work, waits for the work in flight, then drops the unlocked station.
     async fn lock(&mut self) {
         let station = self.station.take();
+        self.custody = None;
         self.stop_watch();
         while self.jobs.join_next().await.is_some() {}
         if let Some(station) = station {
