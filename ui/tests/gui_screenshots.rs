@@ -325,11 +325,13 @@ fn gui_screenshots_of_custody_login_and_approval() {
         ]
     };
 
-    // Under an unlock quorum of two: both officers log in together.
+    // Under an unlock quorum of two: the supervisor who will work, and two officers.
     let quorum = CustodySummary { unlock_quorum: 2, approvals: 2 };
     let control = FakeControl::new(demo_state(PASSPHRASE).with_named_operators(quorum, roster()));
     let mut tour = custody_tour(control, out.clone());
     tour.settle();
+    tour.type_into(Role::TextInput, "Operator name", "sam");
+    tour.type_into(Role::PasswordInput, "Passphrase", "sam-pw");
     tour.type_into(Role::TextInput, "Officer 1 name", "anna");
     tour.type_into(Role::PasswordInput, "Officer 1 passphrase", "anna-pw");
     tour.type_into(Role::TextInput, "Officer 2 name", "ben");

@@ -610,9 +610,6 @@ pub async fn run(cli: Cli) -> Result<()> {
             )
             .await?;
             station.inventory.close().await;
-            if !officers.is_empty() {
-                operators::enable(global, &home, &passphrase, &officers, policy).await?;
-            }
             if let Some(share) = &share {
                 println!(
                     "joined the stations of master key {} (shared by {})",
@@ -630,6 +627,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                 "factory root public key (pin it in device agents): {}",
                 home.factory_root_public_path().display()
             );
+            if !officers.is_empty() {
+                operators::enable(global, &home, &passphrase, &officers, policy).await?;
+            }
         }
         Command::Info => {
             let info = home.info()?;

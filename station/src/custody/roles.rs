@@ -23,7 +23,7 @@ pub enum NameError {
     TooLong,
     #[error(
         "an operator's name is made of ASCII letters, digits, '.', '_' and '-', and begins with a letter or digit; \
-         {0:?} is not"
+         \"{0}\" is not"
     )]
     Invalid(String),
 }
@@ -50,7 +50,7 @@ impl OperatorName {
 
 impl fmt::Display for OperatorName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -96,7 +96,7 @@ impl Role {
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -222,6 +222,8 @@ mod tests {
         }
         let error = OperatorName::parse("a\u{1b}b").unwrap_err().to_string();
         assert!(!error.contains('\u{1b}'), "{error}");
+        // Padded in tables, as a string is.
+        assert_eq!(format!("{:<6}|{:<10}|", OperatorName::parse("ann").unwrap(), Role::Auditor), "ann   |auditor   |");
     }
 
     #[test]

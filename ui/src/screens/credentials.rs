@@ -69,6 +69,16 @@ impl CredentialRows {
         self.rows.iter().all(|row| !row.name.trim().is_empty() && !row.passphrase.is_empty())
     }
 
+    /// Whether the first row is complete, and at least `others` of the rest, the rest empty.
+    pub fn is_ready(&self, others: usize) -> bool {
+        let complete = |row: &Row| !row.name.trim().is_empty() && !row.passphrase.is_empty();
+        let empty = |row: &Row| row.name.trim().is_empty() && row.passphrase.is_empty();
+        let Some((first, rest)) = self.rows.split_first() else { return false };
+        complete(first)
+            && rest.iter().all(|row| complete(row) || empty(row))
+            && rest.iter().filter(|row| complete(row)).count() >= others
+    }
+
     /// The names typed, trimmed.
     pub fn names(&self) -> Vec<String> {
         self.rows.iter().map(|row| row.name.trim().to_owned()).collect()
@@ -95,6 +105,19 @@ impl CredentialRows {
         self.rows
             .iter_mut()
             .map(|row| Credential {
+                name: row.name.trim().to_owned(),
+                passphrase: Passphrase::take_from(&mut row.passphrase),
+            })
+            .collect()
+    }
+
+    /// The credentials of the rows filled in (the first always), as [`CredentialRows::take`].
+    pub fn take_filled(&mut self) -> Vec<Credential> {
+        self.rows
+            .iter_mut()
+            .enumerate()
+            .filter(|(index, row)| *index == 0 || !row.name.trim().is_empty())
+            .map(|(_, row)| Credential {
                 name: row.name.trim().to_owned(),
                 passphrase: Passphrase::take_from(&mut row.passphrase),
             })

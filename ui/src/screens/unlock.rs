@@ -19,6 +19,8 @@ pub struct UnlockScreen {
     login: CredentialRows,
     unlocking: bool,
     problem: Option<Problem>,
+    /// A problem just arrived: scroll it into view once (at 1024×600 it is under the form).
+    reveal_problem: bool,
     /// Why the station locked, shown above the prompt.
     pub reason: Option<String>,
 }
@@ -33,20 +35,27 @@ impl Default for UnlockScreen {
     }
 }
 
-/// The labels of the login form's rows under `custody`: the operator first, then the other
-/// security officers an unlock quorum asks for.
+/// The labels of the login form's rows under `custody`: the operator who will work at the
+/// station first, then the security officers an unlock quorum asks for.
 pub fn login_labels(custody: &CustodySummary) -> Vec<RowLabels> {
-    let rows = usize::from(custody.unlock_quorum.max(1));
-    (0..rows)
-        .map(|index| match (index, rows) {
-            (0, 1) => RowLabels { name: "Operator name".into(), passphrase: "Passphrase".into() },
-            (0, _) => RowLabels { name: "Officer 1 name".into(), passphrase: "Officer 1 passphrase".into() },
-            (n, _) => RowLabels {
-                name: format!("Officer {} name", n + 1),
-                passphrase: format!("Officer {} passphrase", n + 1),
-            },
-        })
+    let officers = match custody.unlock_quorum {
+        0 | 1 => 0,
+        quorum => usize::from(quorum),
+    };
+    std::iter::once(RowLabels { name: "Operator name".into(), passphrase: "Passphrase".into() })
+        .chain(
+            (1..=officers).map(|n| RowLabels {
+                name: format!("Officer {n} name"),
+                passphrase: format!("Officer {n} passphrase"),
+            }),
+        )
         .collect()
+}
+
+/// Officer rows that must be filled in, besides the operator's: one fewer than the quorum, as
+/// the operator may be an officer (the station says so when the quorum is not met).
+fn officer_rows_needed(custody: &CustodySummary) -> usize {
+    usize::from(custody.unlock_quorum.max(1)) - 1
 }
 
 /// The line above the login form explaining who logs in.
@@ -56,8 +65,9 @@ pub fn login_explanation(custody: &CustodySummary) -> String {
                   under your name."
             .to_owned(),
         quorum => format!(
-            "{quorum} security officers must unlock this station together after a restart: each types their name \
-             and passphrase. The first is recorded as the one who acts."
+            "{quorum} security officers must unlock this station together after a restart. Type the name and \
+             passphrase of who will work at the station, then the officers'; an officer who works here counts as \
+             one of them (leave a row empty)."
         ),
     }
 }
@@ -70,6 +80,7 @@ impl UnlockScreen {
             login: CredentialRows::new("unlock-login", 1),
             unlocking: false,
             problem: None,
+            reveal_problem: false,
             reason: None,
         }
     }
@@ -83,12 +94,15 @@ impl UnlockScreen {
     pub fn on_failed(&mut self, problem: Problem) {
         self.unlocking = false;
         self.problem = Some(problem);
+        self.reveal_problem = true;
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, station: Option<&StationSummary>) -> Vec<Action> {
         let mut actions = Vec::new();
         // Scrolls: at 1024×600 a problem shown under the form ends below the window's edge.
-        let top = (ui.available_height() * 0.12).max(24.0);
+        // A quorum's form is tall: it starts near the top, its button in view at 1280×800.
+        let tall = station.and_then(|s| s.custody.as_ref()).is_some_and(|c| c.unlock_quorum >= 2);
+        let top = if tall { 16.0 } else { (ui.available_height() * 0.12).max(24.0) };
         egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
             ui.vertical_centered(|ui| {
                 ui.add_space(top);
@@ -173,7 +187,7 @@ impl UnlockScreen {
                         });
                         if let Some(problem) = &self.problem {
                             ui.add_space(theme::SPACING);
-                            widgets::problem_box(ui, problem);
+                            show_problem(ui, problem, &mut self.reveal_problem);
                         }
                     });
                 });
@@ -195,7 +209,7 @@ impl UnlockScreen {
         let submitted = self.login.ui(ui, |index| labels[index].clone(), !self.unlocking, true);
         ui.add_space(theme::SPACING);
         ui.horizontal(|ui| {
-            let ready = !self.unlocking && self.login.is_complete();
+            let ready = !self.unlocking && self.login.is_ready(officer_rows_needed(custody));
             let text = if labels.len() > 1 { "Log in and unlock" } else { "Log in" };
             let button = ui.add_enabled(ready, widgets::primary_button(text, ready, egui::vec2(200.0, 44.0)));
             widgets::key_hint(ui, "Enter");
@@ -206,7 +220,7 @@ impl UnlockScreen {
             if (button.clicked() || submitted) && ready {
                 self.unlocking = true;
                 self.problem = None;
-                let mut credentials = self.login.take().into_iter();
+                let mut credentials = self.login.take_filled().into_iter();
                 if let Some(operator) = credentials.next() {
                     let approvers = credentials.collect();
                     actions.push(Command::Login(Box::new(LoginRequest { operator, approvers })).into());
@@ -216,8 +230,16 @@ impl UnlockScreen {
         });
         if let Some(problem) = &self.problem {
             ui.add_space(theme::SPACING);
-            widgets::problem_box(ui, problem);
+            show_problem(ui, problem, &mut self.reveal_problem);
         }
+    }
+}
+
+/// The problem box, scrolled into view the first time it is drawn.
+fn show_problem(ui: &mut egui::Ui, problem: &Problem, reveal: &mut bool) {
+    let rect = ui.scope(|ui| widgets::problem_box(ui, problem)).response.rect;
+    if std::mem::take(reveal) {
+        ui.scroll_to_rect(rect, Some(egui::Align::BOTTOM));
     }
 }
 
@@ -243,9 +265,10 @@ mod tests {
         };
         assert_eq!(names(1), [("Operator name".to_owned(), "Passphrase".to_owned())]);
         let two = names(2);
-        assert_eq!(two.len(), 2);
-        assert_eq!(two[1], ("Officer 2 name".to_owned(), "Officer 2 passphrase".to_owned()));
-        assert_eq!(names(3).len(), 3);
+        assert_eq!(two.len(), 3, "the operator, then two officers");
+        assert_eq!(two[2], ("Officer 2 name".to_owned(), "Officer 2 passphrase".to_owned()));
+        assert_eq!(names(3).len(), 4);
+        assert_eq!(officer_rows_needed(&CustodySummary { unlock_quorum: 2, approvals: 2 }), 1);
         let explained = login_explanation(&CustodySummary { unlock_quorum: 2, approvals: 2 });
         assert!(explained.starts_with("2 security officers must unlock this station together"), "{explained}");
         assert!(login_explanation(&CustodySummary { unlock_quorum: 1, approvals: 2 }).contains("your name"));
