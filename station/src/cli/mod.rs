@@ -280,6 +280,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (keyfill.1 and one per command) into a folder.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// List PC/SC readers (smart-card and NFC).
     Readers {
         #[arg(long)]
@@ -521,7 +531,34 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// Writes `keyfill.1` and a page per command and subcommand (`keyfill-export-bundle.1`) into
+/// `out`; returns how many pages the folder holds.
+fn write_man_pages(out: &std::path::Path) -> Result<usize> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    clap_mangen::generate_to(Cli::command(), out).with_context(|| format!("cannot write into {}", out.display()))?;
+    let pages = std::fs::read_dir(out)?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".1"))
+        .count();
+    Ok(pages)
+}
+
 pub async fn run(cli: Cli) -> Result<()> {
+    // Neither needs a station.
+    match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(*shell, &mut Cli::command(), "keyfill", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man { out } => {
+            let written = write_man_pages(out)?;
+            println!("{written} manual pages written to {}", out.display());
+            return Ok(());
+        }
+        _ => {}
+    }
     let global = &cli.global;
     let home = global.home()?;
     let interactive = global.log_format == LogFormat::Text;
@@ -797,6 +834,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Operators { command } => operators::run(global, &home, command).await?,
         Command::Line(args) => line::run(global, &home, args).await?,
+        Command::Completions { .. } | Command::Man { .. } => {}
         Command::Stations { json } => {
             global.authorise_read(&home, Operation::Inspect).await?;
             let inventory = global.inventory(&home).await?;

@@ -19,7 +19,9 @@ use zeroize::Zeroizing;
 pub enum OperatorsCommand {
     /// Add an operator (a security officer, with the policy's approvals).
     Add {
+        /// The operator's name: 1 to 32 ASCII letters, digits, '.', '_' or '-'.
         name: String,
+        /// The operator's role: operator, supervisor, security-officer or auditor.
         #[arg(long, value_parser = parse_role)]
         role: Role,
         /// The new operator's passphrase, from this file (else a prompt, twice).
@@ -35,7 +37,10 @@ pub enum OperatorsCommand {
     },
     /// Remove an operator (a security officer, with the policy's approvals): they can no longer
     /// log in, and the station's unlock secret changes.
-    Remove { name: String },
+    Remove {
+        /// The operator's name.
+        name: String,
+    },
     /// List the operators.
     List {
         #[arg(long)]
