@@ -17,6 +17,7 @@ pub mod custody;
 pub mod db;
 pub mod demo;
 pub mod detect;
+pub mod doctor;
 pub mod export;
 pub mod fleet;
 pub mod home;

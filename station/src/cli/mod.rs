@@ -280,6 +280,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check what usually goes wrong on a new station (home, certificate, clock, database, serial
+    /// ports, PC/SC, Bluetooth, broker, C2, label printer) and say how to fix each problem. Exit
+    /// status 0 only when no check fails.
+    Doctor {
+        /// A serial port to check by name (repeat); without, the ports found on the machine.
+        #[arg(long, value_name = "PATH")]
+        serial: Vec<PathBuf>,
+        /// The MQTT broker to try (mqtt://HOST:PORT).
+        #[arg(long, env = "KEYFILL_BROKER", value_name = "URL")]
+        broker: Option<String>,
+        /// The C2 server to try (https://HOST:PORT).
+        #[arg(long, env = "KEYFILL_C2_URL", value_name = "URL")]
+        c2: Option<String>,
+        /// Checks not to run, by name (comma-separated): home, certificate, clock, database,
+        /// serial, pcsc, bluetooth, broker, c2, printer.
+        #[arg(long, value_delimiter = ',', value_name = "CHECK", value_parser = clap::builder::PossibleValuesParser::new(keyfill_station::doctor::CHECKS))]
+        skip: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -835,6 +855,31 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Operators { command } => operators::run(global, &home, command).await?,
         Command::Line(args) => line::run(global, &home, args).await?,
         Command::Completions { .. } | Command::Man { .. } => {}
+        Command::Doctor { serial, broker, c2, skip, json } => {
+            use keyfill_station::doctor::{self, Checkup, Status};
+            let checkup =
+                Checkup { home: home.path().to_path_buf(), db_url: global.db_url(&home), serial, broker, c2, skip };
+            let findings = doctor::run(&checkup).await;
+            if json {
+                print_json(&findings)?;
+            } else {
+                for finding in &findings {
+                    let mark = match finding.status {
+                        Status::Pass => "ok  ",
+                        Status::Fail => "FAIL",
+                        Status::Skip => "skip",
+                    };
+                    println!("{mark}  {:<12} {}", finding.check, printable(&finding.detail));
+                    if let Some(fix) = &finding.fix {
+                        println!("      {:<12} fix: {}", "", printable(fix));
+                    }
+                }
+            }
+            let failed = findings.iter().filter(|f| f.status == Status::Fail).count();
+            if failed > 0 {
+                bail!("{failed} check(s) failed; each says how to fix it");
+            }
+        }
         Command::Stations { json } => {
             global.authorise_read(&home, Operation::Inspect).await?;
             let inventory = global.inventory(&home).await?;

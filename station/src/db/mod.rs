@@ -136,6 +136,42 @@ fn make_sqlite_file_private(url: &str) {
     }
 }
 
+/// How far a database's schema is from this build's, read without changing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaState {
+    /// A SQLite file that does not exist yet.
+    NoFile,
+    /// The newest migration applied (none yet: 0), and this build's newest.
+    Migrations { applied: i64, expected: i64 },
+}
+
+/// Connects to `url` (a SQLite file read-only) and reads which migrations it has; migrates
+/// nothing, creates nothing.
+pub async fn schema_state(url: &str) -> Result<SchemaState, DbError> {
+    sqlx::any::install_default_drivers();
+    let expected = |migrator: &sqlx::migrate::Migrator| migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    let (url, expected) = if url.starts_with("sqlite:") {
+        if is_new_sqlite_file(url) {
+            return Ok(SchemaState::NoFile);
+        }
+        let read_only = format!("{url}{}mode=ro", if url.contains('?') { '&' } else { '?' });
+        (if url.contains("mode=") { url.to_owned() } else { read_only }, expected(&SQLITE_MIGRATIONS))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        (url.to_owned(), expected(&POSTGRES_MIGRATIONS))
+    } else {
+        return Err(DbError::UnsupportedUrl(redact_url(url)));
+    };
+    let options = AnyConnectOptions::from_str(&url)?;
+    let pool =
+        AnyPoolOptions::new().max_connections(1).acquire_timeout(Duration::from_secs(5)).connect_with(options).await?;
+    let applied: Result<(Option<i64>,), _> =
+        sqlx::query_as("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE").fetch_one(&pool).await;
+    pool.close().await;
+    // No migrations table: nothing applied yet.
+    let applied = applied.map(|(version,)| version.unwrap_or(0)).unwrap_or(0);
+    Ok(SchemaState::Migrations { applied, expected })
+}
+
 /// Whether `url` names a SQLite file that does not exist yet (opening it creates it).
 pub fn is_new_sqlite_file(url: &str) -> bool {
     url.starts_with("sqlite:") && sqlite_file_of(url).is_some_and(|path| !path.exists())
