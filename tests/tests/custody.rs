@@ -25,6 +25,11 @@ struct Fixture {
     payload: String,
 }
 
+/// `--officer anna --officer ben` with their passphrase files, for `init` and `custody enable`.
+fn two_officers<'a>(a: &'a str, b: &'a str) -> [&'a str; 8] {
+    ["--officer", "anna", "--officer", "ben", "--officer-passphrase-file", a, "--officer-passphrase-file", b]
+}
+
 fn passphrase_file(files: &Path, name: &str) -> String {
     files.join(format!("{name}.pass")).to_string_lossy().into_owned()
 }
@@ -42,18 +47,7 @@ impl Fixture {
         std::fs::write(passphrase_file(&files, "wrong"), "not the passphrase\n")?;
         let fixture = Fixture { station, files, device, payload: agent.payload.clone() };
         let (a, b) = (passphrase_file(&fixture.files, "anna"), passphrase_file(&fixture.files, "ben"));
-        let enabled = fixture.station.run(&[
-            "custody",
-            "enable",
-            "--officer",
-            "anna",
-            "--officer",
-            "ben",
-            "--officer-passphrase-file",
-            &a,
-            "--officer-passphrase-file",
-            &b,
-        ])?;
+        let enabled = fixture.station.run(&[&["custody", "enable"][..], &two_officers(&a, &b)].concat())?;
         expect_ok(&enabled, "custody enable")?;
         for (name, role, _) in &OPERATORS[2..] {
             let added = fixture.officers(&[
@@ -336,17 +330,7 @@ fn custody_in_postgres_stations_start_under_named_operators_from_init() -> Resul
         env: Vec::new(),
     };
     let (a, b) = (passphrase_file(&files, "anna"), passphrase_file(&files, "ben"));
-    let init = station.run(&[
-        "init",
-        "--officer",
-        "anna",
-        "--officer",
-        "ben",
-        "--officer-passphrase-file",
-        &a,
-        "--officer-passphrase-file",
-        &b,
-    ])?;
+    let init = station.run(&[&["init"][..], &two_officers(&a, &b)].concat())?;
     expect_ok(&init, "init with officers")?;
     let list = station.run(&["--as", "anna", "--operator-passphrase-file", &a, "operators", "list"])?;
     expect_ok(&list, "operators list")?;
@@ -365,18 +349,7 @@ fn custody_hsm_named_operators_on_a_token_station_replace_its_pin() -> Result<()
         std::fs::write(passphrase_file(&files, name), passphrase)?;
     }
     let (a, b) = (passphrase_file(&files, "anna"), passphrase_file(&files, "ben"));
-    let enabled = station.run(&[
-        "custody",
-        "enable",
-        "--officer",
-        "anna",
-        "--officer",
-        "ben",
-        "--officer-passphrase-file",
-        &a,
-        "--officer-passphrase-file",
-        &b,
-    ])?;
+    let enabled = station.run(&[&["custody", "enable"][..], &two_officers(&a, &b)].concat())?;
     expect_ok(&enabled, "custody enable on a token station")?;
     // The PIN everyone knew no longer logs in to the token (OpenSC's pkcs11-tool says so).
     assert!(hsm.list_objects().is_err(), "the old PIN still logs in");

@@ -300,7 +300,7 @@ pub async fn enable(
     let mut names: Vec<&OperatorName> = officers.iter().map(|(name, _)| name).collect();
     names.sort();
     names.dedup();
-    let need = usize::from(policy.approvals.max(policy.unlock_quorum));
+    let need = policy.officers_needed();
     if names.len() != officers.len() || names.len() < need {
         return Err(CustodyError::TooFewOfficers { need, have: names.len() });
     }
@@ -415,7 +415,7 @@ pub async fn remove_operator(
     if record.role == Role::SecurityOfficer {
         let left = roster.iter().filter(|r| r.role == Role::SecurityOfficer && &r.name != name).count();
         let policy = session.file.policy;
-        let need = usize::from(policy.approvals.max(policy.unlock_quorum));
+        let need = policy.officers_needed();
         if left < need {
             return Err(CustodyError::LastOfficers { name: name.clone(), left, need });
         }
@@ -448,7 +448,7 @@ pub async fn set_policy(
     let authorised = session.authorise(Operation::ChangePolicy, &subject)?;
     let roster = roster(&station.inventory, &session.trust).await?;
     let officers = roster.iter().filter(|r| r.role == Role::SecurityOfficer).count();
-    let need = usize::from(policy.approvals.max(policy.unlock_quorum));
+    let need = policy.officers_needed();
     if officers < need {
         return Err(UnlockError::NotEnoughOfficers { need, have: officers }.into());
     }

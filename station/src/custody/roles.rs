@@ -23,9 +23,9 @@ pub enum NameError {
     TooLong,
     #[error(
         "an operator's name is made of ASCII letters, digits, '.', '_' and '-', and begins with a letter or digit; \
-         \"{0}\" is not"
+         the character U+{code:04X} at position {at} is not"
     )]
-    Invalid(String),
+    Invalid { at: usize, code: u32 },
 }
 
 impl OperatorName {
@@ -36,9 +36,10 @@ impl OperatorName {
         if text.len() > MAX_NAME_LEN {
             return Err(NameError::TooLong);
         }
-        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-        if !text.starts_with(|c: char| c.is_ascii_alphanumeric()) || !text.chars().all(allowed) {
-            return Err(NameError::Invalid(keyfill_formats::printable(text).into_owned()));
+        // The character is named by its code point, not quoted: the text may hold control characters.
+        let allowed = |(at, c): &(usize, char)| c.is_ascii_alphanumeric() || (*at > 0 && matches!(c, '.' | '_' | '-'));
+        if let Some((at, c)) = text.chars().enumerate().find(|pair| !allowed(pair)) {
+            return Err(NameError::Invalid { at, code: u32::from(c) });
         }
         Ok(OperatorName(text.to_owned()))
     }
@@ -221,7 +222,7 @@ mod tests {
             assert!(OperatorName::parse(bad).is_err(), "{bad:?}");
         }
         let error = OperatorName::parse("a\u{1b}b").unwrap_err().to_string();
-        assert!(!error.contains('\u{1b}'), "{error}");
+        assert!(!error.contains('\u{1b}') && error.contains("U+001B at position 1"), "{error}");
         // Padded in tables, as a string is.
         assert_eq!(format!("{:<6}|{:<10}|", OperatorName::parse("ann").unwrap(), Role::Auditor), "ann   |auditor   |");
     }

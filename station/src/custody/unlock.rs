@@ -85,6 +85,12 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// The security officers a station under this policy keeps at least: enough to approve and
+    /// to unlock.
+    pub fn officers_needed(self) -> usize {
+        usize::from(self.approvals.max(self.unlock_quorum))
+    }
+
     pub fn checked(self) -> Result<Self, UnlockError> {
         if (2..=MAX_APPROVALS).contains(&self.approvals) && (1..=MAX_APPROVALS).contains(&self.unlock_quorum) {
             Ok(self)

@@ -81,22 +81,34 @@ pub async fn list(pool: &AnyPool) -> Result<Vec<StoredOperator>, DbError> {
     rows.into_iter().map(StoredOperator::try_from).collect()
 }
 
+/// Binds a record's fields as $1..$10, in the order of its columns: name, role, signing_public,
+/// unlock_public, credential, removed_at, changed_at, signer, signature, card.
+fn bind_record<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    record: &'q OperatorRecord,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(record.name.as_str())
+        .bind(record.role.as_str())
+        .bind(record.signing_public.as_str())
+        .bind(record.unlock_public.as_str())
+        .bind(record.credential.as_str())
+        .bind(record.removed_at)
+        .bind(record.changed_at)
+        .bind(record.signer.as_str())
+        .bind(record.signature.as_str())
+        .bind(record.card.as_ref().map(|_| record.card_json()))
+}
+
 /// Stores a new operator's signed record; an existing name is refused.
 pub async fn insert(tx: &mut Transaction<'_, Any>, record: &OperatorRecord) -> Result<bool, DbError> {
-    let done = sqlx::query(
-        "INSERT INTO operators (name, role, signing_public, unlock_public, credential, removed_at, changed_at, \
+    let done = bind_record(
+        sqlx::query(
+            "INSERT INTO operators (name, role, signing_public, unlock_public, credential, removed_at, changed_at, \
          signer, signature, card) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING",
+        ),
+        record,
     )
-    .bind(record.name.as_str())
-    .bind(record.role.as_str())
-    .bind(&record.signing_public)
-    .bind(&record.unlock_public)
-    .bind(&record.credential)
-    .bind(record.removed_at)
-    .bind(record.changed_at)
-    .bind(&record.signer)
-    .bind(&record.signature)
-    .bind(record.card.as_ref().map(|_| record.card_json()))
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -104,20 +116,13 @@ pub async fn insert(tx: &mut Transaction<'_, Any>, record: &OperatorRecord) -> R
 
 /// Replaces an operator's signed record (removal, new passphrase), clearing their counters.
 pub async fn update(tx: &mut Transaction<'_, Any>, record: &OperatorRecord) -> Result<(), DbError> {
-    sqlx::query(
-        "UPDATE operators SET role = $2, signing_public = $3, unlock_public = $4, credential = $5, removed_at = $6, \
+    bind_record(
+        sqlx::query(
+            "UPDATE operators SET role = $2, signing_public = $3, unlock_public = $4, credential = $5, removed_at = $6, \
          changed_at = $7, signer = $8, signature = $9, card = $10, failed_logins = 0, locked_until = 0 WHERE name = $1",
+        ),
+        record,
     )
-    .bind(record.name.as_str())
-    .bind(record.role.as_str())
-    .bind(&record.signing_public)
-    .bind(&record.unlock_public)
-    .bind(&record.credential)
-    .bind(record.removed_at)
-    .bind(record.changed_at)
-    .bind(&record.signer)
-    .bind(&record.signature)
-    .bind(record.card.as_ref().map(|_| record.card_json()))
     .execute(&mut **tx)
     .await?;
     Ok(())

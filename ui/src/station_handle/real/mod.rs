@@ -213,17 +213,23 @@ impl StationTask {
         }
     }
 
+    /// The station home, or (said to the window) why there is none to unlock.
+    fn initialised_home(&self) -> Option<StationHome> {
+        let home = StationHome::new(&self.config.home);
+        if home.is_initialised() {
+            return Some(home);
+        }
+        let problem = Problem::not_initialised(&self.config.home.display().to_string());
+        self.events.send(Event::UnlockFailed(problem));
+        None
+    }
+
     async fn unlock(&mut self, passphrase: Passphrase) {
         if self.station.is_some() {
             self.events.send(Event::Unlocked);
             return;
         }
-        let home = StationHome::new(&self.config.home);
-        if !home.is_initialised() {
-            let problem = Problem::not_initialised(&self.config.home.display().to_string());
-            self.events.send(Event::UnlockFailed(problem));
-            return;
-        }
+        let Some(home) = self.initialised_home() else { return };
         if home.has_named_operators() {
             self.events.send(Event::UnlockFailed(Problem::named_operators()));
             return;
@@ -275,12 +281,7 @@ impl StationTask {
             self.events.send(Event::Unlocked);
             return;
         }
-        let home = StationHome::new(&self.config.home);
-        if !home.is_initialised() {
-            let problem = Problem::not_initialised(&self.config.home.display().to_string());
-            self.events.send(Event::UnlockFailed(problem));
-            return;
-        }
+        let Some(home) = self.initialised_home() else { return };
         if !home.has_named_operators() {
             let problem =
                 Problem::new("This station has no named operators.", "Unlock it with the master-key passphrase.");
