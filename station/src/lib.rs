@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod bundle;
 pub mod check_values;
+pub mod config;
 pub mod custody;
 pub mod db;
 pub mod demo;

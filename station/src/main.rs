@@ -2,7 +2,6 @@
 
 mod cli;
 
-use clap::Parser;
 use std::process::ExitCode;
 
 // See the workspace manifest: rows are made on the database's worker thread and freed on
@@ -29,7 +28,14 @@ fn init_logging(format: cli::LogFormat) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::parse_with_config() {
+        Ok(cli) => cli,
+        Err(error) => {
+            eprintln!("error: {}", keyfill_formats::printable(&error.to_string()));
+            eprintln!("  what to do: correct the file (`keyfill config paths` lists the files read)");
+            return ExitCode::from(2);
+        }
+    };
     init_logging(cli.log_format());
     match cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

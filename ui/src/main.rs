@@ -5,7 +5,7 @@ use anyhow::{Context, Result, anyhow};
 use clap::Parser;
 use keyfill_gui::KeyfillApp;
 use keyfill_gui::bridge::Bridge;
-use keyfill_gui::settings::{self, Settings};
+use keyfill_gui::settings;
 use keyfill_gui::station_handle::StationHandle;
 use keyfill_gui::station_handle::fake::{FakeControl, demo_state};
 use keyfill_gui::station_handle::real::{RealStation, StationConfig};
@@ -14,10 +14,11 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(name = "keyfill-gui", version, about = "Keyfill operator station")]
 struct Args {
-    /// Station home directory (default: the settings', else the user's data directory).
+    /// Station home directory (default: the settings', else keyfill.toml's, else the user's data
+    /// directory).
     #[arg(long, env = "KEYFILL_HOME")]
     home: Option<PathBuf>,
-    /// Database URL (default: the settings', else sqlite://<home>/keyfill.db).
+    /// Database URL (default: the settings', else keyfill.toml's, else sqlite://<home>/keyfill.db).
     #[arg(long, env = "KEYFILL_DB")]
     db: Option<String>,
     /// Operator name recorded in the event log (default: the settings', else the login name).
@@ -38,13 +39,19 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // A broken keyfill.toml could point the app at another database: nothing starts on it.
+    let config = match keyfill_station::config::Config::load_default() {
+        Ok(config) => config,
+        Err(error) => return show_config_error(&error.to_string()),
+    };
+    let defaults = settings::defaults_from(&config);
     let settings_path = args.settings.clone().or_else(settings::default_path);
     let (settings, settings_warning) = match &settings_path {
-        Some(path) => match settings::load(path) {
+        Some(path) => match settings::load_over(path, &defaults) {
             Ok(settings) => (settings, None),
-            Err(error) => (Settings::default(), Some(error.to_string())),
+            Err(error) => (defaults, Some(error.to_string())),
         },
-        None => (Settings::default(), None),
+        None => (defaults, None),
     };
     let home = match args.home.clone().or_else(|| settings.station.home.clone()) {
         Some(home) => home,
@@ -69,13 +76,7 @@ fn main() -> Result<()> {
         Bridge::try_new(|events| RealStation::spawn(config, events).map(|s| Box::new(s) as Box<dyn StationHandle>))
             .context("cannot start the station thread")?
     };
-    let options = eframe::NativeOptions {
-        viewport: eframe::egui::ViewportBuilder::default()
-            .with_inner_size([1280.0, 800.0])
-            .with_min_inner_size([1024.0, 600.0])
-            .with_title("Keyfill station"),
-        ..Default::default()
-    };
+    let options = window_options();
     let settings_path = if args.demo { None } else { settings_path };
     eframe::run_native(
         "keyfill-gui",
@@ -92,4 +93,42 @@ fn main() -> Result<()> {
         }),
     )
     .map_err(|e| anyhow!("cannot open the window: {e}"))
+}
+
+fn window_options() -> eframe::NativeOptions {
+    eframe::NativeOptions {
+        viewport: eframe::egui::ViewportBuilder::default()
+            .with_inner_size([1280.0, 800.0])
+            .with_min_inner_size([1024.0, 600.0])
+            .with_title("Keyfill station"),
+        ..Default::default()
+    }
+}
+
+/// A window that says which configuration file is wrong, where, and how to go on; the app is
+/// started from a desktop menu, where nobody reads standard error.
+fn show_config_error(error: &str) -> Result<()> {
+    let message = keyfill_formats::printable(error).into_owned();
+    eprintln!("error: {message}");
+    let shown = message.clone();
+    eframe::run_ui_native("keyfill-gui", window_options(), move |ui, _frame| {
+        eframe::egui::CentralPanel::default().show(ui, |ui| {
+            ui.add_space(24.0);
+            ui.heading("Keyfill cannot start: a configuration file is wrong");
+            ui.add_space(12.0);
+            ui.label(eframe::egui::RichText::new(&shown).monospace());
+            ui.add_space(12.0);
+            ui.label(
+                "Correct the file (or move it aside) and start Keyfill again. \
+                 In a terminal, `keyfill config show` checks the files and shows every setting.",
+            );
+            ui.add_space(12.0);
+            if ui.button("Quit").clicked() {
+                ui.ctx().send_viewport_cmd(eframe::egui::ViewportCommand::Close);
+            }
+        });
+    })
+    .map_err(|e| anyhow!("cannot open the window: {e}"))?;
+    // Said on stderr already; the status tells a script.
+    std::process::exit(2)
 }

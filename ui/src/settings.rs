@@ -279,12 +279,92 @@ pub fn default_path() -> Option<PathBuf> {
 
 /// Reads the settings at `path`; a missing file is the defaults.
 pub fn load(path: &Path) -> Result<Settings, SettingsError> {
+    load_over(path, &Settings::default())
+}
+
+/// Reads the settings at `path` over `defaults`: what the file does not hold keeps its default.
+pub fn load_over(path: &Path, defaults: &Settings) -> Result<Settings, SettingsError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(defaults.clone()),
         Err(source) => return Err(SettingsError::Read { path: path.to_owned(), source }),
     };
-    serde_json::from_str(&text).map_err(|e| SettingsError::Parse { path: path.to_owned(), reason: e.to_string() })
+    let parse_error = |e: serde_json::Error| SettingsError::Parse { path: path.to_owned(), reason: e.to_string() };
+    let saved: serde_json::Value = serde_json::from_str(&text).map_err(parse_error)?;
+    let mut merged = serde_json::to_value(defaults).map_err(parse_error)?;
+    merge(&mut merged, saved);
+    serde_json::from_value(merged).map_err(parse_error)
+}
+
+fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(over)) => {
+            for (key, value) in over {
+                match base.get_mut(&key) {
+                    Some(slot) => merge(slot, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (slot, value) => *slot = value,
+    }
+}
+
+/// The settings' defaults with what the configuration files (`keyfill.toml`) set: the values
+/// the app starts from until the operator saves settings of their own.
+pub fn defaults_from(config: &keyfill_station::config::Config) -> Settings {
+    let text = |key: &str| config.get(key).map(|entry| entry.value.as_str().to_owned());
+    let number = |key: &str| text(key).and_then(|value| value.parse::<u64>().ok());
+    let mut settings = Settings::default();
+    settings.station.home = text("home").map(PathBuf::from);
+    settings.station.database = text("db");
+    settings.station.operator = text("operator");
+    if let Some(kind) = text("gui.link") {
+        settings.link.kind = match kind.as_str() {
+            "pcsc" => LinkKind::Pcsc,
+            "ble" => LinkKind::Ble,
+            _ => LinkKind::Serial,
+        };
+    }
+    if let Some(port) = text("gui.serial_port") {
+        settings.link.serial_port = port;
+    }
+    if let Some(reader) = text("gui.pcsc_reader") {
+        settings.link.pcsc_reader = reader;
+    }
+    if let Some(baud) = number("link.baud").and_then(|baud| u32::try_from(baud).ok()) {
+        settings.link.baud = baud;
+    }
+    if let Some(wait) = number("link.card_wait") {
+        settings.link.card_wait_secs = wait;
+    }
+    if let Some(size) = text("label.size") {
+        settings.label.size = size;
+    }
+    if let Some(dpi) = number("label.dpi").and_then(|dpi| u32::try_from(dpi).ok()) {
+        settings.label.dpi = dpi;
+    }
+    if let Some(queue) = text("label.printer_queue") {
+        settings.label.printer_queue = queue;
+    }
+    if let Some(folder) = text("label.folder") {
+        settings.label.folder = PathBuf::from(folder);
+    }
+    if let Some(broker) = text("mqtt.broker") {
+        settings.rotation.broker = broker;
+    }
+    if let Some(window) = number("rotation.window").and_then(|window| usize::try_from(window).ok()) {
+        settings.rotation.window = window;
+    }
+    if let Some(url) = text("c2.url") {
+        settings.export.c2_url = url;
+    }
+    if let Some(ca) = text("c2.ca") {
+        settings.export.ca_file = ca;
+    }
+    settings
 }
 
 /// Writes the settings to `path` atomically: a crash leaves the old file or the new one.
@@ -326,6 +406,35 @@ mod tests {
         save(&path, &loaded).unwrap();
         assert_eq!(load(&path).unwrap(), loaded);
         assert_eq!(loaded.rotation.settings().first_wait, Duration::from_secs(600), "used clamped");
+    }
+
+    #[test]
+    fn config_gui_starts_from_the_files_until_the_operator_saves() {
+        use keyfill_station::config::{Config, ConfigFile, Scope};
+        let dir = tempfile::tempdir().unwrap();
+        let system = dir.path().join("keyfill.toml");
+        std::fs::write(
+            &system,
+            "db = \"postgres://keyfill@db/keyfill\"\n[label]\nsize = \"62x29\"\nprinter_queue = \"QL820\"\n\
+             [gui]\nlink = \"pcsc\"\n[c2]\nurl = \"https://c2:8888\"\n",
+        )
+        .unwrap();
+        assert!(ConfigFile::read(&system, Scope::System).unwrap().is_some());
+        let config = Config::load(&system, None).unwrap();
+        let defaults = defaults_from(&config);
+        assert_eq!(defaults.station.database.as_deref(), Some("postgres://keyfill@db/keyfill"));
+        assert_eq!((defaults.label.size.as_str(), defaults.label.printer_queue.as_str()), ("62x29", "QL820"));
+        assert_eq!(defaults.link.kind, LinkKind::Pcsc);
+        assert_eq!(defaults.export.c2_url, "https://c2:8888");
+        assert_eq!(defaults.label.dpi, 300, "what the files leave out keeps its default");
+        // No saved settings: the files' values. Saved ones win for what they hold, only.
+        let path = dir.path().join(FILE_NAME);
+        assert_eq!(load_over(&path, &defaults).unwrap(), defaults);
+        std::fs::write(&path, r#"{"label": {"size": "100x50"}}"#).unwrap();
+        let loaded = load_over(&path, &defaults).unwrap();
+        assert_eq!(loaded.label.size, "100x50");
+        assert_eq!(loaded.label.printer_queue, "QL820");
+        assert_eq!(loaded.link.kind, LinkKind::Pcsc);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod audit;
 mod bundle;
+pub mod config;
 mod custody;
 mod export;
 mod fleet;
@@ -48,6 +49,15 @@ pub struct Cli {
     global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
+    /// The configuration files read, and what clap made of them with the command line.
+    #[arg(skip)]
+    loaded: Loaded,
+}
+
+#[derive(Default)]
+struct Loaded {
+    config: keyfill_station::config::Config,
+    matches: clap::ArgMatches,
 }
 
 #[derive(Args)]
@@ -300,6 +310,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The configuration files (`$XDG_CONFIG_HOME/keyfill/keyfill.toml`, then
+    /// `/etc/keyfill/keyfill.toml`): what is in force and where it comes from.
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
+    },
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -388,17 +404,35 @@ impl From<StateFilter> for DeviceState {
 }
 
 impl Cli {
+    /// Reads the configuration files, then the command line over them. `Err`: a file is broken
+    /// (the error names it, its line and the key).
+    pub fn parse_with_config() -> Result<Cli, keyfill_station::config::ConfigError> {
+        use clap::FromArgMatches;
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let config = config::load(&args)?;
+        let matches = config::command(Some(&config)).get_matches_from(args);
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+        cli.loaded = Loaded { config, matches };
+        Ok(cli)
+    }
+
     pub fn log_format(&self) -> LogFormat {
         self.global.log_format
     }
+}
+
+/// The home a command would use: the one given (flag, environment, file), else the default.
+fn effective_home(matches: &clap::ArgMatches) -> Option<PathBuf> {
+    matches.get_one::<PathBuf>("home").cloned().or_else(keyfill_station::home::default_home)
 }
 
 impl GlobalArgs {
     fn home(&self) -> Result<StationHome> {
         let path = match &self.home {
             Some(path) => path.clone(),
-            None => keyfill_station::home::default_home()
-                .ok_or_else(|| anyhow!("no home directory; pass --home or set KEYFILL_HOME"))?,
+            None => keyfill_station::home::default_home().ok_or_else(|| {
+                anyhow!("no home directory; pass --home, set KEYFILL_HOME or set home in keyfill.toml")
+            })?,
         };
         Ok(StationHome::new(path))
     }
@@ -568,8 +602,14 @@ pub async fn run(cli: Cli) -> Result<()> {
     // Neither needs a station.
     match &cli.command {
         Command::Completions { shell } => {
-            use clap::CommandFactory;
-            clap_complete::generate(*shell, &mut Cli::command(), "keyfill", &mut std::io::stdout());
+            clap_complete::generate(*shell, &mut config::command(None), "keyfill", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Config { command: config::ConfigCommand::Show { json } } => {
+            return config::show(&cli.loaded.config, &cli.loaded.matches, *json);
+        }
+        Command::Config { command: config::ConfigCommand::Paths } => {
+            config::paths();
             return Ok(());
         }
         Command::Man { out } => {
@@ -854,7 +894,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Operators { command } => operators::run(global, &home, command).await?,
         Command::Line(args) => line::run(global, &home, args).await?,
-        Command::Completions { .. } | Command::Man { .. } => {}
+        Command::Completions { .. } | Command::Man { .. } | Command::Config { .. } => {}
         Command::Doctor { serial, broker, c2, skip, json } => {
             use keyfill_station::doctor::{self, Checkup, Status};
             let checkup =
