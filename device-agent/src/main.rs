@@ -28,7 +28,7 @@ struct Cli {
     #[arg(long, env = "KEYFILL_AGENT_STATE", default_value = "/var/lib/keyfill-agent", global = true)]
     state: PathBuf,
     /// Log format: human-readable text or JSON lines.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, env = "KEYFILL_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -106,21 +106,25 @@ enum Command {
         jig_labels: Option<PathBuf>,
     },
     /// Run the E4 client: apply commands from the control topic, confirm key rotations.
+    ///
+    /// Each option can also come from the environment (the packaged service reads
+    /// /etc/default/keyfill-agent).
     Mqtt {
         /// Broker URL, mqtt://HOST[:PORT].
-        #[arg(long)]
+        #[arg(long, env = "KEYFILL_AGENT_BROKER")]
         broker: String,
         /// Seconds the old client key stays valid after a SetIdKey unless the new key is used first.
-        #[arg(long, default_value_t = keyfill_agent::e4client::DEFAULT_GRACE_SECS)]
+        #[arg(long, env = "KEYFILL_AGENT_GRACE_SECS", default_value_t = keyfill_agent::e4client::DEFAULT_GRACE_SECS)]
         grace_secs: u64,
         /// Announce the device on keyfill/hello/<id> after connecting (first use).
-        #[arg(long)]
+        #[arg(long, env = "KEYFILL_AGENT_HELLO")]
         hello: bool,
         /// Seconds a command may be stamped ahead of this device's clock, so that a device whose
         /// clock lags the station's still takes its commands (0 refuses any future stamp, as E4's
         /// Go client does). At most 600: the station refuses confirmations stamped further back.
         #[arg(
             long,
+            env = "KEYFILL_AGENT_MAX_FUTURE_SKEW_SECS",
             default_value_t = keyfill_formats::e4::DEFAULT_FUTURE_SKEW_SECS,
             value_parser = clap::value_parser!(u64).range(0..=keyfill_formats::e4::MAX_FUTURE_SKEW_SECS)
         )]

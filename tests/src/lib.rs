@@ -700,3 +700,35 @@ pub fn read_tree(dir: &Path) -> Vec<u8> {
     }
     all
 }
+
+/// The directory holding all three binaries the Debian packages ship (`keyfill`,
+/// `keyfill-agent` and `keyfill-gui`), for `scripts/package --bin-dir`. Built like [`binary`]:
+/// the running profile and target directory; [`binary`] leaves out `keyfill-gui`, which only the
+/// packaging tests need, so it is built here on top. With `KEYFILL_E2E_BIN_DIR` that directory is
+/// returned and nothing is built.
+pub fn packaged_binaries_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KEYFILL_E2E_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let keyfill = binary("keyfill");
+    let profile_dir = keyfill.parent().map(Path::to_path_buf).unwrap_or_else(profile_dir);
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "keyfill-gui", "--bins"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        if let Some(target) = profile_dir.parent() {
+            build.env("CARGO_TARGET_DIR", target);
+        }
+        let status =
+            build.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")).status().map_err(|e| e.to_string())?;
+        if status.success() { Ok(()) } else { Err(format!("cargo build -p keyfill-gui failed: {status}")) }
+    });
+    if let Err(error) = built {
+        panic!("cannot build keyfill-gui: {error}");
+    }
+    profile_dir
+}
