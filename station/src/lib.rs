@@ -10,6 +10,7 @@
 //! - [`demo`]: a simulated device on a pseudo-terminal.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod audit;
 pub mod bundle;
 pub mod check_values;
@@ -38,3 +39,4 @@ pub mod scan;
 pub mod seal;
 pub mod sync;
 pub mod time;
+pub mod view;

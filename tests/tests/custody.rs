@@ -432,3 +432,65 @@ fn custody_hsm_an_operator_with_a_card_needs_the_card_and_its_pin() -> Result<()
     assert!(stderr(&forged).contains("not signed by a station"), "{}", stderr(&forged));
     Ok(())
 }
+
+/// Tokens are made by two security officers, as operators are; `keyfill serve --as NAME` acts
+/// within NAME's role whatever a token's scopes, and says so.
+#[test]
+fn custody_api_tokens_need_dual_control_and_serve_acts_within_its_operators_role() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let fixture = Fixture::new(dir.path(), Database::sqlite(dir.path()))?;
+    let create = ["api", "token", "create", "--name", "mes", "--scope", "devices:read,orders:write"];
+    let alone = fixture.as_("anna", &create)?;
+    assert!(!alone.status.success(), "one officer alone cannot make a token");
+    assert!(forbidden(&fixture.as_("olga", &create)?, "olga"), "an operator cannot make a token");
+    let made = fixture.officers(&create)?;
+    expect_ok(&made, "api token create")?;
+    let token = String::from_utf8(made.stdout)?.trim().to_owned();
+    let entries = fixture.audit_entries()?;
+    assert!(entries.iter().any(|e| e["kind"] == "api_token_created"), "the token's making is audited");
+
+    // Served as the auditor: reading is allowed, importing an order is not the auditor's to do.
+    let pass = fixture.pass("aud");
+    let log = dir.path().join("serve.log");
+    let mut server = fixture
+        .station
+        .command(&["--as", "aud", "--operator-passphrase-file", &pass, "serve", "--listen", "127.0.0.1:0"])
+        .env("KEYFILL_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let base = (|| -> Result<String> {
+        for _ in 0..600 {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(at) = text.find("serving the API on ") {
+                let rest = &text[at + "serving the API on ".len()..];
+                return Ok(rest.split([' ', ';']).next().unwrap_or_default().to_owned());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        bail!("keyfill serve did not start: {}", std::fs::read_to_string(&log).unwrap_or_default())
+    })();
+    let curl = |args: &[&str]| -> Result<(String, String)> {
+        let output = std::process::Command::new("curl")
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-H", &format!("Authorization: Bearer {token}")])
+            .args(args)
+            .output()?;
+        let text = String::from_utf8(output.stdout)?;
+        let (body, status) = text.rsplit_once('\n').context("status")?;
+        Ok((status.to_owned(), body.to_owned()))
+    };
+    let result = (|| -> Result<()> {
+        let base = base?;
+        let (status, body) = curl(&[&format!("{base}/v1/devices")])?;
+        assert_eq!(status, "200", "{body}");
+        let csv = "order_id,device_name,model,serial_number\nWO-AUD,aud-device,,SN-1\n";
+        let (status, body) =
+            curl(&["-H", "Content-Type: text/csv", "--data-binary", csv, &format!("{base}/v1/orders")])?;
+        assert_eq!(status, "403", "{body}");
+        assert!(body.contains("operator aud serving the API may not do this"), "{body}");
+        Ok(())
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}

@@ -42,6 +42,12 @@ const TARGETS: &[(&str, &[&str], &str)] = &[
     ("c2.concurrency", &["import", "bundle"], "concurrency"),
     ("c2.max_attempts", &["export", "c2"], "max_attempts"),
     ("c2.max_attempts", &["import", "bundle"], "max_attempts"),
+    ("mqtt.broker", &["serve"], "broker"),
+    ("c2.url", &["serve"], "c2"),
+    ("c2.ca", &["serve"], "c2_ca"),
+    ("api.listen", &["serve"], "listen"),
+    ("api.tls_cert", &["serve"], "tls_cert"),
+    ("api.tls_key", &["serve"], "tls_key"),
     ("label.size", &["label"], "size"),
     ("label.dpi", &["label"], "dpi"),
 ];

@@ -15,6 +15,7 @@ mod orders;
 mod output;
 mod rotate;
 mod scan;
+mod serve;
 mod sync;
 
 pub use scan::ScanFailure;
@@ -34,7 +35,7 @@ use keyfill_station::protocol::{MAX_TIMEOUT, MIN_TIMEOUT, SessionTimeouts};
 use keyfill_station::provision::{Progress, ReconcileVerdict, Station};
 use links::LinkArgs;
 pub use links::advice;
-use output::{DeviceJson, EventJson, ExportJson};
+use output::DeviceJson;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -309,6 +310,15 @@ enum Command {
         skip: Vec<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Serve the local automation API (HTTP, or HTTPS with --tls-cert): devices, provisioning jobs
+    /// on a line's lanes, orders, rotation and export runs, the event stream; bearer tokens from
+    /// `keyfill api token create`. Ctrl-C or SIGTERM stops it once the sessions under way finish.
+    Serve(serve::ServeArgs),
+    /// The local API's tokens and its OpenAPI document.
+    Api {
+        #[command(subcommand)]
+        command: serve::ApiCommand,
     },
     /// The configuration files (`$XDG_CONFIG_HOME/keyfill/keyfill.toml`, then
     /// `/etc/keyfill/keyfill.toml`): what is in force and where it comes from.
@@ -894,6 +904,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Operators { command } => operators::run(global, &home, command).await?,
         Command::Line(args) => line::run(global, &home, args).await?,
+        Command::Serve(args) => serve::serve(global, &home, args).await?,
+        Command::Api { command } => serve::api(global, &home, command).await?,
         Command::Completions { .. } | Command::Man { .. } | Command::Config { .. } => {}
         Command::Doctor { serial, broker, c2, skip, json } => {
             use keyfill_station::doctor::{self, Checkup, Status};
@@ -963,11 +975,7 @@ async fn devices_command(global: &GlobalArgs, home: &StationHome, command: Devic
             let found = devices::resolve(inventory.pool(), &device).await?;
             let history = events::for_device(inventory.pool(), &found.id).await?;
             if json {
-                let mut value = serde_json::to_value(DeviceJson::from(&found))?;
-                value["history"] = serde_json::to_value(history.iter().map(EventJson::from).collect::<Vec<_>>())?;
-                let exports = keyfill_station::db::exports::for_device(inventory.pool(), &found.id).await?;
-                value["c2_exports"] = serde_json::to_value(exports.iter().map(ExportJson::from).collect::<Vec<_>>())?;
-                print_json(&value)?;
+                print_json(&keyfill_station::view::DeviceDetail::read(inventory.pool(), &found).await?)?;
             } else {
                 output::print_device_table(std::slice::from_ref(&found));
                 println!("\nserial number: {}", printable(&found.serial_number));

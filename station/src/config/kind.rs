@@ -23,6 +23,8 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// `WIDTHxHEIGHT` in millimetres.
     LabelSize,
+    /// `ADDRESS:PORT`.
+    SocketAddr,
 }
 
 /// A checked value, in the text form a command-line option takes.
@@ -53,6 +55,7 @@ impl Kind {
             Kind::Bool => "true or false".into(),
             Kind::Choice(choices) => format!("one of {}", quoted(choices)),
             Kind::LabelSize => "a label size in millimetres such as \"50x30\"".into(),
+            Kind::SocketAddr => "an address and port such as \"127.0.0.1:8480\"".into(),
         }
     }
 
@@ -107,6 +110,9 @@ impl Kind {
                 .parse::<crate::label::LabelSpec>()
                 .and_then(|spec| spec.validate())
                 .map_err(|error| format!("{error}: expected {}", self.describe())),
+            Kind::SocketAddr => {
+                text.parse::<std::net::SocketAddr>().map(|_| ()).map_err(|_| format!("expected {}", self.describe()))
+            }
             Kind::Integer { .. } | Kind::Bool => Err(format!("expected {}", self.describe())),
         }
     }

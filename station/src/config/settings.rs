@@ -51,7 +51,7 @@ pub const SETTINGS: &[Setting] = &[
         Some("KEYFILL_ROTATION_WINDOW"),
         "rotations under way at once",
     ),
-    setting("c2.url", Kind::Url(&["https", "http"]), Some("KEYFILL_C2_URL"), "C2's HTTPS gateway"),
+    setting("c2.url", Kind::Url(&["https"]), Some("KEYFILL_C2_URL"), "C2's HTTPS gateway"),
     setting("c2.ca", Kind::Path, Some("KEYFILL_C2_CA"), "PEM file of the CA that signed C2's certificate"),
     setting("c2.timeout", TIMEOUT, Some("KEYFILL_C2_TIMEOUT"), "seconds per request to C2"),
     setting(
@@ -66,6 +66,14 @@ pub const SETTINGS: &[Setting] = &[
         Some("KEYFILL_C2_MAX_ATTEMPTS"),
         "attempts per C2 request",
     ),
+    setting("api.listen", Kind::SocketAddr, Some("KEYFILL_API_LISTEN"), "address and port of `keyfill serve`"),
+    setting(
+        "api.tls_cert",
+        Kind::Path,
+        Some("KEYFILL_API_TLS_CERT"),
+        "certificate chain (PEM) `keyfill serve` serves HTTPS with",
+    ),
+    setting("api.tls_key", Kind::Path, Some("KEYFILL_API_TLS_KEY"), "private key (PEM) of api.tls_cert"),
     setting("label.size", Kind::LabelSize, Some("KEYFILL_LABEL_SIZE"), "label size in mm, WIDTHxHEIGHT"),
     setting("label.dpi", Kind::Integer { min: 100, max: 1_200 }, Some("KEYFILL_LABEL_DPI"), "label printer resolution"),
     setting("label.printer_queue", Kind::Text, None, "CUPS queue the app prints labels to"),

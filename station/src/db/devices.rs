@@ -264,6 +264,44 @@ pub async fn list(pool: &AnyPool, state: Option<DeviceState>) -> Result<Vec<Devi
     rows.into_iter().map(Device::try_from).collect()
 }
 
+/// Which devices a page holds.
+#[derive(Debug, Clone, Default)]
+pub struct PageFilter {
+    pub state: Option<DeviceState>,
+    pub order: Option<String>,
+    /// Only ids after this one (the previous page's last).
+    pub after: Option<String>,
+}
+
+/// Up to `limit` devices in id order, filtered.
+pub async fn page(pool: &AnyPool, filter: &PageFilter, limit: u32) -> Result<Vec<Device>, DbError> {
+    let mut conditions = Vec::new();
+    let mut values: Vec<String> = Vec::new();
+    for (column, value) in
+        [("d.state", filter.state.map(|state| state.as_str().to_owned())), ("d.order_id", filter.order.clone())]
+    {
+        if let Some(value) = value {
+            values.push(value);
+            conditions.push(format!("{column} = ${}", values.len()));
+        }
+    }
+    if let Some(after) = &filter.after {
+        values.push(after.clone());
+        conditions.push(format!("d.id > ${}", values.len()));
+    }
+    let mut sql = SELECT.to_owned();
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    sql.push_str(&format!(" ORDER BY d.id LIMIT {limit}"));
+    let mut query = sqlx::query_as::<_, DeviceRow>(&sql);
+    for value in values {
+        query = query.bind(value);
+    }
+    query.fetch_all(pool).await?.into_iter().map(Device::try_from).collect()
+}
+
 /// Inserts the device, or refreshes its label facts, and puts it in `pending` with `key_id`.
 pub async fn begin_provisioning(
     tx: &mut Transaction<'_, Any>,

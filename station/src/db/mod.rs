@@ -3,6 +3,7 @@
 //! One module per aggregate: [`devices`], [`keys`], [`events`], [`rotations`], [`exports`].
 //! Functions that must compose take a transaction. Timestamps are Unix milliseconds; keys are only ever stored sealed.
 
+pub mod api_tokens;
 pub mod audit;
 pub mod bulk;
 pub mod bundle_events;

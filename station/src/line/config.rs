@@ -152,6 +152,8 @@ pub enum LabelSource {
     Folder(PathBuf),
     /// A camera (V4L2) looking at the fixture.
     Camera(PathBuf),
+    /// Labels submitted through the local API (`keyfill serve --line`) only.
+    Api,
 }
 
 impl fmt::Display for LabelSource {
@@ -160,6 +162,7 @@ impl fmt::Display for LabelSource {
             LabelSource::Scanner { path, .. } => write!(f, "scanner {}", path.display()),
             LabelSource::Folder(path) => write!(f, "folder {}", path.display()),
             LabelSource::Camera(path) => write!(f, "camera {}", path.display()),
+            LabelSource::Api => f.write_str("API"),
         }
     }
 }
@@ -204,6 +207,8 @@ struct RawLane {
     scanner_baud: Option<u32>,
     folder: Option<PathBuf>,
     camera: Option<PathBuf>,
+    /// Labels from the local API only.
+    api: Option<bool>,
 }
 
 impl LineConfig {
@@ -266,9 +271,10 @@ impl RawLane {
             self.scanner.map(|path| LabelSource::Scanner { path, baud: scanner_baud }),
             self.folder.map(LabelSource::Folder),
             self.camera.map(LabelSource::Camera),
+            self.api.filter(|api| *api).map(|_| LabelSource::Api),
         ];
         let labels = exactly_one(sources).map_err(|count| {
-            within(format!("give exactly one label source of scanner, folder or camera (found {count})"))
+            within(format!("give exactly one label source of scanner, folder, camera or api = true (found {count})"))
         })?;
         for path in [label_path(&labels), port_path(&port)].into_iter().flatten() {
             let shown = path.to_string_lossy();
@@ -293,6 +299,7 @@ impl RawLane {
 fn label_path(source: &LabelSource) -> Option<&PathBuf> {
     match source {
         LabelSource::Scanner { path, .. } | LabelSource::Folder(path) | LabelSource::Camera(path) => Some(path),
+        LabelSource::Api => None,
     }
 }
 
@@ -324,7 +331,9 @@ fn check_distinct(lanes: &[LaneConfig]) -> Result<(), ConfigError> {
                 what: "one name".into(),
             });
         }
-        for what in [lane.port.to_string(), lane.labels.to_string()] {
+        // Lanes fed by the API share no source: each has its own inbox.
+        let labels = (lane.labels != LabelSource::Api).then(|| lane.labels.to_string());
+        for what in std::iter::once(lane.port.to_string()).chain(labels) {
             if let Some((_, first)) = seen.iter().find(|(used, _)| *used == what) {
                 return Err(ConfigError::Shared { first: first.to_string(), second: lane.name.to_string(), what });
             }
@@ -422,6 +431,25 @@ mod tests {
         for bad in ["", "0403", "0403:60011", "0403:6001:", "0403:6001:a b", "zzzz:6001"] {
             assert!(UsbSerialId::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn line_config_lanes_fed_by_the_api_share_no_source() {
+        let config = LineConfig::parse(
+            "order = \"WO-1\"\n[[lane]]\nname = \"a\"\nserial = \"/dev/ttyUSB0\"\napi = true\n\
+             [[lane]]\nname = \"b\"\nserial = \"/dev/ttyUSB1\"\napi = true\n",
+        )
+        .expect("two API lanes");
+        assert!(config.lanes.iter().all(|lane| lane.labels == LabelSource::Api));
+        let error =
+            LineConfig::parse("order = \"WO-1\"\n[[lane]]\nname = \"a\"\nserial = \"/dev/ttyUSB0\"\napi = false\n")
+                .expect_err("no source");
+        assert!(error.to_string().contains("api = true"), "{error}");
+        let error = LineConfig::parse(
+            "order = \"WO-1\"\n[[lane]]\nname = \"a\"\nserial = \"/dev/ttyUSB0\"\napi = true\nfolder = \"/srv/drop\"\n",
+        )
+        .expect_err("two sources");
+        assert!(error.to_string().contains("exactly one label source"), "{error}");
     }
 
     #[test]

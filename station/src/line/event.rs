@@ -125,6 +125,20 @@ pub enum LineEvent {
         failed: u64,
         rejected: u64,
     },
+    /// A rotation or export run started through the API (`keyfill serve`).
+    RunStarted {
+        run: String,
+        kind: &'static str,
+        devices: usize,
+    },
+    RunFinished {
+        run: String,
+        kind: &'static str,
+        devices: usize,
+        failed: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 impl LineEvent {
@@ -147,6 +161,8 @@ impl LineEvent {
             LineEvent::Stopping { .. } => "stopping",
             LineEvent::LaneStopped { .. } => "lane_stopped",
             LineEvent::LineStopped { .. } => "line_stopped",
+            LineEvent::RunStarted { .. } => "run_started",
+            LineEvent::RunFinished { .. } => "run_finished",
         }
     }
 }
@@ -159,9 +175,26 @@ struct Envelope<'a> {
     at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     lane: Option<&'a str>,
+    /// The API job the event is about (`keyfill serve`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job: Option<&'a str>,
     #[serde(flatten)]
     event: &'a LineEvent,
 }
+
+/// An event as it was sent, for those who watch the sink (the API's jobs and event stream).
+#[derive(Debug)]
+pub struct Emitted<'a> {
+    pub event_id: &'a str,
+    /// The JSON line, without its newline.
+    pub json: &'a str,
+    pub lane: Option<&'a str>,
+    pub job: Option<&'a str>,
+    pub event: &'a LineEvent,
+}
+
+/// Called with each event, in order, under the sink's lock: keep it short.
+pub type Observer = Box<dyn Fn(&Emitted<'_>) + Send + Sync>;
 
 /// Where events go: JSON Lines on a writer (stdout), each also logged with its id.
 pub struct EventSink {
@@ -169,6 +202,7 @@ pub struct EventSink {
     run: String,
     seq: AtomicU64,
     write_failed: AtomicBool,
+    observers: Vec<Observer>,
 }
 
 impl std::fmt::Debug for EventSink {
@@ -182,23 +216,48 @@ impl EventSink {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
         // An id, not a secret: a failed random source still gives a usable (clock-based) one.
         let run = crate::seal::random_array::<4>().unwrap_or_else(|_| (crate::home::unix_now() as u32).to_be_bytes());
-        EventSink { out: Mutex::new(out), run: hex::encode(run), seq: AtomicU64::new(0), write_failed: false.into() }
+        EventSink {
+            out: Mutex::new(out),
+            run: hex::encode(run),
+            seq: AtomicU64::new(0),
+            write_failed: false.into(),
+            observers: Vec::new(),
+        }
+    }
+
+    /// Also hands every event to `observer`.
+    pub fn observed_by(mut self, observer: Observer) -> Self {
+        self.observers.push(observer);
+        self
     }
 
     /// Writes the event as one line, flushed, and logs it under the same id. A reader that went
     /// away costs the events (the records are in the database), never the line's work.
     pub fn emit(&self, lane: Option<&LaneName>, event: LineEvent) {
+        self.emit_for_job(lane, None, event);
+    }
+
+    /// [`emit`](Self::emit) for an event about the API job `job`.
+    pub fn emit_for_job(&self, lane: Option<&LaneName>, job: Option<&str>, event: LineEvent) {
         let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Numbered under the lock, so that the order of lines is the order of ids.
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         let event_id = format!("{}-{seq}", self.run);
         let at = crate::time::rfc3339(crate::db::now_millis());
         let lane = lane.map(LaneName::as_str);
-        let envelope = Envelope { schema: SCHEMA, event_id: &event_id, seq, at, lane, event: &event };
-        let written = serde_json::to_writer(&mut *out, &envelope)
-            .map_err(std::io::Error::from)
-            .and_then(|()| out.write_all(b"\n"))
-            .and_then(|()| out.flush());
+        let envelope = Envelope { schema: SCHEMA, event_id: &event_id, seq, at, lane, job, event: &event };
+        let json = match serde_json::to_string(&envelope) {
+            Ok(json) => json,
+            Err(error) => {
+                tracing::error!(%error, event_id, "cannot encode a line event");
+                return;
+            }
+        };
+        let written = out.write_all(json.as_bytes()).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
+        // Still under the lock: observers see the events in the order of their ids.
+        for observer in &self.observers {
+            observer(&Emitted { event_id: &event_id, json: &json, lane, job, event: &event });
+        }
         drop(out);
         if let Err(error) = written
             && !self.write_failed.swap(true, Ordering::SeqCst)

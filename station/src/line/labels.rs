@@ -56,6 +56,8 @@ pub struct LabelRead {
     pub text: String,
     pub source: String,
     pub receipt: Option<Receipt>,
+    /// The API job the label was submitted as; its events carry the job's id.
+    pub job: Option<String>,
 }
 
 /// A dropped label file, moved into `done/` or `failed/` once its device was handled; a file
@@ -98,6 +100,10 @@ pub fn start(source: &LabelSource, to_lane: mpsc::Sender<LabelInput>) -> JoinHan
         LabelSource::Scanner { path, baud } => tokio::spawn(scanner(path, baud, to_lane)),
         LabelSource::Folder(path) => tokio::spawn(folder(path, to_lane)),
         LabelSource::Camera(path) => tokio::spawn(camera(path, to_lane)),
+        // Its labels come through the lane's inbox: the source only says the lane is ready.
+        LabelSource::Api => tokio::spawn(async move {
+            let _ = to_lane.send(LabelInput::Ready).await;
+        }),
     }
 }
 
@@ -177,7 +183,7 @@ async fn read_lines(mut stream: impl AsyncReadExt + Unpin, source: &str, to_lane
                 } else if !line.is_empty() {
                     match String::from_utf8(std::mem::take(&mut line)) {
                         Ok(text) => {
-                            let read = LabelRead { text, source: source.to_owned(), receipt: None };
+                            let read = LabelRead { text, source: source.to_owned(), receipt: None, job: None };
                             let _ = to_lane.send(LabelInput::Label(read)).await;
                         }
                         Err(_) => reject(to_lane, source, "a scanned line that is not UTF-8 text".into()).await,
@@ -310,7 +316,7 @@ async fn read_label_file(file: PathBuf, receipt: Receipt) -> LabelInput {
         _ => Err("not a label file (.txt holding the label's text, or a .png or .jpg of the label)".into()),
     };
     match text {
-        Ok(text) => LabelInput::Label(LabelRead { text, source, receipt: Some(receipt) }),
+        Ok(text) => LabelInput::Label(LabelRead { text, source, receipt: Some(receipt), job: None }),
         Err(reason) => LabelInput::Rejected { reason, source, receipt: Some(receipt) },
     }
 }
@@ -342,7 +348,8 @@ async fn camera(path: PathBuf, to_lane: mpsc::Sender<LabelInput>) {
                     loop {
                         match live.next().await {
                             Some(LiveEvent::Scanned { result, .. }) => {
-                                let read = LabelRead { text: result.text, source: source.clone(), receipt: None };
+                                let read =
+                                    LabelRead { text: result.text, source: source.clone(), receipt: None, job: None };
                                 if to_lane.send(LabelInput::Label(read)).await.is_err() {
                                     return;
                                 }

@@ -33,9 +33,24 @@ pub struct Tally {
 }
 
 /// Runs the lane until `stop` turns true; a session under way then finishes first.
-pub(super) async fn run(shared: Arc<Shared>, lane: LaneConfig, mut stop: watch::Receiver<bool>) -> Tally {
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    lane: LaneConfig,
+    mut stop: watch::Receiver<bool>,
+    inbox: Option<mpsc::Receiver<LabelInput>>,
+) -> Tally {
     let (to_lane, mut inputs) = mpsc::channel(1);
-    let source = labels::start(&lane.labels, to_lane);
+    let source = labels::start(&lane.labels, to_lane.clone());
+    // The API's jobs wait in the inbox (bounded: a full one answers "busy"), one at a time here.
+    let forward = inbox.map(|mut inbox| {
+        tokio::spawn(async move {
+            while let Some(input) = inbox.recv().await {
+                if to_lane.send(input).await.is_err() {
+                    break;
+                }
+            }
+        })
+    });
     let mut tally = Tally::default();
     let emit = |event| shared.sink.emit(Some(&lane.name), event);
     loop {
@@ -59,6 +74,9 @@ pub(super) async fn run(shared: Arc<Shared>, lane: LaneConfig, mut stop: watch::
         }
     }
     source.abort();
+    if let Some(forward) = forward {
+        forward.abort();
+    }
     emit(LineEvent::LaneStopped { provisioned: tally.provisioned, failed: tally.failed, rejected: tally.rejected });
     tally
 }
@@ -70,8 +88,8 @@ async fn handle_label(
     stop: &mut watch::Receiver<bool>,
     tally: &mut Tally,
 ) {
-    let emit = |event| shared.sink.emit(Some(&lane.name), event);
-    let LabelRead { text, source, receipt } = read;
+    let LabelRead { text, source, receipt, job } = read;
+    let emit = |event| shared.sink.emit_for_job(Some(&lane.name), job.as_deref(), event);
     let payload = match OnboardingPayload::parse(&text) {
         Ok(payload) => payload,
         Err(error) => {

@@ -27,6 +27,8 @@ pub enum LineError {
     NoSuchOrder(String),
     #[error("work order {0} is closed: a line keys an open order")]
     OrderClosed(String),
+    #[error("lane {0} takes its labels from the API (api = true): run it with `keyfill serve --line`")]
+    ApiLane(String),
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
 }
@@ -34,14 +36,31 @@ pub enum LineError {
 /// Why the line is asked to stop, for the `stopping` event (`SIGTERM`, `SIGINT`).
 pub type StopRequest = watch::Receiver<Option<String>>;
 
+/// The API's way into each lane, by lane name: labels submitted as jobs.
+pub type Inboxes = std::collections::HashMap<String, tokio::sync::mpsc::Receiver<labels::LabelInput>>;
+
 /// Runs the line until a stop is requested, then waits for every lane to finish the device it is
 /// on. Returns the lanes' totals.
 pub async fn run(
     mut station: Station,
     config: LineConfig,
     sink: Arc<EventSink>,
-    mut stop_request: StopRequest,
+    stop_request: StopRequest,
 ) -> Result<Tally, LineError> {
+    if let Some(lane) = config.lanes.iter().find(|lane| lane.labels == config::LabelSource::Api) {
+        return Err(LineError::ApiLane(lane.name.to_string()));
+    }
+    prepare(&mut station, &config).await?;
+    let station = Arc::new(station);
+    let total = run_shared(station.clone(), config, sink, stop_request, Inboxes::new()).await;
+    if let Ok(station) = Arc::try_unwrap(station) {
+        station.inventory.close().await;
+    }
+    Ok(total)
+}
+
+/// Checks the line's order and keys only its devices from now on.
+pub async fn prepare(station: &mut Station, config: &LineConfig) -> Result<(), LineError> {
     let order = config.order.as_str().to_owned();
     match crate::db::orders::get(station.inventory.pool(), &order).await? {
         None => return Err(LineError::NoSuchOrder(order)),
@@ -49,6 +68,18 @@ pub async fn run(
         Some(_) => {}
     }
     station.order_policy = OrderPolicy { required: true, current: Some(OrderId::clone(&config.order)) };
+    Ok(())
+}
+
+/// Runs the lanes of a [`prepare`]d station, each also taking the labels of its inbox.
+pub async fn run_shared(
+    station: Arc<Station>,
+    config: LineConfig,
+    sink: Arc<EventSink>,
+    mut stop_request: StopRequest,
+    mut inboxes: Inboxes,
+) -> Tally {
+    let order = config.order.as_str().to_owned();
     sink.emit(
         None,
         LineEvent::LineStarted {
@@ -67,7 +98,7 @@ pub async fn run(
         },
     );
     let shared = Arc::new(lane::Shared {
-        station: Arc::new(station),
+        station,
         sink: sink.clone(),
         order,
         in_flight: AtomicUsize::new(0),
@@ -76,7 +107,8 @@ pub async fn run(
     let (stop_lanes, lanes_stop) = watch::channel(false);
     let mut lanes = tokio::task::JoinSet::new();
     for lane in config.lanes {
-        lanes.spawn(lane::run(shared.clone(), lane, lanes_stop.clone()));
+        let inbox = inboxes.remove(lane.name.as_str());
+        lanes.spawn(lane::run(shared.clone(), lane, lanes_stop.clone(), inbox));
     }
     let mut total = Tally::default();
     let mut add = |tally: Tally| {
@@ -112,10 +144,5 @@ pub async fn run(
         None,
         LineEvent::LineStopped { provisioned: total.provisioned, failed: total.failed, rejected: total.rejected },
     );
-    if let Ok(shared) = Arc::try_unwrap(shared)
-        && let Ok(station) = Arc::try_unwrap(shared.station)
-    {
-        station.inventory.close().await;
-    }
-    Ok(total)
+    total
 }

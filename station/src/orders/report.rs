@@ -20,7 +20,7 @@ use thiserror::Error;
 
 pub const REPORT_FORMAT: &str = "keyfill-order-report-v1";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Counts {
     pub expected: i64,
     pub provisioned: i64,
@@ -32,7 +32,7 @@ pub struct Counts {
     pub unexpected: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReportDevice {
     pub name: String,
     pub device_id: String,
@@ -49,7 +49,7 @@ pub struct ReportDevice {
     pub failure: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UnexpectedDevice {
     pub name: String,
     pub device_id: String,
@@ -58,7 +58,7 @@ pub struct UnexpectedDevice {
     pub provisioned_at: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderReport {
     pub format: String,
     pub order: String,
