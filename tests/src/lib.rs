@@ -52,24 +52,30 @@ pub fn binary(name: &str) -> PathBuf {
     }
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let profile_dir = profile_dir();
-    let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "keyfill-station", "-p", "keyfill-agent", "--bins"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        if let Some(target) = profile_dir.parent() {
-            build.env("CARGO_TARGET_DIR", target);
-        }
-        let status =
-            build.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")).status().map_err(|e| e.to_string())?;
-        if status.success() { Ok(()) } else { Err(format!("cargo build failed: {status}")) }
-    });
+    let built = BUILT.get_or_init(|| cargo_build(&profile_dir, &["keyfill-station", "keyfill-agent"]));
     if let Err(error) = built {
         panic!("cannot build the binaries: {error}");
     }
     profile_dir.join(name)
+}
+
+/// `cargo build` of the packages' binaries, in the profile and target directory of `profile_dir`.
+fn cargo_build(profile_dir: &Path, packages: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "--bins"]);
+    for package in packages {
+        build.args(["-p", package]);
+    }
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    if let Some(target) = profile_dir.parent() {
+        build.env("CARGO_TARGET_DIR", target);
+    }
+    let status =
+        build.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")).status().map_err(|e| e.to_string())?;
+    if status.success() { Ok(()) } else { Err(format!("cargo build of {} failed: {status}", packages.join(", "))) }
 }
 
 /// A linked pair of pseudo-terminals made by socat: what one side writes, the other reads,
@@ -713,20 +719,7 @@ pub fn packaged_binaries_dir() -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let keyfill = binary("keyfill");
     let profile_dir = keyfill.parent().map(Path::to_path_buf).unwrap_or_else(profile_dir);
-    let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "keyfill-gui", "--bins"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        if let Some(target) = profile_dir.parent() {
-            build.env("CARGO_TARGET_DIR", target);
-        }
-        let status =
-            build.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")).status().map_err(|e| e.to_string())?;
-        if status.success() { Ok(()) } else { Err(format!("cargo build -p keyfill-gui failed: {status}")) }
-    });
+    let built = BUILT.get_or_init(|| cargo_build(&profile_dir, &["keyfill-gui"]));
     if let Err(error) = built {
         panic!("cannot build keyfill-gui: {error}");
     }

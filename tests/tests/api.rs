@@ -306,6 +306,15 @@ fn api_orders_import_list_and_signed_report() -> Result<()> {
         assert_eq!(status, 400, "{content_type}: {problem}");
         assert!(!problem["message"].as_str().unwrap_or("").contains('\u{1b}'), "escaped: {problem}");
     }
+    // A body over the API's limit: 413 in the same shape, and the server goes on.
+    let huge = format!("order_id,device_name,model,serial_number\n{}", "x".repeat(17 * 1024 * 1024));
+    let (status, problem) = server.call("POST", "/v1/orders", Some(&writer), Some(("text/csv", &huge)))?;
+    assert_eq!(status, 413, "{problem}");
+    assert_problem(&problem, "too_large");
+    let huge_job = format!("{{\"lane\": \"lane-1\", \"label\": \"{}\"}}", "x".repeat(17 * 1024 * 1024));
+    let (status, problem) = server.call("POST", "/v1/jobs", Some(&writer), Some(("application/json", &huge_job)))?;
+    assert_eq!(status, 413, "{problem}");
+    assert_problem(&problem, "too_large");
     let (status, _) = server.call("POST", "/v1/orders", Some(&reader), Some(("text/csv", &csv)))?;
     assert_eq!(status, 403, "orders:read cannot import");
     let (_, orders) = server.call("GET", "/v1/orders", Some(&reader), None)?;

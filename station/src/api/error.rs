@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A stable code for programs: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict`, `busy`, `unavailable`.
+    /// `conflict`, `too_large`, `busy`, `unavailable`.
     pub error: String,
     /// What went wrong, for a person.
     pub message: String,
@@ -61,6 +61,15 @@ impl ApiError {
 
     pub fn conflict(message: impl Into<String>, advice: &str) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message, Some(advice))
+    }
+
+    pub fn too_large() -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than the API takes ({} MiB)", super::MAX_BODY_BYTES / (1024 * 1024)),
+            Some("split the file, or import it with `keyfill orders import` at the station"),
+        )
     }
 
     pub fn busy(message: impl Into<String>) -> ApiError {
@@ -111,10 +120,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
             Err(JsonRejection::MissingJsonContentType(_)) => {
                 Err(ApiError::bad_request("the body must be JSON: send `Content-Type: application/json`"))
             }
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::too_large()),
             Err(rejection) => Err(ApiError::bad_request(format!(
                 "the JSON body is not one this endpoint takes: {}",
                 rejection.body_text()
             ))),
+        }
+    }
+}
+
+/// A body's bytes, its rejection (too large, cut off) a [`Problem`].
+#[derive(Debug)]
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::body::Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(RawBody(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::too_large()),
+            Err(rejection) => Err(ApiError::bad_request(format!("cannot read the body: {}", rejection.body_text()))),
         }
     }
 }

@@ -250,6 +250,7 @@ pub async fn lanes(caller: Caller, State(state): State<Shared>) -> Result<Json<V
         (status = 404, description = "No such lane", body = Problem),
         (status = 409, description = "The server runs no line", body = Problem),
         (status = 429, description = "The lane has too many jobs waiting", body = Problem),
+        (status = 413, description = "Larger than the API takes", body = Problem),
     )
 )]
 pub async fn submit(

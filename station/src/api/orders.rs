@@ -4,14 +4,13 @@
 
 use super::Shared;
 use super::auth::Caller;
-use super::error::{ApiError, Path, Problem};
+use super::error::{ApiError, Path, Problem, RawBody};
 use super::token::Scope;
 use crate::custody::Operation;
 use crate::orders::file::{self, Format};
 use crate::orders::report::{self, OrderReport};
 use crate::orders::{self as work_orders, Imported, OrderError};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
@@ -89,7 +88,7 @@ pub async fn import(
     caller: Caller,
     State(state): State<Shared>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Vec<ImportedOrder>>), ApiError> {
     caller.may(&state, Scope::OrdersWrite, Operation::ManageOrders)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -189,6 +189,7 @@ impl RunKind {
         (status = 403, description = "The token lacks runs:write, or the operator may not rotate", body = Problem),
         (status = 404, description = "A named device does not exist", body = Problem),
         (status = 409, description = "The server has no broker", body = Problem),
+        (status = 413, description = "Larger than the API takes", body = Problem),
     )
 )]
 pub async fn start_rotation(
@@ -266,6 +267,7 @@ pub async fn start_rotation(
         (status = 401, description = "No valid token", body = Problem),
         (status = 403, description = "The token lacks runs:write, or the operator may not export", body = Problem),
         (status = 409, description = "The server has no C2, or nothing to export", body = Problem),
+        (status = 413, description = "Larger than the API takes", body = Problem),
     )
 )]
 pub async fn start_export(
