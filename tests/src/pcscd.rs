@@ -57,30 +57,85 @@ fn start_daemon() -> Result<Daemon> {
         ));
     }
     std::fs::write(config.join("vpcd"), text)?;
-    let _ = Command::new("pkill").args(["-x", "pcscd"]).status();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::path::Path::new("/run/pcscd/pcscd.comm").exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let child = Command::new("pcscd")
-        .args(["--foreground", "--auto-exit", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start pcscd")?;
-    // Ready once every vpcd port listens.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for reader in 0..2 * CHANNELS {
-        let port = FIRST_PORT + reader as u16;
-        while !port_listens(port) {
-            if Instant::now() > deadline {
-                bail!("pcscd's vpcd driver does not listen on port {port}");
+    stop_other_pcscd()?;
+    // A pcscd that cannot take the socket exits at once: started again, up to three times.
+    let mut last_problem = String::new();
+    for _ in 0..3 {
+        let mut child = Command::new("pcscd")
+            .args(["--foreground", "--auto-exit", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start pcscd")?;
+        match wait_until_ready(&mut child) {
+            Ok(()) => return Ok(Daemon { child: Mutex::new(child), _config: config }),
+            Err(problem) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                last_problem = problem;
+                stop_other_pcscd()?;
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
-    Ok(Daemon { child: Mutex::new(child), _config: config })
+    bail!("the tests' pcscd did not come up: {last_problem}")
+}
+
+/// Stops any other pcscd, this machine's or one an earlier test binary left (`--auto-exit` keeps
+/// it for a minute): its vpcd ports are this one's, so while it lives the ports listen and the
+/// socket is taken, and a new pcscd would look ready while clients still reach the old one.
+fn stop_other_pcscd() -> Result<()> {
+    let running =
+        || Command::new("pgrep").args(["-x", "pcscd"]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    // Under systemd, its socket would start the machine's pcscd again for the next client.
+    if std::path::Path::new("/run/systemd/system").exists() {
+        let _ = Command::new("systemctl").args(["stop", "pcscd.socket", "pcscd.service"]).status();
+    }
+    let _ = Command::new("pkill").args(["-x", "pcscd"]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running() {
+        if Instant::now() > deadline - Duration::from_secs(5) {
+            let _ = Command::new("pkill").args(["-KILL", "-x", "pcscd"]).status();
+        }
+        if Instant::now() > deadline {
+            bail!("another pcscd does not stop");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A pcscd killed outright leaves its socket behind.
+    let _ = std::fs::remove_file("/run/pcscd/pcscd.comm");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (0..2 * CHANNELS).any(|reader| port_listens(FIRST_PORT + reader as u16)) {
+        if Instant::now() > deadline {
+            bail!("the vpcd ports are still taken after the other pcscd stopped");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Ready once this pcscd runs, every vpcd port listens and a client sees its readers.
+fn wait_until_ready(child: &mut Child) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("pcscd exited at start ({status})"));
+        }
+        let listening = (0..2 * CHANNELS).all(|reader| port_listens(FIRST_PORT + reader as u16));
+        if listening && readers_visible() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("after 10 s: vpcd ports listening: {listening}, readers visible to a client: false"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn readers_visible() -> bool {
+    let Ok(context) = pcsc::Context::establish(pcsc::Scope::User) else { return false };
+    let Ok(readers) = context.list_readers_owned() else { return false };
+    readers.iter().any(|reader| reader.to_string_lossy().starts_with("Keyfill vpcd 0"))
 }
 
 fn port_listens(port: u16) -> bool {
