@@ -51,6 +51,9 @@ pub struct ApiState {
     pub sink: Arc<crate::line::event::EventSink>,
     pub broker: Option<String>,
     pub c2: Option<C2Target>,
+    /// Turns `Some` when the server is asked to stop: event streams end then, so that a
+    /// graceful stop does not wait for clients that never hang up.
+    pub stopping: tokio::sync::watch::Receiver<Option<String>>,
     pub rotation: crate::rotation::RotationSettings,
 }
 

@@ -233,6 +233,7 @@ pub async fn serve(global: &GlobalArgs, home: &StationHome, args: ServeArgs) -> 
             })),
     );
     let c2 = args.c2.clone().map(|url| C2Target { url, ca: args.c2_ca.clone(), timeout: Duration::from_secs(30) });
+    let (request_stop, stop_requested) = tokio::sync::watch::channel(None);
     let state = Arc::new(ApiState {
         station: station.clone(),
         home: home.clone(),
@@ -245,8 +246,8 @@ pub async fn serve(global: &GlobalArgs, home: &StationHome, args: ServeArgs) -> 
         broker: args.broker.clone(),
         c2,
         rotation: keyfill_station::rotation::RotationSettings::default(),
+        stopping: stop_requested.clone(),
     });
-    let (request_stop, stop_requested) = tokio::sync::watch::channel(None);
     let line_task = line.map(|line| {
         tokio::spawn(keyfill_station::line::run_shared(
             station.clone(),
