@@ -408,9 +408,10 @@ fn api_jobs_key_devices_on_lanes_and_the_event_stream_follows_them() -> Result<(
     assert_eq!(provisioned, expected, "a provisioned event per job, with its id");
 
     // A label for no lane, not a label, the wrong scope, a second label of a keyed device.
-    let body = serde_json::json!({ "lane": "lane-9", "label": farm.devices[0].payload }).to_string();
+    let body = serde_json::json!({ "lane": "lane-9\u{1b}[2J", "label": farm.devices[0].payload }).to_string();
     let (status, problem) = server.call("POST", "/v1/jobs", Some(&controller), Some(("application/json", &body)))?;
     assert_eq!(status, 404, "{problem}");
+    assert_eq!(problem["message"], "no lane \"lane-9\\u{1b}[2J\": the lanes are lane-1, lane-2", "escaped once");
     for body in [
         serde_json::json!({ "lane": "lane-1", "label": "KF1:nonsense" }).to_string(),
         serde_json::json!({ "lane": "lane-1" }).to_string(),

@@ -33,7 +33,7 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &str, message: impl Into<String>, advice: Option<&str>) -> ApiError {
-        // Messages may quote what the client sent.
+        // Messages may quote what the client sent, raw: escaped here, once.
         let message = printable(&message.into()).into_owned();
         ApiError { status, problem: Problem { error: code.to_owned(), message, advice: advice.map(str::to_owned) } }
     }

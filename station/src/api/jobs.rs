@@ -4,6 +4,7 @@
 
 use super::Shared;
 use super::auth::Caller;
+use super::board::{self, Entry, Recent};
 use super::error::{ApiError, Body, Path, Problem};
 use super::token::Scope;
 use crate::custody::Operation;
@@ -14,8 +15,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use keyfill_formats::qr::{MAX_TEXT_LEN, OnboardingPayload};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
 use tokio::sync::mpsc;
 
 /// Jobs remembered; the oldest finished ones are forgotten first (the devices' records stay).
@@ -89,14 +88,18 @@ pub struct Lane {
 
 /// The jobs, and the lanes' inboxes.
 pub struct JobBoard {
-    jobs: Mutex<Jobs>,
+    jobs: Recent<Job>,
     lanes: Vec<(crate::line::config::LaneConfig, mpsc::Sender<LabelInput>)>,
 }
 
-#[derive(Default)]
-struct Jobs {
-    by_id: HashMap<String, Job>,
-    order: VecDeque<String>,
+impl Entry for Job {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn finished(&self) -> bool {
+        self.state.finished()
+    }
 }
 
 impl std::fmt::Debug for JobBoard {
@@ -115,86 +118,62 @@ impl JobBoard {
             inboxes.insert(lane.name.as_str().to_owned(), receiver);
             senders.push((lane.clone(), sender));
         }
-        (JobBoard { jobs: Mutex::default(), lanes: senders }, inboxes)
+        (JobBoard { jobs: Recent::new(MAX_JOBS), lanes: senders }, inboxes)
     }
 
     pub fn lane_count(&self) -> usize {
         self.lanes.len()
     }
 
-    fn jobs(&self) -> std::sync::MutexGuard<'_, Jobs> {
-        self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Follows the line's events about jobs.
     pub fn observe(&self, emitted: &Emitted<'_>) {
         let Some(id) = emitted.job else { return };
-        let mut jobs = self.jobs();
-        let Some(job) = jobs.by_id.get_mut(id) else { return };
-        let now = || Some(crate::time::rfc3339(crate::db::now_millis()));
-        match emitted.event {
-            LineEvent::LabelRead { .. } | LineEvent::Waiting { .. } => job.state = JobState::Running,
-            LineEvent::Step { step, key_id, .. } => {
-                job.state = JobState::Running;
-                job.step = Some((*step).to_owned());
-                if key_id.is_some() {
-                    job.key_id.clone_from(key_id);
-                }
-            }
-            LineEvent::Provisioned { key_id, .. } => {
-                job.state = JobState::Provisioned;
-                job.key_id = Some(key_id.clone());
-                job.finished_at = now();
-            }
-            LineEvent::AlreadyProvisioned { key_id, .. } => {
-                job.state = JobState::AlreadyProvisioned;
-                job.key_id.clone_from(key_id);
-                job.finished_at = now();
-            }
-            LineEvent::Failed { error, advice, state, .. } => {
-                job.state = JobState::Failed;
-                job.error = Some(error.clone());
-                job.advice.clone_from(advice);
-                job.device_state.clone_from(state);
-                job.finished_at = now();
-            }
-            LineEvent::LabelRejected { reason, .. } => {
-                job.state = JobState::Failed;
-                job.error = Some(reason.clone());
-                job.finished_at = now();
-            }
-            LineEvent::NotStarted { .. } => {
-                job.state = JobState::NotStarted;
-                job.finished_at = now();
-            }
-            _ => {}
-        }
+        self.jobs.update(id, |job| follow(job, emitted.event));
     }
-
-    fn remember(&self, job: Job) {
-        let mut jobs = self.jobs();
-        while jobs.order.len() >= MAX_JOBS {
-            // The oldest finished job goes; running ones stay however many there are.
-            let Some(at) = jobs.order.iter().position(|id| jobs.by_id.get(id).is_none_or(|j| j.state.finished()))
-            else {
-                break;
-            };
-            if let Some(id) = jobs.order.remove(at) {
-                jobs.by_id.remove(&id);
-            }
-        }
-        jobs.order.push_back(job.id.clone());
-        jobs.by_id.insert(job.id.clone(), job);
-    }
-
-    fn forget(&self, id: &str) {
-        let mut jobs = self.jobs();
-        jobs.by_id.remove(id);
-        jobs.order.retain(|other| other != id);
-    }
-
     fn queued(&self, lane: &str) -> usize {
-        self.jobs().by_id.values().filter(|job| job.lane == lane && job.state == JobState::Queued).count()
+        self.jobs.count(|job| job.lane == lane && job.state == JobState::Queued)
+    }
+}
+
+/// A job after one of the line's events about it.
+fn follow(job: &mut Job, event: &LineEvent) {
+    let now = || Some(board::now());
+    match event {
+        LineEvent::LabelRead { .. } | LineEvent::Waiting { .. } => job.state = JobState::Running,
+        LineEvent::Step { step, key_id, .. } => {
+            job.state = JobState::Running;
+            job.step = Some((*step).to_owned());
+            if key_id.is_some() {
+                job.key_id.clone_from(key_id);
+            }
+        }
+        LineEvent::Provisioned { key_id, .. } => {
+            job.state = JobState::Provisioned;
+            job.key_id = Some(key_id.clone());
+            job.finished_at = now();
+        }
+        LineEvent::AlreadyProvisioned { key_id, .. } => {
+            job.state = JobState::AlreadyProvisioned;
+            job.key_id.clone_from(key_id);
+            job.finished_at = now();
+        }
+        LineEvent::Failed { error, advice, state, .. } => {
+            job.state = JobState::Failed;
+            job.error = Some(error.clone());
+            job.advice.clone_from(advice);
+            job.device_state.clone_from(state);
+            job.finished_at = now();
+        }
+        LineEvent::LabelRejected { reason, .. } => {
+            job.state = JobState::Failed;
+            job.error = Some(reason.clone());
+            job.finished_at = now();
+        }
+        LineEvent::NotStarted { .. } => {
+            job.state = JobState::NotStarted;
+            job.finished_at = now();
+        }
+        _ => {}
     }
 }
 
@@ -268,7 +247,7 @@ pub async fn submit(
     }
     let Some((lane, inbox)) = board.lanes.iter().find(|(lane, _)| lane.name.as_str() == new.lane) else {
         let names: Vec<&str> = board.lanes.iter().map(|(lane, _)| lane.name.as_str()).collect();
-        return Err(ApiError::not_found(format!("no lane {:?}: the lanes are {}", new.lane, names.join(", "))));
+        return Err(ApiError::not_found(format!("no lane \"{}\": the lanes are {}", new.lane, names.join(", "))));
     };
     if new.label.len() > MAX_TEXT_LEN {
         return Err(ApiError::bad_request(format!(
@@ -278,7 +257,7 @@ pub async fn submit(
     }
     let payload = OnboardingPayload::parse(new.label.trim())
         .map_err(|error| ApiError::bad_request(format!("not a valid Keyfill label: {error}")))?;
-    let id = hex::encode(crate::seal::random_array::<8>().map_err(|_| ApiError::unavailable("no random source"))?);
+    let id = board::new_id()?;
     let job = Job {
         id: id.clone(),
         lane: lane.name.to_string(),
@@ -294,11 +273,11 @@ pub async fn submit(
         advice: None,
         device_state: None,
         submitted_by: caller.token.to_string(),
-        submitted_at: crate::time::rfc3339(crate::db::now_millis()),
+        submitted_at: board::now(),
         finished_at: None,
     };
     // Remembered before the lane can see it: its first event finds it.
-    board.remember(job.clone());
+    board.jobs.add(job.clone());
     let read = LabelRead {
         text: new.label.trim().to_owned(),
         source: format!("API token {}", caller.token),
@@ -308,11 +287,11 @@ pub async fn submit(
     match inbox.try_send(LabelInput::Label(read)) {
         Ok(()) => Ok((StatusCode::ACCEPTED, Json(job))),
         Err(mpsc::error::TrySendError::Full(_)) => {
-            board.forget(&id);
+            board.jobs.remove(&id);
             Err(ApiError::busy(format!("lane {} has {LANE_QUEUE} jobs waiting", lane.name)))
         }
         Err(mpsc::error::TrySendError::Closed(_)) => {
-            board.forget(&id);
+            board.jobs.remove(&id);
             Err(ApiError::unavailable(format!("lane {} has stopped", lane.name)))
         }
     }
@@ -331,8 +310,7 @@ pub async fn submit(
 )]
 pub async fn list(caller: Caller, State(state): State<Shared>) -> Result<Json<Vec<Job>>, ApiError> {
     caller.may(&state, Scope::JobsRead, Operation::Inspect)?;
-    let jobs = state.jobs.jobs();
-    Ok(Json(jobs.order.iter().filter_map(|id| jobs.by_id.get(id).cloned()).collect()))
+    Ok(Json(state.jobs.jobs.all()))
 }
 
 #[utoipa::path(
@@ -350,6 +328,5 @@ pub async fn list(caller: Caller, State(state): State<Shared>) -> Result<Json<Ve
 )]
 pub async fn show(caller: Caller, State(state): State<Shared>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
     caller.may(&state, Scope::JobsRead, Operation::Inspect)?;
-    let job = state.jobs.jobs().by_id.get(&id).cloned();
-    job.map(Json).ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))
+    state.jobs.jobs.get(&id).map(Json).ok_or_else(|| ApiError::not_found(format!("no job \"{id}\"")))
 }

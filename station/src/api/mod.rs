@@ -7,6 +7,7 @@
 //! the same library functions as the command line.
 
 pub mod auth;
+pub mod board;
 pub mod devices;
 pub mod doc;
 pub mod error;

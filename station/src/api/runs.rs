@@ -4,6 +4,7 @@
 
 use super::Shared;
 use super::auth::Caller;
+use super::board::{self, Entry, Recent};
 use super::error::{ApiError, Body, Path, Problem};
 use super::token::Scope;
 use crate::custody::Operation;
@@ -14,12 +15,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs remembered; the oldest finished ones are forgotten first.
-const MAX_RUNS: usize = 1_000;
+pub const MAX_RUNS: usize = 1_000;
 /// Devices named in one request.
 pub const MAX_DEVICES: usize = 10_000;
 
@@ -72,38 +72,16 @@ pub struct Run {
     pub started_by: String,
 }
 
-/// The runs.
-#[derive(Debug, Default)]
-pub struct RunBoard {
-    runs: Mutex<(HashMap<String, Run>, VecDeque<String>)>,
-}
+/// The runs the API started.
+pub type RunBoard = Recent<Run>;
 
-impl RunBoard {
-    fn update(&self, id: &str, change: impl FnOnce(&mut Run)) {
-        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(run) = runs.0.get_mut(id) {
-            change(run);
-        }
+impl Entry for Run {
+    fn id(&self) -> &str {
+        &self.id
     }
 
-    fn add(&self, run: Run) {
-        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
-        let (by_id, order) = &mut *runs;
-        while order.len() >= MAX_RUNS {
-            let Some(at) = order.iter().position(|id| by_id.get(id).is_none_or(|r| r.state != RunState::Running))
-            else {
-                break;
-            };
-            if let Some(id) = order.remove(at) {
-                by_id.remove(&id);
-            }
-        }
-        order.push_back(run.id.clone());
-        by_id.insert(run.id.clone(), run);
-    }
-
-    fn get(&self, id: &str) -> Option<Run> {
-        self.runs.lock().unwrap_or_else(PoisonError::into_inner).0.get(id).cloned()
+    fn finished(&self) -> bool {
+        self.state != RunState::Running
     }
 }
 
@@ -130,13 +108,12 @@ pub struct ExportRequest {
 }
 
 fn new_run(kind: RunKind, target: String, caller: &Caller) -> Result<Run, ApiError> {
-    let id = hex::encode(crate::seal::random_array::<8>().map_err(|_| ApiError::unavailable("no random source"))?);
     Ok(Run {
-        id,
+        id: board::new_id()?,
         kind,
         state: RunState::Running,
         target,
-        started_at: crate::time::rfc3339(crate::db::now_millis()),
+        started_at: board::now(),
         finished_at: None,
         total: 0,
         devices: Vec::new(),
@@ -149,7 +126,7 @@ fn finish(state: &Shared, id: &str, error: Option<String>) {
     state.runs.update(id, |run| {
         run.state = if error.is_some() { RunState::Failed } else { RunState::Finished };
         run.error = error;
-        run.finished_at = Some(crate::time::rfc3339(crate::db::now_millis()));
+        run.finished_at = Some(board::now());
     });
     if let Some(run) = state.runs.get(id) {
         let failed =
@@ -286,7 +263,7 @@ pub async fn start_export(
     let filter = match (&request.since, request.devices.is_empty()) {
         (Some(_), false) => return Err(ApiError::bad_request("give devices or since, not both")),
         (Some(since), true) => DeviceFilter::ConfirmedSince(crate::time::parse_utc(since).ok_or_else(|| {
-            ApiError::bad_request(format!("since {since:?}: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"))
+            ApiError::bad_request(format!("since \"{since}\": expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"))
         })?),
         (None, false) => DeviceFilter::Named(request.devices.clone()),
         (None, true) => DeviceFilter::All,
@@ -314,11 +291,11 @@ pub async fn start_export(
             actor: shared.station.actor.clone(),
             run_id: id.clone(),
         };
-        let board = shared.clone();
+        let runs = shared.runs.clone();
         let run_id = id.clone();
         let progress = move |event: ExportProgress| {
             if let ExportProgress::Finished(report) = event {
-                board.runs.update(&run_id, |run| {
+                runs.update(&run_id, |run| {
                     run.devices.push(RunDevice {
                         id: report.device_id,
                         name: report.name,
@@ -353,5 +330,5 @@ pub async fn start_export(
 )]
 pub async fn show(caller: Caller, State(state): State<Shared>, Path(id): Path<String>) -> Result<Json<Run>, ApiError> {
     caller.may(&state, Scope::RunsRead, Operation::Inspect)?;
-    state.runs.get(&id).map(Json).ok_or_else(|| ApiError::not_found(format!("no run {id:?}")))
+    state.runs.get(&id).map(Json).ok_or_else(|| ApiError::not_found(format!("no run \"{id}\"")))
 }

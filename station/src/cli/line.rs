@@ -20,9 +20,7 @@ pub struct LineArgs {
 }
 
 pub async fn run(global: &GlobalArgs, home: &StationHome, args: LineArgs) -> Result<()> {
-    let text = read_bounded(&args.config, MAX_CONFIG_BYTES)?;
-    let text = String::from_utf8(text).with_context(|| format!("{} is not UTF-8 text", args.config.display()))?;
-    let config = LineConfig::parse(&text).with_context(|| format!("{} is not a valid line", args.config.display()))?;
+    let config = read_config(&args.config)?;
     if args.check {
         println!("{}: order {}, {} lane(s)", args.config.display(), config.order, config.lanes.len());
         for lane in &config.lanes {
@@ -44,6 +42,13 @@ pub async fn run(global: &GlobalArgs, home: &StationHome, args: LineArgs) -> Res
     });
     keyfill_station::line::run(station, config, sink, stop_requested).await?;
     Ok(())
+}
+
+/// A line's configuration file, read within its bound and checked.
+pub(super) fn read_config(path: &std::path::Path) -> Result<LineConfig> {
+    let text = read_bounded(path, MAX_CONFIG_BYTES)?;
+    let text = String::from_utf8(text).with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+    LineConfig::parse(&text).with_context(|| format!("{} is not a valid line", path.display()))
 }
 
 fn signal_name(what: &str) -> &'static str {

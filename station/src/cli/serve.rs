@@ -1,6 +1,6 @@
 //! `keyfill serve`, the local automation API, and `keyfill api`: its tokens and its document.
 
-use super::{GlobalArgs, interrupted, print_json, read_bounded};
+use super::{GlobalArgs, interrupted, print_json};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use keyfill_formats::printable;
@@ -9,7 +9,6 @@ use keyfill_station::api::{self, ApiState, Authorise, C2Target};
 use keyfill_station::custody::Operation;
 use keyfill_station::db::api_tokens::{self, StoredToken};
 use keyfill_station::home::StationHome;
-use keyfill_station::line::config::{LineConfig, MAX_CONFIG_BYTES};
 use keyfill_station::line::event::EventSink;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -191,14 +190,7 @@ pub async fn serve(global: &GlobalArgs, home: &StationHome, args: ServeArgs) -> 
             args.listen
         );
     }
-    let line = match &args.line {
-        Some(path) => {
-            let text = String::from_utf8(read_bounded(path, MAX_CONFIG_BYTES)?)
-                .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
-            Some(LineConfig::parse(&text).with_context(|| format!("{} is not a valid line", path.display()))?)
-        }
-        None => None,
-    };
+    let line = args.line.as_deref().map(super::line::read_config).transpose()?;
     let (mut station, custody) = global.custody_station(home, Operation::Inspect, "api").await?;
     let operator = station.actor.operator.clone();
     let authorise: Authorise = match custody {
@@ -240,7 +232,7 @@ pub async fn serve(global: &GlobalArgs, home: &StationHome, args: ServeArgs) -> 
         operator: operator.clone(),
         authorise,
         jobs,
-        runs: Arc::default(),
+        runs: Arc::new(api::runs::RunBoard::new(api::runs::MAX_RUNS)),
         events,
         sink: sink.clone(),
         broker: args.broker.clone(),
